@@ -1,0 +1,54 @@
+"""The space stage: sample genotypes of the configured skeleton and record their MACs and parameters.
+
+Each genotype is extracted from one weight-sharing supernet and checked against it (same output), so the stage
+also proves on the user's own settings that subnets inherit the supernet's function exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import torch
+from rich.progress import track
+
+from engine.config import ExperimentConfig
+from spaces import Genotype, Supernet, count_macs, count_params, largest, sample, smallest
+from spaces import squeezenas
+
+COLUMNS = ("key", "source", "macs", "params", "supernet_max_abs_diff")
+
+
+def survey_genotypes(config: ExperimentConfig) -> list[tuple[str, Genotype]]:
+    """The smallest and largest paths, the released networks of this skeleton, then seeded random samples."""
+    name = config.space.skeleton
+    chosen = [("smallest", smallest(name)), ("largest", largest(name))]
+    chosen += [(net, squeezenas.genotype(net)) for net in squeezenas.NAMES if net.endswith("_" + name)]
+    rng = random.Random(config.seed)
+    chosen += [("random", sample(name, rng)) for _ in range(config.samples)]
+    return chosen
+
+
+def run_survey(config: ExperimentConfig) -> Path:
+    """Write runs/<name>/space.csv (one row per genotype); an existing file is kept as it is."""
+    out = config.run_dir / "space.csv"
+    if out.exists():
+        return out
+    torch.manual_seed(config.seed)
+    space = config.space
+    supernet = Supernet(space.skeleton, space.width, space.num_classes).eval()
+    probe = torch.randn(1, 3, *space.input_size)
+    rows = []
+    for source, genotype in track(survey_genotypes(config), description="surveying the space"):
+        subnet = supernet.extract(genotype)
+        with torch.no_grad():
+            diff = (supernet(probe, genotype) - subnet(probe)).abs().max().item()
+        rows.append((genotype.key, source, count_macs(subnet, space.input_size), count_params(subnet), diff))
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    tmp.replace(out)
+    return out
