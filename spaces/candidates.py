@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -70,7 +71,11 @@ class InvertedResidual(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """ReLU, then two 1x1 stride-2 convs (the second on the input shifted by one pixel), each with its BN, concat."""
+    """ReLU, then two 1x1 stride-2 convs (the second on the input shifted by one pixel), each with its BN, concat.
+
+    At odd sizes the shifted input is zero-padded by one at the end so both branches give ceil(size / 2); at even
+    sizes (all the release knows) the padding would never be sampled, so none is added.
+    """
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -82,7 +87,11 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        return torch.cat([self.branch1(x), self.branch2(x[:, :, 1:, 1:])], dim=1)
+        h, w = x.shape[-2:]
+        shifted = x[:, :, 1:, 1:]
+        if h % 2 or w % 2:
+            shifted = F.pad(shifted, (0, w % 2, 0, h % 2))
+        return torch.cat([self.branch1(x), self.branch2(shifted)], dim=1)
 
 
 class ReLUConvBN(nn.Sequential):
