@@ -1,0 +1,1 @@
+"""What a network really costs on a device: measurement protocol, backends, the device agent, the store."""
