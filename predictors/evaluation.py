@@ -1,0 +1,46 @@
+"""Accuracy of a latency predictor on held-out measurements: errors (MAPE, RMSE, share within ±5% / ±10%) and
+rank agreement (Kendall tau, Spearman rho), which is what a search that compares networks relies on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    """Percentages are of the measured latency; rmse is in the latency's unit (ms in the HELP table)."""
+
+    count: int
+    mape: float
+    rmse: float
+    within_5: float
+    within_10: float
+    kendall_tau: float
+    spearman_rho: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def accuracy_report(measured: np.ndarray, predicted: np.ndarray) -> AccuracyReport:
+    """Compare predictions with positive measured latencies, row by row."""
+    measured = np.asarray(measured, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if measured.ndim != 1 or measured.shape != predicted.shape or len(measured) < 2:
+        raise ValueError(f"need two 1-D arrays of the same length >= 2, got shapes {measured.shape} (measured) and "
+                         f"{predicted.shape} (predicted)")
+    if not (np.isfinite(measured).all() and np.isfinite(predicted).all() and (measured > 0).all()):
+        raise ValueError("measured latencies must be finite and positive and predictions finite")
+    relative = np.abs(predicted - measured) / measured
+    return AccuracyReport(
+        count=len(measured),
+        mape=100 * float(relative.mean()),
+        rmse=float(np.sqrt(np.mean((predicted - measured) ** 2))),
+        within_5=100 * float(np.mean(relative <= 0.05)),
+        within_10=100 * float(np.mean(relative <= 0.10)),
+        kendall_tau=float(kendalltau(measured, predicted).statistic),
+        spearman_rho=float(spearmanr(measured, predicted).statistic),
+    )
