@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spaces.space import SKELETONS
 
@@ -40,10 +40,67 @@ class SpaceConfig(_Strict):
         return value
 
 
+class DataConfig(_Strict):
+    """Where images come from: synthetic streets (generated, the default), CamVid or Cityscapes under `root`."""
+
+    kind: Literal["synthetic", "camvid", "cityscapes"] = "synthetic"
+    root: Path | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    crop: tuple[int, int] = (256, 512)
+    scale: tuple[float, float] = (0.5, 2.0)
+    jitter: float = Field(0.2, ge=0, le=1)
+    eval_size: tuple[int, int] | None = None
+    synthetic_size: tuple[int, int] = (256, 512)
+    synthetic_train: int = Field(512, ge=1)
+    synthetic_val: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _root_for_files(self) -> "DataConfig":
+        if self.kind != "synthetic":
+            if self.root is None:
+                raise ValueError(f"data.root is required for {self.kind}: pass data.root=/path/to/{self.kind}")
+            if not self.root.is_dir():
+                raise ValueError(f"data.root {self.root} is not a directory")
+        return self
+
+
+class EvalConfig(_Strict):
+    """Inherited-weight evaluation: BN recalibration images (0 disables) and the validation subset."""
+
+    calibration_images: int = Field(64, ge=0)
+    val_images: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class TrainConfig(_Strict):
+    """Supernet or stand-alone training; batch_size is the global batch, split evenly over ranks."""
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    schedule: Literal["poly", "cosine"] = "poly"
+    warmup_steps: int = Field(0, ge=0)
+    sampling: Literal["uniform", "sandwich"] = "uniform"
+    sandwich_paths: int = Field(2, ge=0, description="random paths between the largest and the smallest")
+    distill: bool = True
+    amp: bool = True
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     space: SpaceConfig = SpaceConfig()
+    data: DataConfig = DataConfig()
+    supernet: TrainConfig = TrainConfig()
+    evaluation: EvalConfig = EvalConfig()
     samples: int = Field(32, ge=1, description="random genotypes surveyed by the space stage")
     runs_dir: Path = Path("runs")
 

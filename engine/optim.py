@@ -1,0 +1,51 @@
+"""Optimizers and learning-rate schedules (linear warm-up, then poly or cosine decay), stepped once per iteration."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalisation parameters (1-D tensors)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
+                    ) -> torch.optim.Optimizer:
+    groups = _decay_groups(model, weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adamw")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, power: float = 0.9) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) of `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "poly":
+        return (1.0 - progress) ** power
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {schedule!r}; known: poly, cosine")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total: int, warmup: int, schedule: str
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    lr_factor(0, total, warmup, schedule)  # validates the name before training starts
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, schedule))
+
+
+def parameters_of(modules: Iterable[nn.Module]) -> set[int]:
+    """Ids of the parameters of some modules (to tell a path's parameters from the rest)."""
+    return {id(p) for m in modules for p in m.parameters()}
