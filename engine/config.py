@@ -8,7 +8,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.datasets import CAMVID_CLASSES, CITYSCAPES_CLASSES
+from engine.synthetic import SYNTHETIC_CLASSES
 from spaces.space import SKELETONS
+
+DATASET_CLASSES = {"synthetic": SYNTHETIC_CLASSES, "camvid": CAMVID_CLASSES, "cityscapes": CITYSCAPES_CLASSES}
 
 
 class ConfigError(ValueError):
@@ -22,7 +26,7 @@ class _Strict(BaseModel):
 class SpaceConfig(_Strict):
     skeleton: str = "small"
     width: float = Field(1.0, gt=0, le=4)
-    num_classes: int = Field(19, ge=1)
+    num_classes: int | None = Field(None, ge=1, description="None: the classes of the data")
     input_size: tuple[int, int] = (1024, 2048)
 
     @field_validator("skeleton")
@@ -103,6 +107,16 @@ class ExperimentConfig(_Strict):
     evaluation: EvalConfig = EvalConfig()
     samples: int = Field(32, ge=1, description="random genotypes surveyed by the space stage")
     runs_dir: Path = Path("runs")
+
+    @model_validator(mode="after")
+    def _classes_of_the_data(self) -> "ExperimentConfig":
+        classes = len(DATASET_CLASSES[self.data.kind])
+        if self.space.num_classes is None:
+            self.space.num_classes = classes
+        elif self.space.num_classes != classes:
+            raise ValueError(f"space.num_classes {self.space.num_classes} differs from the {classes} classes of "
+                             f"data.kind {self.data.kind}")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from engine.config import ExperimentConfig
+from engine.data import train_set, val_set
 from engine.metrics import SegmentationMetric
 from spaces import Genotype, Supernet
 
@@ -92,3 +94,14 @@ class InheritedEvaluator:
             with self.cache_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
         return record
+
+
+def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.device, cache: bool = True
+                  ) -> InheritedEvaluator:
+    """The experiment's evaluator: calibration images from the training split (with its augmentation, as the
+    statistics were learnt), validation images from the validation split, cache in runs/<name>/inherited.jsonl."""
+    settings = config.evaluation
+    calibration = load_batches(train_set(config.data, config.seed), settings.calibration_images, settings.batch_size)
+    validation = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+    path = config.run_dir / "inherited.jsonl" if cache else None
+    return InheritedEvaluator(supernet, calibration, validation, supernet.num_classes, device, path)
