@@ -11,11 +11,8 @@ synchronised), so the protocol can time it with a host clock. Backends by name (
 - `tensorrt-fp16`: a TensorRT engine built from ONNX with the FP16 builder flag (Jetson and other CUDA devices),
   run through named tensor addresses and `execute_async_v3` on a CUDA stream (TensorRT >= 8.5).
 
-Modules become ONNX through `to_onnx`: `torch.export` first specialises the static input shape, so the Python
-shape arithmetic of the heads becomes constants, then the TorchScript exporter (`dynamo=False`) writes the graph
-(in PRESERVE training mode: the exported module is already in eval form and refuses `train()`). That needs
-nothing beyond torch and onnx; the new exporter (`dynamo=True`) would also need onnxscript, and the TorchScript
-exporter alone cannot trace LR-ASPP's pooling geometry (it sees shapes as tensors, which `round` refuses).
+Modules become ONNX through `to_onnx`: the TorchScript exporter (`dynamo=False`) at one static input shape, which
+needs nothing beyond torch and onnx (the new exporter, `dynamo=True`, would also need onnxscript).
 
 Asking for a GPU backend where CUDA or TensorRT is missing raises `BackendUnavailable` at once.
 """
@@ -55,16 +52,12 @@ def example_input(shape: tuple[int, ...]) -> torch.Tensor:
 
 def to_onnx(model: nn.Module, shape: tuple[int, ...]) -> bytes:
     """The eval-mode model as an ONNX graph (opset 17) for one static input shape (module docstring)."""
-    example = example_input(shape)
-    program = torch.export.export(model.eval(), (example,))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        # Expected here: the TorchScript exporter's deprecation notice, its constant-folding advice for
-        # PRESERVE mode (the exported graph is already in eval form) and tracer notes on export's shape guards.
+        # Expected here: the TorchScript exporter's deprecation notice and tracer notes on static shapes.
         warnings.simplefilter("ignore")
-        torch.onnx.export(program.module(), (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          training=torch.onnx.TrainingMode.PRESERVE)
+        torch.onnx.export(model.eval(), (example_input(shape),), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
     return buffer.getvalue()
 
 

@@ -44,7 +44,7 @@ class LRASPP(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         features = self.features(x)
-        kernel, stride = lraspp_pool_geometry(*x.shape[-2:])
+        kernel, stride = lraspp_pool_geometry(int(x.shape[-2]), int(x.shape[-1]))
         gate = torch.sigmoid(self.gate(F.avg_pool2d(x, kernel, stride)))
         gate = F.interpolate(gate, size=features.shape[-2:], mode="bilinear", align_corners=False)
         out = F.interpolate(features * gate, size=skip.shape[-2:], mode="bilinear", align_corners=False)
