@@ -38,6 +38,11 @@ def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A model's weights and buffers, detached, on the CPU (synchronised BN keeps BatchNorm2d's names)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,5 @@ def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig
                            settings.num_workers)
     train(network, batches, settings, out_dir, world)
     if world.is_main:
-        state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
-        checkpoint.save(final, {"model": state, "genotype": genotype.key})
+        checkpoint.save(final, {"model": checkpoint.cpu_state(network), "genotype": genotype.key})
     return network

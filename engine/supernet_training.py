@@ -44,13 +44,8 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
 
     train(supernet, batches, settings, config.run_dir / "supernet", world, paths)
     if world.is_main:
-        checkpoint.save(final, {"model": _plain_state(supernet), "skeleton": config.space.skeleton})
+        checkpoint.save(final, {"model": checkpoint.cpu_state(supernet), "skeleton": config.space.skeleton})
     return final
-
-
-def _plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Weights on the CPU under the names of an ordinary Supernet (synchronised BN keeps BatchNorm2d's names)."""
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def load_supernet(config: ExperimentConfig, num_classes: int, device: torch.device) -> Supernet:

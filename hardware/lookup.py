@@ -130,7 +130,7 @@ def _hwnasbench_keys(frame: Skeleton, size: int) -> tuple[list[list[str]], list[
             for c in space.candidates
         ])
     last = frame.layers()[-1]
-    h, w = (-(-length // last.stride) for length in sizes[-1])
+    h, w = frame.output_sizes((size, size))[-1]
     neck = frame.neck
     fixed = [f"ConvNorm_H{size}_W{size}_Cin3_Cout{frame.stem}_kernel3_stride{frame.stem_stride}_group1",
              f"ConvNorm_H{h}_W{w}_Cin{last.c_out}_Cout{neck}_kernel1_stride1_group1",

@@ -54,9 +54,8 @@ def cost_table(skeleton_name: str, size: tuple[int, int], width: float = 1.0,
     space = space_of(skeleton_name)
     shape = (frame.num_layers, len(space.candidates))
     macs, params, activations = (np.zeros(shape, dtype=np.int64) for _ in range(3))
-    sizes = frame.input_sizes(size)
-    for i, (spec, (h, w)) in enumerate(zip(frame.layers(), sizes)):
-        out_h, out_w = -(-h // spec.stride), -(-w // spec.stride)
+    layers = zip(frame.layers(), frame.input_sizes(size), frame.output_sizes(size))
+    for i, (spec, (h, w), (out_h, out_w)) in enumerate(layers):
         for j, candidate in enumerate(space.candidates):
             module = build_candidate(candidate, spec.c_in, spec.c_out, spec.stride, space.skip_style)
             macs[i, j] = count_macs(module, (h, w), channels=spec.c_in)

@@ -78,10 +78,15 @@ class Skeleton:
     def input_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
         """(H, W) of the input to each searchable layer for an image of `size` (padding keeps size / stride)."""
         h, w = _down(size[0], self.stem_stride), _down(size[1], self.stem_stride)
+        return [(h, w)] + self.output_sizes(size)[:-1]
+
+    def output_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        """(H, W) of the output of each searchable layer for an image of `size`."""
+        h, w = _down(size[0], self.stem_stride), _down(size[1], self.stem_stride)
         sizes = []
         for spec in self.layers():
-            sizes.append((h, w))
             h, w = _down(h, spec.stride), _down(w, spec.stride)
+            sizes.append((h, w))
         return sizes
 
     @property
