@@ -1,0 +1,137 @@
+"""Few-shot latency prediction on a new device: a non-negative combination of other devices' additive models.
+
+Every latency table we know of in these spaces is close to additive over layers (HELP's raspi4, pixel3, eyeriss
+and fpga columns are sums of per-layer tables), and devices of one kind spend their time alike, so the prior is
+low-rank: the new device's per-layer candidate costs are close to a non-negative combination of the source
+devices' cost vectors, c_target ~ sum_s w_s c_s, w_s >= 0, plus a fixed cost.
+
+`FewShotRegressor(X_source, Y_source)` fits one additive model per source device (column of Y_source; NaN = not
+measured on that device): ridge on the features with a linear latency target and the penalty of lowest
+leave-one-out MAPE (the latency regressor's ridge path, one SVD for all sources measured on the same rows), so
+each source is a cost vector. `fit(X, y)` on a handful of target measurements then solves
+
+    min_{b, w >= 0}  sum_i (y_i - b - sum_s w_s z_s(x_i))^2 + penalty * |w|^2
+
+where z_s is source s's prediction divided by its standard deviation over the source rows (so one penalty treats
+all sources alike) and the intercept b is free. The penalty is the one, among `penalties`, with the lowest exact
+leave-one-out MAPE on the measured rows (ties: the smallest). Because the sources are additive, so is the result:
+`additive` is an `AdditiveModel` (linear target) whose coefficients are the combined per-feature costs, usable
+wherever the latency regressor's base is. When the target is exactly such a combination and the measurements
+pin the weights down (comfortably more rows than sources carrying weight), penalty 0 wins and the fit is exact.
+
+The non-negativity is the prior that makes ten measurements enough: a few sources take the weight and the others
+drop out, instead of a 9-source least-squares fit that interpolates ten points and ranks nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import nnls
+
+from predictors.latency import (
+    DEFAULT_ALPHAS,
+    MIN_ROWS,
+    AdditiveModel,
+    _RidgePath,
+    check_features,
+    check_latency,
+)
+from predictors.latency import loo_mape as ridge_loo_mape
+
+DEFAULT_PENALTIES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+MIN_SHOTS = 3
+
+
+def fit_sources(X: np.ndarray, Y: np.ndarray, alphas: tuple[float, ...]) -> list[AdditiveModel]:
+    """One linear-target additive model per column of Y, on the rows where that column is measured, with the ridge
+    penalty of lowest leave-one-out MAPE; columns measured on the same rows share one SVD."""
+    measured = np.isfinite(Y)
+    models: dict[int, AdditiveModel] = {}
+    for mask in np.unique(measured, axis=1).T:
+        rows = int(mask.sum())
+        if rows < MIN_ROWS:
+            raise ValueError(f"a source device has {rows} measured rows; each needs at least {MIN_ROWS}")
+        path = _RidgePath.of(X[mask])
+        for column in np.flatnonzero((measured == mask[:, None]).all(axis=0)):
+            y = check_latency(Y[mask, column], rows)
+            alpha = min(alphas, key=lambda a: ridge_loo_mape(path, y, "linear", a))
+            models[column] = path.fit(y, "linear", alpha)
+    return [models[column] for column in range(Y.shape[1])]
+
+
+def nonnegative_ridge(Z: np.ndarray, y: np.ndarray, penalty: float) -> tuple[float, np.ndarray]:
+    """(b, w >= 0) minimising |y - b - Z w|^2 + penalty |w|^2, the intercept b unpenalised."""
+    centre = Z.mean(axis=0)
+    augmented = np.vstack([Z - centre, math.sqrt(penalty) * np.eye(Z.shape[1])])
+    weights, _ = nnls(augmented, np.concatenate([y - y.mean(), np.zeros(Z.shape[1])]))
+    return float(y.mean() - centre @ weights), weights
+
+
+def combination_loo_mape(Z: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """Leave-one-out mean absolute percentage error of `nonnegative_ridge` at this penalty."""
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        intercept, weights = nonnegative_ridge(Z[keep], y[keep], penalty)
+        errors.append(abs(intercept + Z[i] @ weights - y[i]) / y[i])
+    return float(np.mean(errors))
+
+
+class FewShotRegressor:
+    """Source devices' additive models, combined non-negatively from a few target measurements (module docstring).
+
+    X_source: [rows, features] features of the architectures measured on the sources; Y_source: [rows, devices]
+    their latencies (NaN where a device did not measure a row). Features for fit/predict must be built the same
+    way as X_source."""
+
+    def __init__(self, X_source: np.ndarray, Y_source: np.ndarray, *, penalties: tuple[float, ...] = DEFAULT_PENALTIES,
+                 source_alphas: tuple[float, ...] = DEFAULT_ALPHAS) -> None:
+        X_source = check_features(X_source)
+        Y_source = np.asarray(Y_source, dtype=np.float64)
+        if Y_source.ndim != 2 or Y_source.shape[0] != X_source.shape[0] or Y_source.shape[1] == 0:
+            raise ValueError(f"Y_source must be [rows, devices] with {X_source.shape[0]} rows (one per row of "
+                             f"X_source), got shape {Y_source.shape}")
+        if not penalties or min(penalties) < 0:
+            raise ValueError(f"penalties must be a non-empty list of values >= 0, got {list(penalties)}")
+        self.penalties = tuple(sorted(float(p) for p in penalties))
+        self.sources = fit_sources(X_source, Y_source, tuple(source_alphas))
+        self.n_features = X_source.shape[1]
+        self.scale = np.array([max(float(np.std(s.margin(X_source))), 1e-12) for s in self.sources])
+        self.penalty = math.nan
+        self.intercept = math.nan
+        self.weights = np.empty(0)
+        self.loo_mape = math.nan
+
+    def standardised(self, X: np.ndarray) -> np.ndarray:
+        """[rows, sources]: each source's predicted latency divided by its spread over the source rows."""
+        X = check_features(X, self.n_features)
+        return np.stack([s.margin(X) for s in self.sources], axis=1) / self.scale
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FewShotRegressor:
+        """Fit the combination on the target device's measurements (a few rows; at least 3)."""
+        Z = self.standardised(X)
+        y = check_latency(y, Z.shape[0])
+        if len(y) < MIN_SHOTS:
+            raise ValueError(f"need at least {MIN_SHOTS} target measurements to choose the penalty by "
+                             f"leave-one-out, got {len(y)}")
+        scores = [combination_loo_mape(Z, y, p) for p in self.penalties]
+        best = int(np.argmin(scores))
+        self.penalty, self.loo_mape = self.penalties[best], scores[best]
+        self.intercept, self.weights = nonnegative_ridge(Z, y, self.penalty)
+        return self
+
+    @property
+    def additive(self) -> AdditiveModel:
+        """The fitted predictor as one additive model: combined per-feature costs and fixed cost (linear target)."""
+        if not len(self.weights):
+            raise ValueError("the few-shot regressor is not fit yet; call fit(X, y) with target measurements")
+        per_source = self.weights / self.scale
+        coef = sum(w * s.coef for w, s in zip(per_source, self.sources))
+        intercept = self.intercept + sum(w * s.intercept for w, s in zip(per_source, self.sources))
+        return AdditiveModel("linear", self.penalty, np.asarray(coef, dtype=np.float64), float(intercept))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted target latency, in the unit of the y given to fit."""
+        return self.additive.margin(check_features(X, self.n_features))
