@@ -98,6 +98,82 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
 
 
+class AgentConfig(_Strict):
+    """Where the device agent (`python -m hardware.agent` on the target) listens and how to authenticate."""
+
+    url: str = Field("http://127.0.0.1:8765", pattern=r"^https?://[^\s/]+(/.*)?$")
+    token_file: Path | None = Field(None, description="None: $SQUEEZENAS_AGENT_TOKEN")
+    timeout_s: float = Field(900.0, gt=0, description="one measurement, TensorRT engine build included")
+    retries: int = Field(3, ge=0)
+
+
+class LatencyConfig(_Strict):
+    """Stage 3: which device measures, how (protocol), how many genotypes, and the predictor's target."""
+
+    device: Literal["local", "agent"] = "local"
+    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda-fp16", "tensorrt-fp16"] = "torch-cpu"
+    device_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                    description="None: this machine's name, or the agent's")
+    agent: AgentConfig = AgentConfig()
+    measurements: int = Field(60, ge=8, description="genotypes measured to fit the predictor, spread over MACs")
+    heldout: int = Field(20, ge=2, description="random genotypes measured only to test the predictor")
+    active: int = Field(0, ge=0, description="extra genotypes chosen where the predictor is least sure near the front")
+    pool: int = Field(2000, ge=16, description="random genotypes the measured ones are chosen from")
+    statistic: Literal["median", "mean", "p90"] = "median"
+    warmup: int = Field(5, ge=0, le=1000)
+    repeats: int = Field(20, ge=1, le=10000)
+    batch: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1, description="CPU threads (torch-cpu, onnxruntime-cpu)")
+    store: Path | None = Field(None, description="None: the shared cache ($SQUEEZENAS_MEASUREMENTS or ~/.cache)")
+
+
+class Constraints(_Strict):
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_macs: float | None = Field(None, gt=0)
+
+
+class SearchConfig(_Strict):
+    """Stage 4: NSGA-II (pymoo) over genotypes; every evaluation an Optuna trial; Dask for parallel scoring."""
+
+    population: int = Field(24, ge=4)
+    generations: int = Field(8, ge=1)
+    offspring: int | None = Field(None, ge=1, description="None: the population size")
+    mutation_rate: float | None = Field(None, gt=0, le=1, description="None: 1 / layers")
+    constraints: Constraints = Constraints()
+    storage: str | None = Field(None, description="SQLAlchemy URL; None: sqlite:///runs/<name>/study.db")
+    workers: int = Field(1, ge=1, description="> 1: a Dask LocalCluster with this many processes")
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler (overrides workers)")
+
+
+class SelectionConfig(_Strict):
+    """Stage 5: the highest-mIoU front point under each latency budget (label -> ms), and the knee."""
+
+    budgets_ms: dict[str, float] = {"small": 35.0, "large": 100.0}
+    knee: bool = True
+
+    @field_validator("budgets_ms")
+    @classmethod
+    def _positive_budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        for label, budget in value.items():
+            if not budget > 0:
+                raise ValueError(f"budget {label} must be a positive number of ms, got {budget}")
+            if not label.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"budget label {label!r} must be letters, digits, '_' or '-' (it names a folder)")
+        return value
+
+
+class RetrainConfig(_Strict):
+    """Stage 6: stand-alone training of each picked network, ONNX export and re-measurement."""
+
+    init: Literal["scratch", "inherited"] = "inherited"
+    train: TrainConfig = TrainConfig(steps=500)
+    export: bool = True
+    remeasure: bool = True
+
+
+STAGES = ("space", "supernet", "latency", "search", "select", "retrain", "report")
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -106,6 +182,10 @@ class ExperimentConfig(_Strict):
     supernet: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
     samples: int = Field(32, ge=1, description="random genotypes surveyed by the space stage")
+    latency: LatencyConfig = LatencyConfig()
+    search: SearchConfig = SearchConfig()
+    selection: SelectionConfig = SelectionConfig()
+    retrain: RetrainConfig = RetrainConfig()
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")

@@ -14,8 +14,8 @@ import torch
 from rich.progress import track
 
 from engine.config import ExperimentConfig
-from spaces import Genotype, Supernet, count_macs, count_params, largest, sample, smallest
-from spaces import squeezenas
+from spaces import Genotype, Supernet, largest, sample, smallest, squeezenas
+from spaces.costs import cost_table
 
 COLUMNS = ("key", "source", "macs", "params", "supernet_max_abs_diff")
 
@@ -39,12 +39,13 @@ def run_survey(config: ExperimentConfig) -> Path:
     space = config.space
     supernet = Supernet(space.skeleton, space.width, space.num_classes).eval()
     probe = torch.randn(1, 3, *space.input_size)
+    costs = cost_table(space.skeleton, tuple(space.input_size), space.width, space.num_classes)
     rows = []
     for source, genotype in track(survey_genotypes(config), description="surveying the space"):
         subnet = supernet.extract(genotype)
         with torch.no_grad():
             diff = (supernet(probe, genotype) - subnet(probe)).abs().max().item()
-        rows.append((genotype.key, source, count_macs(subnet, space.input_size), count_params(subnet), diff))
+        rows.append((genotype.key, source, costs.genotype_macs(genotype), costs.genotype_params(genotype), diff))
     tmp = out.with_suffix(".tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)

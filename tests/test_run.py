@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -13,26 +15,58 @@ from engine.run import main
 from tests.conftest import ROOT
 
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
-FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "data.synthetic_size=[64,128]",
+FAST = ["samples=4", "supernet.steps=2", "latency.measurements=10", "latency.heldout=4", "latency.repeats=3",
+        "latency.warmup=1", "latency.pool=50", "search.population=6", "search.generations=2",
+        "retrain.train.steps=2", "retrain.train.checkpoint_every=1", "supernet.checkpoint_every=1", "data.synthetic_size=[64,128]",
         "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4", "evaluation.calibration_images=4",
         "space.input_size=[64,128]"]
 
 
+OUTPUTS = ("config.yaml", "space.csv", "supernet.pt", "latency/accuracy.json", "latency/predictor/regressor.json",
+           "study.db", "evaluations.csv", "front.csv", "front.json", "hypervolume.csv", "selected/selection.json",
+           "report.html")
+
+
+def fast(tmp_path: Path) -> list[str]:
+    """Quickstart overrides for a run of seconds, with its own measurement store."""
+    return [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *FAST]
+
+
 def test_quickstart_writes_the_run_directory(tmp_path: Path) -> None:
-    overrides = [f"runs_dir={tmp_path}", *FAST]
-    assert main([QUICKSTART, *overrides]) == 0
+    assert main([QUICKSTART, *fast(tmp_path)]) == 0
     run = tmp_path / "quickstart"
-    assert (run / "supernet.pt").exists() and (run / "supernet" / "metrics.csv").exists()
-    scored = pd.read_csv(run / "inherited.csv")
-    assert len(scored) == 8 and scored.miou.between(0, 1).all()
+    for name in OUTPUTS:
+        assert (run / name).exists(), name
     table = pd.read_csv(run / "space.csv")
     assert list(table.source) == ["smallest", "largest", "lat_small", "mac_small"] + ["random"] * 4
     assert (table.supernet_max_abs_diff <= 1e-5).all()
-    assert table.macs.min() == table.macs[0] and table.macs.max() == table.macs[1]
     assert "width: 0.5" in (run / "config.yaml").read_text()
-    stamps = {name: (run / name).stat().st_mtime_ns for name in ("space.csv", "supernet.pt", "inherited.jsonl")}
-    assert main([QUICKSTART, *overrides]) == 0
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
+    assert len(study.trials) == len(evaluations) == evaluations.key.nunique() >= 12
+    assert evaluations.miou.between(0, 1).all() and (evaluations.latency_ms > 0).all()
+    front = pd.read_csv(run / "front.csv")
+    assert set(front.key) == set(evaluations.key[evaluations.front])
+    for row in evaluations.itertuples():  # no evaluated subnet dominates a front point
+        dominated = (row.miou >= front.miou) & (row.latency_ms <= front.latency_ms) & (
+            (row.miou > front.miou) | (row.latency_ms < front.latency_ms))
+        assert not dominated.any(), row.key
+    picked = json.loads((run / "selected" / "selection.json").read_text())["picked"]
+    assert picked and {p["key"] for p in picked} <= set(front.key)
+    for entry in picked:
+        metrics = json.loads((run / "selected" / entry["label"] / "metrics.json").read_text())
+        assert metrics["measured"]["median_ms"] > 0 and metrics["onnx_max_abs_diff"] <= 1e-3
+        assert (run / "selected" / entry["label"] / "model.onnx").exists()
+    stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS if name != "config.yaml"}
+    assert main([QUICKSTART, *fast(tmp_path)]) == 0
     assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps
+
+
+def test_stages_option_runs_only_those(tmp_path: Path) -> None:
+    assert main([QUICKSTART, *fast(tmp_path), "--stages", "space"]) == 0
+    run = tmp_path / "quickstart"
+    assert (run / "space.csv").exists() and not (run / "supernet.pt").exists()
+    assert main([QUICKSTART, *fast(tmp_path), "--stages", "space,searching"]) == 2
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -50,6 +84,16 @@ def test_quickstart_writes_the_run_directory(tmp_path: Path) -> None:
     (["supernet.device=tpu"], "supernet.device: String should match pattern"),
     (["supernet.sampling=greedy"], "supernet.sampling: Input should be 'uniform' or 'sandwich'"),
     (["supernet.lr=0"], "supernet.lr: Input should be greater than 0"),
+    (["selection.budgets_ms.small=-5"], "budget small must be a positive number of ms, got -5"),
+    (["latency.device=phone"], "latency.device: Input should be 'local' or 'agent'"),
+    (["latency.backend=cuda"], "latency.backend: Input should be"),
+    (["latency.backend=tensorrt-fp16"], "latency.backend tensorrt-fp16:"),
+    (["latency.measurements=3"], "latency.measurements: Input should be greater than or equal to 8"),
+    (["search.population=2"], "search.population: Input should be greater than or equal to 4"),
+    (["search.constraints.max_latency_ms=0"], "search.constraints.max_latency_ms: Input should be greater than 0"),
+    (["retrain.init=imagenet"], "retrain.init: Input should be 'scratch' or 'inherited'"),
+    (["latency.device=agent", "latency.agent.token_file=/nonexistent/token"], "/nonexistent/token"),
+    (["latency.device=agent", "latency.agent.url=localhost:8765"], "latency.agent.url: String should match"),
 ])
 def test_bad_config_is_one_line_and_nonzero(overrides: list[str], message: str, capsys) -> None:
     assert main([QUICKSTART, *overrides]) == 2
@@ -63,7 +107,17 @@ def test_missing_config_file(tmp_path: Path, capsys) -> None:
 
 
 def test_module_entry_point(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "engine.run", QUICKSTART, f"runs_dir={tmp_path}", *FAST],
+    result = subprocess.run([sys.executable, "-m", "engine.run", QUICKSTART, *fast(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "quickstart" / "inherited.csv").exists()
+    assert (tmp_path / "quickstart" / "report.html").exists()
+
+
+def test_unreachable_agent_stops_the_run_at_its_start(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SQUEEZENAS_AGENT_TOKEN", "t" * 32)
+    overrides = [*fast(tmp_path), "latency.device=agent", "latency.agent.url=http://127.0.0.1:9",
+                 "latency.agent.retries=0", "latency.agent.timeout_s=2"]
+    assert main([QUICKSTART, *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "python -m hardware.agent" in err, err
+    assert not (tmp_path / "quickstart" / "supernet.pt").exists()

@@ -1,0 +1,105 @@
+"""Stage 6: retrain each picked network stand-alone, evaluate it, export it to ONNX and re-measure it.
+
+For every entry of selected/selection.json: training (engine/standalone.py, from scratch or from the supernet's
+weights as `retrain.init` says; resumable, data-parallel under torchrun) into selected/<label>/, then on the main
+process the validation mIoU and per-class IoU, model.onnx checked against torch with ONNX Runtime, and a new
+latency measurement on the experiment's device (stored in the measurement store like any other) beside the
+prediction the search used. A label whose metrics.json exists is not redone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch.distributed as dist
+
+from engine.config import DATASET_CLASSES, ExperimentConfig
+from engine.data import val_set
+from engine.distributed import World
+from engine.evaluate import evaluate, load_batches
+from engine.export import export_checked
+from engine.latency import Meter
+from engine.standalone import train_standalone
+from engine.supernet_training import load_supernet
+from spaces import Genotype, Network
+
+
+def selection(config: ExperimentConfig) -> list[dict]:
+    return json.loads((config.run_dir / "selected" / "selection.json").read_text())["picked"]
+
+
+def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World) -> Network:
+    space, retrain = config.space, config.retrain
+    supernet = None
+    if retrain.init == "inherited":
+        supernet = load_supernet(config, space.num_classes, world.device).cpu()
+    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet)
+
+
+def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) -> dict | None:
+    """The re-measured statistics (also stored), or None without a reachable device."""
+    if meter is None or not meter.config.retrain.remeasure:
+        return None
+    measurement = meter.measure_network(network.cpu())
+    meter.store.put(meter.key(genotype), measurement)
+    return measurement.as_dict()
+
+
+def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World) -> dict:
+    """Evaluate, export and re-measure one retrained network; the metrics.json record."""
+    folder = config.run_dir / "selected" / entry["label"]
+    genotype = Genotype.from_key(entry["key"])
+    settings = config.evaluation
+    batches = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+    result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
+    searched = pd.read_csv(config.run_dir / "evaluations.csv").set_index("key").loc[entry["key"]]
+    shape = (config.latency.batch, 3, *config.space.input_size)
+    diff = export_checked(network, shape, folder / "model.onnx") if config.retrain.export else None
+    return {
+        "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
+        "predicted_ms": float(searched.latency_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
+        "predicted_upper_ms": float(searched.latency_upper_ms), "inherited_miou": float(searched.miou),
+        "retrained_miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
+        "iou": [None if math.isnan(v) else v for v in result["iou"]], "class_names": list(DATASET_CLASSES[config.data.kind]),
+        "measured": measured_stats(meter, genotype, network), "onnx_max_abs_diff": diff,
+        "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
+        "retrain_steps": config.retrain.train.steps,
+    }
+
+
+def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
+    """Another label's results for the same genotype, copied into this label's folder."""
+    source, folder = (config.run_dir / "selected" / label for label in (twin["label"], entry["label"]))
+    for name in ("weights.pt", "model.onnx"):
+        if (source / name).exists():
+            shutil.copyfile(source / name, folder / name)
+    record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"]}
+    (folder / "metrics.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def run_retrain(config: ExperimentConfig, world: World, meter: Meter | None) -> list[dict]:
+    """Retrain, evaluate, export and re-measure every picked network; returns their metrics records."""
+    records = []
+    for entry in selection(config):
+        folder = config.run_dir / "selected" / entry["label"]
+        out = folder / "metrics.json"
+        if out.exists():
+            records.append(json.loads(out.read_text()))
+            continue
+        twin = next((r for r in records if r["key"] == entry["key"]), None)
+        if twin is not None:  # the same genotype under two labels is trained once
+            records.append(copy_twin(config, twin, entry) if world.is_main else twin)
+            continue
+        network = train_picked(config, Genotype.from_key(entry["key"]), folder, world)
+        if world.is_main:
+            record = finish(config, entry, network, meter, world)
+            out.write_text(json.dumps(record, indent=1))
+            records.append(record)
+        if world.distributed:
+            dist.barrier()
+    return records

@@ -1,0 +1,261 @@
+"""The device agent and its client: an agent on 127.0.0.1 (port 0, a background thread, onnxruntime-cpu) measures
+a tiny ONNX network as a local `measure` does, refuses bad requests with the right status and keeps serving; the
+client retries only what may succeed on a second try and says how to start an agent it cannot reach.
+
+Timings run one CPU thread: on a shared 2-core machine two OpenMP threads stall behind any other busy process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from onnx import TensorProto, helper
+from torch import nn
+
+from hardware.agent import Agent, AgentServer, Limits, main, onnx_backend
+from hardware.backends import backend, to_onnx
+from hardware.client import (
+    TOKEN_ENV,
+    AgentClient,
+    AgentError,
+    AgentUnreachable,
+    TokenError,
+    measure_module,
+    read_token,
+)
+from hardware.protocol import MeasurementProtocol, measure
+from spaces import build, sample
+
+TOKEN = "agent-test-token-0123456789"
+LIMIT = 4 << 20
+PROTOCOL = MeasurementProtocol(warmup=5, repeats=40, size=(128, 256), threads=1)
+QUERY = "/measure?warmup=2&repeats=3&batch=1&threads=1&height=128&width=256"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ONNX = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> bytes:
+    return to_onnx(build(sample("small", 0), width=0.25).eval(), PROTOCOL.shape)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[AgentServer]:
+    agent = Agent(onnx_backend("onnxruntime-cpu"), TOKEN, Limits(max_bytes=LIMIT, max_threads=4))
+    server = AgentServer(("127.0.0.1", 0), agent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def url(server: AgentServer) -> str:
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def client(server: AgentServer, token: str = TOKEN, retries: int = 0) -> AgentClient:
+    return AgentClient(url(server), token, timeout=30, retries=retries, backoff=0.01)
+
+
+def send(server: AgentServer, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"",
+         length: int | None = -1) -> tuple[int, dict[str, object]]:
+    """One raw request; `length` -1 sends the body's Content-Length, None sends none, else that number."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+    try:
+        connection.putrequest(method, target)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if length is not None:
+            connection.putheader("Content-Length", str(len(body) if length == -1 else length))
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def unknown_op_model() -> bytes:
+    """A valid ONNX model (onnx.checker accepts it) whose custom operator no runtime implements."""
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(PROTOCOL.shape)) for n in ("input", "output")]
+    graph = helper.make_graph([helper.make_node("Foo", ["input"], ["output"], domain="com.example")], "foo",
+                              value[:1], value[1:])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+def test_agent_measures_as_a_local_measurement_does(server: AgentServer, onnx_model: bytes) -> None:
+    """Medians within max(25%, 3 x the smaller CV) of a local measurement of the same bytes on the same backend.
+
+    CV is the noise a measurement reports about itself; 25% covers load that changes between two runs (another
+    process waking up), which no single run's CV sees. Up to three rounds: a burst of load during one of them
+    must not fail the test, while an agent that timed something else (HTTP, parsing, more threads) fails all."""
+    local_backend, remote = backend("onnxruntime-cpu"), client(server)
+    differences = []
+    for _ in range(3):
+        local = measure(onnx_model, local_backend, PROTOCOL).stats
+        through_agent = remote.measure(onnx_model, PROTOCOL)
+        stats = through_agent.stats
+        tolerance = max(0.25, 3 * min(local.cv, stats.cv))
+        differences.append((stats.median_ms, local.median_ms, tolerance))
+        if abs(stats.median_ms - local.median_ms) <= tolerance * local.median_ms:
+            break
+    else:
+        pytest.fail(f"agent vs local medians (ms) and relative tolerance, three rounds: {differences}")
+    record = through_agent.provenance
+    assert stats.samples == PROTOCOL.repeats
+    assert record["backend"] == "onnxruntime-cpu" and record["threads"] == 1 and record["agent"] == url(server)
+    assert record["protocol"]["shape"] == list(PROTOCOL.shape)
+    assert record["onnx_sha256"] == hashlib.sha256(onnx_model).hexdigest()
+
+
+def test_info_and_measure_module(server: AgentServer) -> None:
+    remote = client(server)
+    info = remote.info()
+    assert info["backend"] == "onnxruntime-cpu" and info["limits"]["max_bytes"] == LIMIT and not info["busy"]
+    assert info["provenance"]["backend_version"] == info["backend_version"] and remote.reachable()
+    tiny = MeasurementProtocol(warmup=1, repeats=3, size=(32, 64), threads=1)
+    measurement = measure_module(remote, nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()), tiny)
+    assert measurement.stats.samples == 3 and measurement.provenance["protocol"]["shape"] == [1, 3, 32, 64]
+
+
+def test_bad_requests_are_refused_and_the_agent_keeps_serving(server: AgentServer, onnx_model: bytes) -> None:
+    q = QUERY.replace
+    cases = {
+        "no token": (401, "POST", QUERY, ONNX, onnx_model, -1),
+        "wrong token": (401, "POST", QUERY, {**ONNX, "Authorization": "Bearer " + "x" * 27}, onnx_model, -1),
+        "token without Bearer": (401, "POST", QUERY, {**ONNX, "Authorization": TOKEN}, onnx_model, -1),
+        "oversize": (413, "POST", QUERY, {**AUTH, **ONNX}, b"", LIMIT + 1),
+        "no Content-Length": (411, "POST", QUERY, {**AUTH, **ONNX}, b"", None),
+        "not ONNX": (400, "POST", QUERY, {**AUTH, **ONNX}, b"print('hello')\n" * 10, -1),
+        "empty body": (400, "POST", QUERY, {**AUTH, **ONNX}, b"", -1),
+        "not octet-stream": (415, "POST", QUERY, {**AUTH, "Content-Type": "text/plain"}, onnx_model, -1),
+        "shape disagrees": (400, "POST", q("height=128", "height=64"), {**AUTH, **ONNX}, onnx_model, -1),
+        "repeats 0": (400, "POST", q("repeats=3", "repeats=0"), {**AUTH, **ONNX}, onnx_model, -1),
+        "repeats over limit": (400, "POST", q("repeats=3", "repeats=10001"), {**AUTH, **ONNX}, onnx_model, -1),
+        "threads not a number": (400, "POST", q("threads=1", "threads=one"), {**AUTH, **ONNX}, onnx_model, -1),
+        "width missing": (400, "POST", q("&width=256", ""), {**AUTH, **ONNX}, onnx_model, -1),
+        "unknown parameter": (400, "POST", QUERY + "&repeat=5", {**AUTH, **ONNX}, onnx_model, -1),
+        "unknown path": (404, "GET", "/measurements", AUTH, b"", None),
+        "GET /measure": (405, "GET", "/measure", AUTH, b"", None),
+        "POST /info": (405, "POST", "/info", AUTH, b"", -1),
+    }
+    wrong = {}
+    for name, (expected, method, target, headers, body, length) in cases.items():
+        status, answer = send(server, method, target, headers, body, length)
+        one_line_error = set(answer) == {"error"} and "\n" not in str(answer["error"])
+        if status != expected or not one_line_error:
+            wrong[name] = (status, answer)
+    assert wrong == {}
+    status, answer = send(server, "POST", QUERY, {**AUTH, **ONNX}, onnx_model)
+    assert status == 200 and answer["samples"] == 3
+
+
+def test_a_backend_failure_on_a_valid_model_is_500(server: AgentServer) -> None:
+    with pytest.raises(AgentError, match="500: backend onnxruntime-cpu failed on the model: .*Foo") as raised:
+        client(server).measure(unknown_op_model(), PROTOCOL)
+    assert raised.value.status == 500 and not isinstance(raised.value, AgentUnreachable)
+    assert "\n" not in str(raised.value) and client(server).reachable()
+
+
+def test_retries_follow_the_status(server: AgentServer, onnx_model: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """5xx is tried 1 + retries times; 401 and 400 once (the same request would be refused again)."""
+    caplog.set_level(logging.INFO, logger="hardware.agent")
+    with pytest.raises(AgentError):
+        client(server, retries=2).measure(unknown_op_model(), PROTOCOL)
+    with pytest.raises(AgentError, match="401: missing or wrong token") as unauthorised:
+        client(server, token="y" * 20, retries=3).measure(onnx_model, PROTOCOL)
+    small = MeasurementProtocol(warmup=1, repeats=3, size=(64, 128), threads=1)
+    with pytest.raises(AgentError, match="400: the model's input 'input' is 1x3x128x256") as refused:
+        client(server, retries=3).measure(onnx_model, small)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hardware.agent"]
+    assert sum("POST /measure" in line and " 500 " in line for line in lines) == 3
+    assert sum(" 401 " in line for line in lines) == 1 and unauthorised.value.status == 401
+    assert sum("POST /measure" in line and " 400 " in line for line in lines) == 1 and refused.value.status == 400
+
+
+def test_client_refuses_a_model_over_the_agent_limit_before_sending(server: AgentServer) -> None:
+    with pytest.raises(AgentError, match="--max-bytes") as raised:
+        client(server).measure(b"\0" * (LIMIT + 1), PROTOCOL)
+    assert raised.value.status == 413
+
+
+def test_measurements_never_overlap(server: AgentServer, onnx_model: bytes) -> None:
+    """While a measurement holds the lock another waits; /info still answers and says the agent is busy."""
+    remote, done = client(server), threading.Event()
+    tiny = MeasurementProtocol(warmup=1, repeats=3, size=(128, 256), threads=1)
+
+    def measure_then_signal() -> None:
+        remote.measure(onnx_model, tiny)
+        done.set()
+
+    remote.info()
+    with server.agent.lock:
+        waiting = threading.Thread(target=measure_then_signal)
+        waiting.start()
+        assert not done.wait(0.3) and remote.info()["busy"]
+    waiting.join(timeout=30)
+    assert done.is_set()
+
+
+def test_unreachable_agent_says_how_to_start_it() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    remote = AgentClient(f"http://127.0.0.1:{port}", TOKEN, timeout=1, retries=1, backoff=0.01)
+    start = time.perf_counter()
+    with pytest.raises(AgentUnreachable, match=r"cannot reach the device agent at .*python -m hardware\.agent"):
+        remote.measure(b"onnx", PROTOCOL)
+    assert time.perf_counter() - start < 3 and not remote.reachable()
+
+
+def test_silent_agent_times_out_as_unreachable() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        remote = AgentClient(f"http://127.0.0.1:{silent.getsockname()[1]}", TOKEN, timeout=0.2, retries=1,
+                             backoff=0.01)
+        with pytest.raises(AgentUnreachable, match="no answer within 0.2 s"):
+            remote.info()
+
+
+def test_read_token(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment-123")
+    (tmp_path / "token").write_text(f"  {TOKEN}\n")
+    assert read_token(tmp_path / "token") == TOKEN and read_token() == "from-the-environment-123"
+    with pytest.raises(TokenError, match="cannot read the token file"):
+        read_token(tmp_path / "absent")
+    monkeypatch.delenv(TOKEN_ENV)
+    with pytest.raises(TokenError, match=f"--token-file PATH or set {TOKEN_ENV}"):
+        read_token()
+
+
+@pytest.mark.parametrize(("argv", "token", "says"), [
+    ([], None, f"no agent token: pass --token-file PATH or set {TOKEN_ENV}"),
+    (["--token-file", "{short}"], None, "has 5 characters, needs at least 16"),
+    (["--backend", "torch-cpu"], TOKEN, "runs PyTorch modules, but the agent receives ONNX models; use --backend "
+                                        "onnxruntime-cpu or tensorrt-fp16"),
+    (["--backend", "tflite"], TOKEN, "unknown backend 'tflite'"),
+    (["--max-bytes", "0"], TOKEN, "--max-bytes must be at least 1"),
+])
+def test_agent_refuses_to_start_with_one_line(argv: list[str], token: str | None, says: str, tmp_path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "short").write_text("short\n")
+    if token is None:
+        monkeypatch.delenv(TOKEN_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TOKEN_ENV, token)
+    argv = [arg.format(short=tmp_path / "short") for arg in argv]
+    assert main([*argv, "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("hardware.agent: ") and says in error

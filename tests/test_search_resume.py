@@ -1,0 +1,75 @@
+"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from engine.run import main
+from tests.conftest import ROOT
+from tests.test_run import FAST, QUICKSTART
+
+SEARCH = ["search.population=8", "search.generations=5", "evaluation.val_images=8"]
+
+
+def complete_trials(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet, or the file is locked for a moment
+        return 0
+
+
+def overrides(runs: Path, store: Path) -> list[str]:
+    return [f"runs_dir={runs}", f"latency.store={store}", *FAST, *SEARCH]
+
+
+def trial_keys(run: Path) -> list[str]:
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
+    return [t.user_attrs["key"] for t in study.trials]
+
+
+def test_killed_search_resumes_to_the_same_front(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    base = tmp_path / "base"
+    assert main([QUICKSTART, *overrides(base, store), "--stages", "space,supernet,latency"]) == 0
+    for name in ("whole", "killed"):
+        shutil.copytree(base, tmp_path / name)
+
+    assert main([QUICKSTART, *overrides(tmp_path / "whole", store), "--stages", "search"]) == 0
+    whole = tmp_path / "whole" / "quickstart"
+    total = len(trial_keys(whole))
+
+    killed = tmp_path / "killed" / "quickstart"
+    command = [sys.executable, "-m", "engine.run", QUICKSTART, *overrides(tmp_path / "killed", store),
+               "--stages", "search"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 240
+    while complete_trials(killed / "study.db") < 10 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = trial_keys(killed)
+    assert 10 <= len(before) < total and not (killed / "front.csv").exists()
+
+    assert main([QUICKSTART, *overrides(tmp_path / "killed", store), "--stages", "search"]) == 0
+    after = trial_keys(killed)
+    assert after[: len(before)] == before and len(after) == len(set(after)) == total
+    columns = ["key", "miou", "latency_ms"]
+    resumed = pd.read_csv(killed / "front.csv")[columns].sort_values("key").reset_index(drop=True)
+    expected = pd.read_csv(whole / "front.csv")[columns].sort_values("key").reset_index(drop=True)
+    pd.testing.assert_frame_equal(resumed, expected)
+    hypervolume = [pd.read_csv(run / "hypervolume.csv") for run in (killed, whole)]
+    pd.testing.assert_frame_equal(*hypervolume)
