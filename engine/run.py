@@ -37,7 +37,6 @@ from engine.train import TrainingDiverged
 from hardware.client import AgentError
 
 
-
 def save_resolved(config: ExperimentConfig) -> None:
     """runs/<name>/config.yaml: the configuration after overrides and defaults."""
     config.run_dir.mkdir(parents=True, exist_ok=True)

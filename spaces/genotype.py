@@ -87,7 +87,8 @@ def sample(skeleton_name: str, rng: random.Random | int | None = None) -> Genoty
     """A uniformly random genotype of the skeleton."""
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     n_candidates = len(space_of(skeleton_name).candidates)
-    return Genotype(skeleton_name, tuple(rng.randrange(n_candidates) for _ in range(skeleton(skeleton_name).num_layers)))
+    layers = skeleton(skeleton_name).num_layers
+    return Genotype(skeleton_name, tuple(rng.randrange(n_candidates) for _ in range(layers)))
 
 
 def largest(skeleton_name: str) -> Genotype:

@@ -15,11 +15,11 @@ from engine.run import main
 from tests.conftest import ROOT
 
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
-FAST = ["samples=4", "supernet.steps=2", "latency.measurements=10", "latency.heldout=4", "latency.repeats=3",
-        "latency.warmup=1", "latency.pool=50", "search.population=6", "search.generations=2",
-        "retrain.train.steps=2", "retrain.train.checkpoint_every=1", "supernet.checkpoint_every=1", "data.synthetic_size=[64,128]",
-        "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4", "evaluation.calibration_images=4",
-        "space.input_size=[64,128]"]
+FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "latency.measurements=10",
+        "latency.heldout=4", "latency.repeats=3", "latency.warmup=1", "latency.pool=50", "search.population=6",
+        "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1",
+        "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4",
+        "evaluation.calibration_images=4", "space.input_size=[64,128]"]
 
 
 OUTPUTS = ("config.yaml", "space.csv", "supernet.pt", "latency/accuracy.json", "latency/predictor/regressor.json",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spaces import Genotype, build, sample, skeleton
-from spaces.candidates import ConvBNReLU, FactorizedReduce, InvertedResidual, ReLUConvBN, build_candidate
+from spaces.candidates import ConvBNReLU, FactorizedReduce, ReLUConvBN, build_candidate
 from spaces.heads import lraspp_pool_geometry
 from spaces.space import FBNET, SQUEEZENAS
 
