@@ -1,4 +1,5 @@
-"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front."""
+"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front; Dask
+workers find the same front as one process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 
 from engine.run import main
 from tests.conftest import ROOT
@@ -40,19 +42,29 @@ def trial_keys(run: Path) -> list[str]:
     return [t.user_attrs["key"] for t in study.trials]
 
 
-def test_killed_search_resumes_to_the_same_front(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    base = tmp_path / "base"
-    assert main([QUICKSTART, *overrides(base, store), "--stages", "space,supernet,latency"]) == 0
-    for name in ("whole", "killed"):
-        shutil.copytree(base, tmp_path / name)
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """A run directory after space, supernet and latency, and a copy of it searched uninterrupted ('whole')."""
+    root = tmp_path_factory.mktemp("search")
+    assert main([QUICKSTART, *overrides(root / "base", root / "store"), "--stages", "space,supernet,latency"]) == 0
+    shutil.copytree(root / "base", root / "whole")
+    assert main([QUICKSTART, *overrides(root / "whole", root / "store"), "--stages", "search"]) == 0
+    return root
 
-    assert main([QUICKSTART, *overrides(tmp_path / "whole", store), "--stages", "search"]) == 0
-    whole = tmp_path / "whole" / "quickstart"
+
+def front(run: Path) -> pd.DataFrame:
+    columns = ["key", "miou", "latency_ms"]
+    return pd.read_csv(run / "front.csv")[columns].sort_values("key").reset_index(drop=True)
+
+
+def test_killed_search_resumes_to_the_same_front(searched: Path) -> None:
+    store = searched / "store"
+    shutil.copytree(searched / "base", searched / "killed")
+    whole = searched / "whole" / "quickstart"
     total = len(trial_keys(whole))
 
-    killed = tmp_path / "killed" / "quickstart"
-    command = [sys.executable, "-m", "engine.run", QUICKSTART, *overrides(tmp_path / "killed", store),
+    killed = searched / "killed" / "quickstart"
+    command = [sys.executable, "-m", "engine.run", QUICKSTART, *overrides(searched / "killed", store),
                "--stages", "search"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -64,12 +76,16 @@ def test_killed_search_resumes_to_the_same_front(tmp_path: Path) -> None:
     before = trial_keys(killed)
     assert 10 <= len(before) < total and not (killed / "front.csv").exists()
 
-    assert main([QUICKSTART, *overrides(tmp_path / "killed", store), "--stages", "search"]) == 0
+    assert main([QUICKSTART, *overrides(searched / "killed", store), "--stages", "search"]) == 0
     after = trial_keys(killed)
     assert after[: len(before)] == before and len(after) == len(set(after)) == total
-    columns = ["key", "miou", "latency_ms"]
-    resumed = pd.read_csv(killed / "front.csv")[columns].sort_values("key").reset_index(drop=True)
-    expected = pd.read_csv(whole / "front.csv")[columns].sort_values("key").reset_index(drop=True)
-    pd.testing.assert_frame_equal(resumed, expected)
+    pd.testing.assert_frame_equal(front(killed), front(whole))
     hypervolume = [pd.read_csv(run / "hypervolume.csv") for run in (killed, whole)]
     pd.testing.assert_frame_equal(*hypervolume)
+
+
+def test_dask_workers_find_the_same_front(searched: Path) -> None:
+    shutil.copytree(searched / "base", searched / "dask")
+    assert main([QUICKSTART, *overrides(searched / "dask", searched / "store"), "search.workers=2",
+                 "--stages", "search"]) == 0
+    pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"))
