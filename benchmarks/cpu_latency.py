@@ -1,6 +1,6 @@
 """Latency measurement on this machine's CPU: repeatability of the protocol, and how well it can be predicted.
 
-    python -m benchmarks.cpu_latency [--genotypes 300] [--train 200] [--repeat-check 30] [--threads 2]
+    python -m benchmarks.cpu_latency [--genotypes 300] [--train 200] [--repeat-check 30] [--threads 1]
                                      [--warmup 5] [--repeats 20] [--store DIR]
 
 The quickstart space (skeleton small, width 0.5, 19 classes, 256x512 input), torch-cpu backend.
@@ -8,8 +8,10 @@ The quickstart space (skeleton small, width 0.5, 19 classes, 256x512 input), tor
     two medians, their ratio and the reported CVs; two medians agree when they differ by at most k x the larger
     CV (relative to their mean), reported for k = 2 and 3.
 (b) `--genotypes` other seeded genotypes are measured through the measurement store (a rerun measures nothing
-    again); LatencyRegressor is fit on the first `--train` (one-hot candidates + per-layer and total costs) and
-    tested on the rest, beside the per-block lookup table's sums (built once, cached as JSON beside the store).
+    again); LatencyRegressor is fit on the first `--train` with four feature sets (the engine's two: one-hot +
+    costs and costs alone; the per-block lookup table's per-layer terms and sum; costs + those terms) and tested
+    on the rest, beside the lookup table's plain sums (built once, cached as JSON beside the store). The LOO
+    column is the additive base's leave-one-out error on the training rows, which the engine uses to choose.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from hardware.protocol import Measurement, MeasurementProtocol, measure
 from hardware.provenance import device_name
 from hardware.store import MeasurementKey, MeasurementStore, default_directory, space_label
 from predictors.evaluation import AccuracyReport, accuracy_report
-from predictors.features import cost_features, one_hot
-from predictors.latency import LatencyRegressor
+from predictors.features import cost_features, lookup_features, one_hot
+from predictors.latency import LatencyRegressor, additive_loo_mape
 from spaces import Genotype, build, sample
 from spaces.costs import cost_table
 
@@ -86,6 +88,14 @@ def lookup_table(directory: Path, device: str, runner: Backend, protocol: Measur
     return table
 
 
+def feature_sets(genotypes: list[Genotype], table: LookupTable) -> dict[str, np.ndarray]:
+    """The space's features (as the engine builds them) and the lookup table's per-layer terms and sum."""
+    costs = cost_features(genotypes, cost_table(SKELETON, SIZE, WIDTH, CLASSES))
+    lookup = lookup_features(genotypes, table.latency_ms, table.fixed_ms)
+    return {"one-hot + costs": np.concatenate([one_hot(genotypes), costs], axis=1), "costs": costs,
+            "lookup terms": lookup, "costs + lookup terms": np.concatenate([costs, lookup], axis=1)}
+
+
 def report_row(name: str, report: AccuracyReport) -> str:
     return (f"| {name} | {report.within_10:.0f} | {report.within_5:.0f} | {report.mape:.2f} | "
             f"{report.kendall_tau:.3f} |")
@@ -96,7 +106,7 @@ def main() -> None:
     parser.add_argument("--genotypes", type=int, default=300)
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--repeat-check", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--store", type=Path, default=None, help="measurement store directory")
@@ -118,18 +128,18 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}\n")
     genotypes = [sample(SKELETON, HELD_OUT_SEED + i) for i in range(args.genotypes)]
     y = measured(genotypes, store, runner, protocol)
-    costs = cost_table(SKELETON, SIZE, WIDTH, CLASSES)
-    X = np.concatenate([one_hot(genotypes), cost_features(genotypes, costs)], axis=1)
-    train, test = slice(0, args.train), slice(args.train, None)
-    model = LatencyRegressor().fit(X[train], y[train])
     table = lookup_table(args.store or default_directory(), device, runner, protocol)
-    print(f"\nmeasured: {y.min():.1f} to {y.max():.1f} ms (median {np.median(y):.1f}); regressor: "
-          f"{model.additive.target} target, alpha {model.additive.alpha:g}, {model.rounds} boosting rounds; "
-          f"lookup table fixed part {table.fixed_ms:.2f} ms\n")
-    print("| predictor | within ±10 % | within ±5 % | MAPE % | Kendall tau |")
-    print("| --- | --- | --- | --- | --- |")
-    print(report_row("LatencyRegressor (one-hot + costs)", accuracy_report(y[test], model.predict(X[test]))))
-    print(report_row("lookup-table sum", accuracy_report(y[test], table.predict_many(genotypes[test]))))
+    print(f"\nmeasured: {y.min():.1f} to {y.max():.1f} ms (median {np.median(y):.1f}); lookup table fixed part "
+          f"{table.fixed_ms:.2f} ms\n")
+    train, test = slice(0, args.train), slice(args.train, None)
+    print("| predictor | features | LOO MAPE % (train) | within ±10 % | within ±5 % | MAPE % | Kendall tau |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, X in feature_sets(genotypes, table).items():
+        model = LatencyRegressor().fit(X[train], y[train])
+        loo = 100 * additive_loo_mape(X[train], y[train])
+        print(report_row(f"LatencyRegressor ({model.additive.target}, {model.rounds} rounds) | {name} | {loo:.2f}",
+                         accuracy_report(y[test], model.predict(X[test]))))
+    print(report_row("lookup-table sum | - | -", accuracy_report(y[test], table.predict_many(genotypes[test]))))
     print(f"\ntook {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}")
 
 

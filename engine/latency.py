@@ -7,8 +7,10 @@ measurement store, so a genotype measured by any earlier run is not measured aga
 Which genotypes: `latency.measurements` spread over the MACs range of a seeded random pool (predictors/design.py),
 `latency.heldout` other random genotypes measured only to test the predictor, and optionally `latency.active`
 more, chosen where the predictor's interval is widest near the optimistic front of the pool (inherited mIoU vs
-predicted latency). Writes runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and
-accuracy.json. The stage is skipped when accuracy.json exists.
+predicted latency). The predictor's features are the space's per-layer costs, with or without the candidates'
+one-hot columns, whichever explains the training measurements better (leave-one-out). Writes
+runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and accuracy.json. The stage is
+skipped when accuracy.json exists.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from hardware.store import MeasurementKey, MeasurementStore, space_label
 from predictors.design import active, spread
 from predictors.evaluation import accuracy_report
 from predictors.features import cost_features, one_hot
-from predictors.latency import LatencyRegressor
+from predictors.latency import LatencyRegressor, additive_loo_mape
 from spaces import Genotype, build, largest, sample, smallest
 from spaces.costs import CostTable, cost_table
 
 GPU_BACKENDS = ("torch-cuda-fp16", "tensorrt-fp16")
 STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms"}
+FEATURE_SETS = ("costs", "one-hot+costs")
+FEATURES_FILE = "features.json"
 
 
 class DeviceError(RuntimeError):
@@ -124,15 +128,22 @@ def _stored_enough(config: ExperimentConfig, name: str) -> bool:
     return len(rows) >= config.latency.measurements + config.latency.heldout
 
 
+def space_features(genotypes: Sequence[Genotype], costs: CostTable, feature_set: str) -> np.ndarray:
+    """'costs': per-layer and total MACs, params and activations; 'one-hot+costs': the candidates' one-hot too."""
+    features = cost_features(genotypes, costs)
+    return np.concatenate([one_hot(genotypes), features], axis=1) if feature_set == "one-hot+costs" else features
+
+
 @dataclass
 class LatencyModel:
     """The fitted predictor with the space's features: predicted latency and its interval per genotype."""
 
     regressor: LatencyRegressor
     costs: CostTable
+    feature_set: str
 
     def features(self, genotypes: Sequence[Genotype]) -> np.ndarray:
-        return np.concatenate([one_hot(genotypes), cost_features(genotypes, self.costs)], axis=1)
+        return space_features(genotypes, self.costs, self.feature_set)
 
     def predict(self, genotypes: Sequence[Genotype]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(predicted, lower, upper) in ms."""
@@ -147,7 +158,9 @@ def space_costs(config: ExperimentConfig) -> CostTable:
 
 
 def load_latency_model(config: ExperimentConfig) -> LatencyModel:
-    return LatencyModel(LatencyRegressor.load(latency_dir(config) / "predictor"), space_costs(config))
+    folder = latency_dir(config) / "predictor"
+    feature_set = json.loads((folder / FEATURES_FILE).read_text())["feature_set"]
+    return LatencyModel(LatencyRegressor.load(folder), space_costs(config), feature_set)
 
 
 def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
@@ -172,8 +185,12 @@ def latency_of(measurements: Sequence[Measurement], statistic: str) -> np.ndarra
     return np.array([getattr(m.stats, STAT_FIELD[statistic]) for m in measurements])
 
 
-def fit_predictor(model_costs: CostTable, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
-    model = LatencyModel(LatencyRegressor(seed=seed), model_costs)
+def fit_predictor(costs: CostTable, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
+    """The regressor on the feature set whose additive base has the lower leave-one-out error on these
+    measurements (one-hot columns help on large tables and overfit small ones, see BENCHMARKS.md)."""
+    feature_set = min(FEATURE_SETS, key=lambda kind: additive_loo_mape(space_features(genotypes, costs, kind),
+                                                                         latency))
+    model = LatencyModel(LatencyRegressor(seed=seed), costs, feature_set)
     model.regressor.fit(model.features(genotypes), latency)
     return model
 
@@ -197,6 +214,7 @@ def write_tables(out: Path, rows: list[dict], heldout: pd.DataFrame, model: Late
     heldout.to_csv(out / "heldout.csv", index=False)
     report = accuracy_report(heldout.measured_ms.to_numpy(), heldout.predicted_ms.to_numpy())
     model.regressor.save(out / "predictor")
+    (out / "predictor" / FEATURES_FILE).write_text(json.dumps({"feature_set": model.feature_set}))
     (out / "accuracy.json").write_text(json.dumps(report.as_dict(), indent=1))
 
 

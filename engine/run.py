@@ -40,8 +40,10 @@ from hardware.client import AgentError
 def save_resolved(config: ExperimentConfig) -> None:
     """runs/<name>/config.yaml: the configuration after overrides and defaults."""
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config.model_dump(mode="json")
-    (config.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    path = config.run_dir / "config.yaml"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def mean_iou_scorer(config: ExperimentConfig, world: World):

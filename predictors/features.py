@@ -45,3 +45,12 @@ def cost_features(genotypes: Sequence[Genotype], table: CostTable) -> np.ndarray
 
 def cost_feature_names(layers: int) -> list[str]:
     return [f"layer{i}_{kind}" for kind in COST_KINDS for i in range(layers)] + [f"total_{k}" for k in COST_KINDS]
+
+
+def lookup_features(genotypes: Sequence[Genotype], latency_ms: np.ndarray, fixed_ms: float) -> np.ndarray:
+    """[n, layers + 1]: each layer's entry of a per-block latency lookup table [layers, candidates] for the chosen
+    candidate, then the table's whole-network sum (fixed part included)."""
+    _same_skeleton(genotypes)
+    choices = np.array([g.choices for g in genotypes])
+    terms = np.asarray(latency_ms, dtype=np.float64)[np.arange(choices.shape[1]), choices]
+    return np.concatenate([terms, terms.sum(axis=1, keepdims=True) + fixed_ms], axis=1)
