@@ -26,7 +26,10 @@ def export_checked(network: nn.Module, shape: tuple[int, ...], path: Path, toler
     """Write `path` (ONNX) and return max |torch - ONNX Runtime| on the example input."""
     network = network.cpu().eval()
     graph = to_onnx(network, shape)
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a check, not a benchmark: no thread pool left spinning after it
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     x = example_input(shape)
     theirs = session.run(None, {INPUT_NAME: x.numpy()})[0]
     diff = float(np.abs(network(x).numpy() - theirs).max())

@@ -308,9 +308,11 @@ def add_pick_arrows(figure: go.Figure, picks: list[dict[str, Any]]) -> None:
                                   standoff=9, startstandoff=9)
 
 
-def add_budgets(figure: go.Figure, picks: list[dict[str, Any]]) -> None:
-    """The latency budgets of the picks as vertical dashed lines."""
+def add_budgets(figure: go.Figure, picks: list[dict[str, Any]], config: dict[str, Any]) -> None:
+    """The latency budgets of the configuration (selection.budgets_ms) and of the picks as vertical dashed lines."""
+    configured = (config.get("selection") or {}).get("budgets_ms") or {}
     budgets = {(pick.get("budget_ms"), str(pick.get("label", "?"))) for pick in picks}
+    budgets |= {(float(budget), str(label)) for label, budget in configured.items() if not is_missing(budget)}
     for budget, label in sorted((b, label) for b, label in budgets if not is_missing(b)):
         figure.add_vline(x=budget, line_dash="dash", line_color="#777", line_width=1,
                          annotation_text=escape(f"{label} ≤ {budget:g} ms"), annotation_position="bottom right",
@@ -329,7 +331,7 @@ def tradeoff_figure(run: Run) -> go.Figure:
         if points:
             figure.add_trace(picks_trace(points, after))
     add_pick_arrows(figure, run.picks)
-    add_budgets(figure, run.picks)
+    add_budgets(figure, run.picks, run.config)
     figure.update_layout(
         title={"text": "Search: mIoU (inherited weights) vs predicted latency", "y": 0.98},
         xaxis_title="latency (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=620,

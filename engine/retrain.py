@@ -57,6 +57,7 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
     batches = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
     result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
     searched = pd.read_csv(config.run_dir / "evaluations.csv").set_index("key").loc[entry["key"]]
+    measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
     shape = (config.latency.batch, 3, *config.space.input_size)
     diff = export_checked(network, shape, folder / "model.onnx") if config.retrain.export else None
     return {
@@ -66,7 +67,7 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
         "retrained_miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
         "iou": [None if math.isnan(v) else v for v in result["iou"]],
         "class_names": list(DATASET_CLASSES[config.data.kind]),
-        "measured": measured_stats(meter, genotype, network), "onnx_max_abs_diff": diff,
+        "measured": measured, "onnx_max_abs_diff": diff,
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
         "retrain_steps": config.retrain.train.steps,
     }

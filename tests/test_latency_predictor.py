@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from predictors.evaluation import accuracy_report
-from predictors.features import one_hot
-from predictors.latency import LatencyRegressor
+from predictors.features import lookup_features, one_hot
+from predictors.latency import LatencyRegressor, additive_loo_mape
 from spaces import Genotype, sample
 from tests.conftest import shared_path
 
@@ -128,3 +128,22 @@ def test_accuracy_report() -> None:
     assert set(report.as_dict()) >= {"mape", "rmse", "within_5", "within_10", "kendall_tau", "spearman_rho"}
     with pytest.raises(ValueError, match="same length"):
         accuracy_report(np.ones(3), np.ones(4))
+
+
+def test_lookup_features_are_the_chosen_entries_and_their_sum() -> None:
+    genotypes = [sample("small", seed) for seed in range(5)]
+    table = np.random.default_rng(0).uniform(0.1, 2.0, size=(20, 13))
+    features = lookup_features(genotypes, table, fixed_ms=3.0)
+    for g, row in zip(genotypes, features):
+        assert np.allclose(row[:-1], [table[layer, choice] for layer, choice in enumerate(g.choices)])
+        assert row[-1] == pytest.approx(3.0 + row[:-1].sum())
+
+
+def test_leave_one_out_error_prefers_the_features_that_explain_the_latency() -> None:
+    rng = np.random.default_rng(1)
+    useful = rng.uniform(0, 1, size=(80, 4))
+    y = 5 + useful @ np.array([3.0, 1.0, 2.0, 0.5]) + rng.normal(0, 0.01, 80)
+    noise = rng.uniform(0, 1, size=(80, 60))
+    assert additive_loo_mape(useful, y) < 0.01
+    assert additive_loo_mape(useful, y) < additive_loo_mape(np.concatenate([useful, noise], axis=1), y)
+    assert additive_loo_mape(noise, y) > 5 * additive_loo_mape(useful, y)
