@@ -1,5 +1,5 @@
 """A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front; Dask
-workers find the same front as one process."""
+workers find the same front as one process; a latency constraint keeps the front feasible."""
 
 from __future__ import annotations
 
@@ -89,3 +89,14 @@ def test_dask_workers_find_the_same_front(searched: Path) -> None:
     assert main([QUICKSTART, *overrides(searched / "dask", searched / "store"), "search.workers=2",
                  "--stages", "search"]) == 0
     pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"))
+
+
+def test_latency_constraint_keeps_the_front_feasible(searched: Path) -> None:
+    shutil.copytree(searched / "base", searched / "limited")
+    whole = pd.read_csv(searched / "whole" / "quickstart" / "evaluations.csv")
+    limit = float(whole.latency_ms.median())
+    assert main([QUICKSTART, *overrides(searched / "limited", searched / "store"),
+                 f"search.constraints.max_latency_ms={limit}", "--stages", "search"]) == 0
+    evaluations = pd.read_csv(searched / "limited" / "quickstart" / "evaluations.csv")
+    assert (evaluations.feasible == (evaluations.latency_ms <= limit)).all()
+    assert evaluations.front.any() and (evaluations[evaluations.front].latency_ms <= limit).all()
