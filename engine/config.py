@@ -171,7 +171,16 @@ class RetrainConfig(_Strict):
     remeasure: bool = True
 
 
-STAGES = ("space", "supernet", "latency", "search", "select", "retrain", "report")
+class AuditConfig(_Strict):
+    """Optional stage: does inherited-weight mIoU rank subnets as stand-alone training does? `genotypes` front
+    points spread over its latency range, each trained from scratch with `train`, ranked against both proxies."""
+
+    enabled: bool = False
+    genotypes: int = Field(6, ge=3)
+    train: TrainConfig = TrainConfig(steps=500)
+
+
+STAGES = ("space", "supernet", "latency", "search", "select", "audit", "retrain", "report")
 
 
 class ExperimentConfig(_Strict):
@@ -186,6 +195,7 @@ class ExperimentConfig(_Strict):
     search: SearchConfig = SearchConfig()
     selection: SelectionConfig = SelectionConfig()
     retrain: RetrainConfig = RetrainConfig()
+    audit: AuditConfig = AuditConfig()
     runs_dir: Path = Path("runs")
 
     @model_validator(mode="after")

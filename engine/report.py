@@ -49,6 +49,8 @@ class Run:
     heldout: pd.DataFrame | None
     accuracy: dict[str, Any] | None
     picks: list[dict[str, Any]] = field(default_factory=list)
+    audit: pd.DataFrame | None = None
+    audit_summary: dict[str, Any] | None = None
 
 
 @dataclass
@@ -101,6 +103,8 @@ def load_run(run_dir: Path) -> Run:
         heldout=load_table(run_dir / "latency" / "heldout.csv"),
         accuracy=load_json(run_dir / "latency" / "accuracy.json"),
         picks=load_picks(run_dir / "selected"),
+        audit=load_table(run_dir / "audit" / "audit.csv"),
+        audit_summary=load_json(run_dir / "audit" / "audit.json"),
     )
 
 
@@ -400,6 +404,24 @@ def iou_figure(picks: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+def audit_figure(audit: pd.DataFrame, summary: dict[str, Any] | None) -> go.Figure:
+    """Stand-alone mIoU of the audited front points against both inherited-weight proxies."""
+    summary = summary or {}
+    figure = go.Figure()
+    for proxy, name in (("inherited_miou", "BN recalibrated"), ("inherited_miou_no_recalibration", "running BN")):
+        tau = summary.get(f"{proxy}_kendall_tau")
+        figure.add_trace(go.Scatter(
+            x=audit[proxy], y=audit["standalone_miou"], mode="markers", name=f"{name} (Kendall τ {fmt(tau)})",
+            text=[escape(str(key)) for key in audit["key"]],
+            hovertemplate="%{text}<br>inherited %{x:.4f}<br>stand-alone %{y:.4f}<extra></extra>"))
+    steps = summary.get("train_steps")
+    figure.update_layout(
+        title=f"Proxy fidelity: {len(audit)} front points, stand-alone training of {fmt(steps, '.0f')} steps each",
+        xaxis_title="inherited-weight mIoU", yaxis_title="stand-alone mIoU", legend=LEGEND_ABOVE, height=480,
+        margin={"t": 100}, template="plotly_white")
+    return figure
+
+
 # ---------------------------------------------------------------- sections and page
 
 
@@ -427,7 +449,16 @@ def sections(run: Run) -> list[Section]:
                 absent(run, "selected/<label>/metrics.json with per-class iou")),
         Section("Picked networks", picks_table(run.picks) if run.picks else None,
                 absent(run, "selected/<label>/metrics.json")),
-    ]
+    ] + audit_sections(run)
+
+
+def audit_sections(run: Run) -> list[Section]:
+    """The fidelity audit, when the run has one or was configured to."""
+    if run.audit is not None:
+        return [Section("Proxy fidelity audit", audit_figure(run.audit, run.audit_summary))]
+    if nested(run.config, "audit.enabled", False):
+        return [Section("Proxy fidelity audit", None, absent(run, "audit/audit.csv"))]
+    return []
 
 
 def render(section: Section, with_plotlyjs: bool) -> str:

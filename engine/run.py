@@ -1,7 +1,8 @@
 """`python -m engine.run CONFIG [key=value ...]` (or under torchrun): run an experiment's stages into runs/<name>/.
 
 Stages (DESIGN.md): space (space.csv), supernet (supernet.pt; data-parallel under torchrun), latency (measure on
-the device, fit the predictor), search (NSGA-II, Optuna study, front), select (budgets and knee), retrain
+the device, fit the predictor), search (NSGA-II, Optuna study, front), select (budgets and knee), audit (only
+with audit.enabled: inherited vs stand-alone mIoU ranks of front points), retrain
 (stand-alone training, ONNX export, re-measurement; data-parallel under torchrun) and report (report.html). A
 stage whose outputs exist is not redone; `--stages a,b` runs only those. The device is opened first, so an
 unreachable agent stops the run before any training. Exit codes: 0 done, 2 bad configuration or device, 1 bad
@@ -21,6 +22,7 @@ import torch.distributed as dist
 import yaml
 from rich.console import Console
 
+from engine.audit import run_audit
 from engine.config import STAGES, ConfigError, ExperimentConfig, load
 from engine.datasets import DatasetError
 from engine.distributed import World, cleanup, init_world
@@ -84,6 +86,8 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
         notes += main_stages(config, world, stages, meter)
     if world.distributed:
         dist.barrier()
+    if "audit" in stages and config.audit.enabled:
+        run_audit(config, world)
     if "retrain" in stages:
         run_retrain(config, world, meter)
     if world.is_main:
