@@ -206,7 +206,7 @@ def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Geno
     _, lower, upper = model.predict(subset)
     miou = np.array([score(g) for g in track(subset, description="scoring candidates for active measurement")])
     taken = np.array([g in measured for g in subset])
-    return [subset[i] for i in active(lower, upper, -miou, count, taken)]
+    return [subset[i] for i in active(lower, upper, miou, count, taken)]
 
 
 def write_tables(out: Path, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel) -> None:
