@@ -17,9 +17,8 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
 from engine.config import ExperimentConfig
-from engine.data import val_set
 from engine.distributed import World
-from engine.evaluate import evaluate, evaluator_for, load_batches
+from engine.evaluate import Batch, InheritedEvaluator, evaluate, evaluator_for
 from engine.standalone import train_standalone
 from engine.supernet_training import load_supernet
 from predictors.design import spread
@@ -32,21 +31,18 @@ def audit_genotypes(config: ExperimentConfig) -> list[Genotype]:
     return [Genotype.from_key(front.key[i]) for i in sorted(spread(front.latency_ms.to_numpy(), count, config.seed))]
 
 
-def proxy_scores(config: ExperimentConfig, genotypes: list[Genotype], world: World) -> dict[str, list[float]]:
-    """Inherited mIoU of each genotype with and without BN recalibration."""
-    supernet = load_supernet(config, config.space.num_classes, world.device)
-    recalibrated = evaluator_for(config, supernet, world.device, cache=False)
-    plain = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"calibration_images": 0})})
-    running = evaluator_for(plain, supernet, world.device, cache=False)
+def proxy_scores(recalibrated: InheritedEvaluator, genotypes: list[Genotype]) -> dict[str, list[float]]:
+    """Inherited mIoU of each genotype with BN recalibration and without it (same supernet and images)."""
+    running = InheritedEvaluator(recalibrated.supernet, [], recalibrated.validation, recalibrated.num_classes,
+                                 recalibrated.device)
     return {"inherited_miou": [recalibrated.score(g)["miou"] for g in genotypes],
             "inherited_miou_no_recalibration": [running.score(g)["miou"] for g in genotypes]}
 
 
-def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World) -> float:
+def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
+                    batches: list[Batch]) -> float:
     network = train_standalone(genotype, config.data, config.audit.train, folder, world, config.space.width,
                                config.seed)
-    settings = config.evaluation
-    batches = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
     return evaluate(network, batches, config.space.num_classes, world.device)["miou"]
 
 
@@ -65,11 +61,14 @@ def run_audit(config: ExperimentConfig, world: World) -> Path:
     if out.exists():
         return out
     genotypes = audit_genotypes(config)
-    standalone = [standalone_miou(config, g, out_dir / g.key.replace(":", "_"), world) for g in genotypes]
+    supernet = load_supernet(config, config.space.num_classes, world.device)
+    recalibrated = evaluator_for(config, supernet, world.device, cache=False)
+    standalone = [standalone_miou(config, g, out_dir / g.key.replace(":", "_"), world, recalibrated.validation)
+                  for g in genotypes]
     front = pd.read_csv(config.run_dir / "front.csv").set_index("key")
     table = pd.DataFrame({"key": [g.key for g in genotypes],
                           "latency_ms": [float(front.latency_ms[g.key]) for g in genotypes],
-                          **proxy_scores(config, genotypes, world), "standalone_miou": standalone})
+                          **proxy_scores(recalibrated, genotypes), "standalone_miou": standalone})
     if not world.is_main:
         return out
     table.to_csv(out_dir / "audit.csv", index=False)

@@ -96,12 +96,18 @@ class InheritedEvaluator:
         return record
 
 
+def validation_batches(config: ExperimentConfig) -> list[Batch]:
+    """The experiment's validation images (`evaluation.val_images` of them, all when None), in memory."""
+    settings = config.evaluation
+    return load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+
+
 def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.device, cache: bool = True
                   ) -> InheritedEvaluator:
     """The experiment's evaluator: calibration images from the training split (with its augmentation, as the
     statistics were learnt), validation images from the validation split, cache in runs/<name>/inherited.jsonl."""
     settings = config.evaluation
     calibration = load_batches(train_set(config.data, config.seed), settings.calibration_images, settings.batch_size)
-    validation = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+    validation = validation_batches(config)
     path = config.run_dir / "inherited.jsonl" if cache else None
     return InheritedEvaluator(supernet, calibration, validation, supernet.num_classes, device, path)

@@ -39,7 +39,6 @@ from predictors.latency import LatencyRegressor, additive_loo_mape
 from spaces import Genotype, build, largest, sample, smallest
 from spaces.costs import CostTable, cost_table
 
-GPU_BACKENDS = ("torch-cuda-fp16", "tensorrt-fp16")
 STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms"}
 FEATURE_SETS = ("costs", "one-hot+costs")
 FEATURES_FILE = "features.json"
@@ -59,6 +58,11 @@ def protocol_of(config: ExperimentConfig) -> MeasurementProtocol:
                                settings.threads)
 
 
+def experiment_space(config: ExperimentConfig) -> str:
+    """The measurement store's label of the experiment's space (skeleton, width, classes)."""
+    return space_label(config.space.skeleton, config.space.width, config.space.num_classes)
+
+
 class Meter:
     """Measures networks of the experiment's space on its device, through the measurement store."""
 
@@ -66,12 +70,12 @@ class Meter:
         settings = config.latency
         self.config = config
         self.protocol = protocol_of(config)
-        self.space = space_label(config.space.skeleton, config.space.width, config.space.num_classes)
+        self.space = experiment_space(config)
         self.local: Backend | None = None
         self.client: AgentClient | None = None
         if settings.device == "local":
             self.local = backend(settings.backend)
-            name = settings.device_name or device_name(gpu=settings.backend in GPU_BACKENDS)
+            name = settings.device_name or device_name(gpu=self.local.gpu)
         else:
             self.client = AgentClient(settings.agent.url, read_token(settings.agent.token_file),
                                       timeout=settings.agent.timeout_s, retries=settings.agent.retries)
@@ -104,11 +108,14 @@ class Meter:
 
 
 def open_meter(config: ExperimentConfig) -> Meter | None:
-    """The experiment's meter, or None when the device cannot be reached but the predictor (or enough stored
-    measurements) lets the run go on; DeviceError when the run cannot go on."""
+    """The experiment's meter, opened at the start of a run so an unreachable agent stops it before any training;
+    None when the device cannot be reached but the predictor (or enough stored measurements) lets the run go on;
+    DeviceError when the run cannot go on, ConfigError for a token file that cannot be read or a bad device name."""
     settings = config.latency
     try:
         return Meter(config)
+    except ValueError as error:
+        raise ConfigError(f"latency: {error}") from None
     except BackendUnavailable as error:
         raise DeviceError(f"latency.backend {settings.backend}: {error}") from None
     except AgentUnreachable as error:
@@ -121,7 +128,7 @@ def open_meter(config: ExperimentConfig) -> Meter | None:
 
 def _stored_enough(config: ExperimentConfig, name: str) -> bool:
     store = MeasurementStore(name, config.latency.store)
-    space = space_label(config.space.skeleton, config.space.width, config.space.num_classes)
+    space = experiment_space(config)
     protocol = protocol_of(config)
     rows = [key for key in store.load() if key.space == space and key.resolution == protocol.resolution
             and key.backend == config.latency.backend]
@@ -253,10 +260,3 @@ def run_latency(config: ExperimentConfig, meter: Meter | None, score: Callable[[
     write_tables(out, rows, heldout, model)
     return out
 
-
-def check_device(config: ExperimentConfig) -> Meter | None:
-    """Open the device at the start of a run, so an unreachable agent stops it before any training."""
-    try:
-        return open_meter(config)
-    except ValueError as error:  # a token file that cannot be read, a bad device name
-        raise ConfigError(f"latency: {error}") from None

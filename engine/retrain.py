@@ -18,9 +18,8 @@ import pandas as pd
 import torch.distributed as dist
 
 from engine.config import DATASET_CLASSES, ExperimentConfig
-from engine.data import val_set
 from engine.distributed import World
-from engine.evaluate import evaluate, load_batches
+from engine.evaluate import Batch, evaluate, validation_batches
 from engine.export import export_checked
 from engine.latency import Meter
 from engine.standalone import train_standalone
@@ -49,12 +48,11 @@ def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) ->
     return measurement.as_dict()
 
 
-def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World) -> dict:
-    """Evaluate, export and re-measure one retrained network; the metrics.json record."""
+def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World,
+           batches: list[Batch]) -> dict:
+    """Evaluate (on `batches`), export and re-measure one retrained network; the metrics.json record."""
     folder = config.run_dir / "selected" / entry["label"]
     genotype = Genotype.from_key(entry["key"])
-    settings = config.evaluation
-    batches = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
     result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
     searched = pd.read_csv(config.run_dir / "evaluations.csv").set_index("key").loc[entry["key"]]
     measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
@@ -86,7 +84,7 @@ def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
 
 def run_retrain(config: ExperimentConfig, world: World, meter: Meter | None) -> list[dict]:
     """Retrain, evaluate, export and re-measure every picked network; returns their metrics records."""
-    records = []
+    records, batches = [], None
     for entry in selection(config):
         folder = config.run_dir / "selected" / entry["label"]
         out = folder / "metrics.json"
@@ -99,7 +97,8 @@ def run_retrain(config: ExperimentConfig, world: World, meter: Meter | None) -> 
             continue
         network = train_picked(config, Genotype.from_key(entry["key"]), folder, world)
         if world.is_main:
-            record = finish(config, entry, network, meter, world)
+            batches = validation_batches(config) if batches is None else batches
+            record = finish(config, entry, network, meter, world, batches)
             out.write_text(json.dumps(record, indent=1))
             records.append(record)
         if world.distributed:

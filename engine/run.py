@@ -28,7 +28,7 @@ from engine.datasets import DatasetError
 from engine.distributed import World, cleanup, init_world
 from engine.evaluate import evaluator_for
 from engine.export import ExportMismatch
-from engine.latency import DeviceError, Meter, check_device, run_latency
+from engine.latency import DeviceError, Meter, open_meter, run_latency
 from engine.report import write_report
 from engine.retrain import run_retrain
 from engine.search import StudyMismatch, run_search
@@ -75,7 +75,7 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
     if world.is_main:
         save_resolved(config)
         if stages & {"latency", "retrain"}:
-            meter = check_device(config)
+            meter = open_meter(config)
             if meter is None:
                 notes.append("the device is unreachable: using stored measurements, nothing is re-measured")
         if "space" in stages:

@@ -87,13 +87,11 @@ class Search:
         self.skeleton = config.space.skeleton
         self.layers = skeleton(self.skeleton).num_layers
         self.names = [c.name for c in space_of(self.skeleton).candidates]
+        self.distributions = {f"layer_{i:02d}": CategoricalDistribution(self.names) for i in range(self.layers)}
         self.reference = 1.1 * float(latency.predict([largest(self.skeleton)])[0][0])
         limits = config.search.constraints
         self.limits = [(column, limit) for column, limit in (("latency_ms", limits.max_latency_ms),
                                                               ("macs", limits.max_macs)) if limit is not None]
-
-    def distributions(self) -> dict[str, CategoricalDistribution]:
-        return {f"layer_{i:02d}": CategoricalDistribution(self.names) for i in range(self.layers)}
 
     def describe(self, genotypes: list[Genotype], generation: int) -> list[dict]:
         """Everything but mIoU: costs, predicted latency with its interval, feasibility."""
@@ -110,7 +108,7 @@ class Search:
 
     def store(self, study: optuna.Study, genotype: Genotype, row: dict, miou: float) -> None:
         params = {f"layer_{i:02d}": name for i, name in enumerate(genotype.names)}
-        study.add_trial(create_trial(params=params, distributions=self.distributions(),
+        study.add_trial(create_trial(params=params, distributions=self.distributions,
                                      values=[miou, row["latency_ms"]], user_attrs=row))
 
     def evaluate(self, study: optuna.Study, done: dict[str, dict], genomes: np.ndarray, generation: int,
