@@ -132,9 +132,46 @@ class Constraints(_Strict):
     max_macs: float | None = Field(None, gt=0)
 
 
-class SearchConfig(_Strict):
-    """Stage 4: NSGA-II (pymoo) over genotypes; every evaluation an Optuna trial; Dask for parallel scoring."""
+class DnasConfig(_Strict):
+    """The differentiable search (engine/dnas.py): one genotype per cost weight in `lambdas`."""
 
+    lambdas: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1,
+                                 description="weights of E[cost] relative to the uniform mixture's cost")
+    cost: Literal["macs", "lookup"] = Field("macs", description="lookup: per-block latency table of the device")
+    warmup_steps: int = Field(100, ge=0, description="weight steps with uniform logits, shared by all lambdas")
+    steps: int = Field(200, ge=1, description="rounds of one weight batch and one architecture batch per lambda")
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(0.05, gt=0, description="weights: SGD with momentum, cosine over warm-up and search")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    arch_lr: float = Field(0.01, gt=0, description="architecture logits: Adam")
+    arch_weight_decay: float = Field(5e-4, ge=0)
+    temperature: tuple[float, float] = Field((5.0, 0.2), description="Gumbel-softmax temperature, start and end")
+    schedule: Literal["exponential", "linear", "constant"] = "exponential"
+    checkpoint_every: int = Field(50, ge=1)
+
+    @field_validator("lambdas")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(not lam >= 0 for lam in value):
+            raise ValueError(f"lambdas must be >= 0, got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lambdas must differ, got {value}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _cooling(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[1] <= value[0]:
+            raise ValueError(f"temperature [start, end] needs start >= end > 0, got {list(value)}")
+        return value
+
+
+class SearchConfig(_Strict):
+    """Stage 4: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask for scoring."""
+
+    strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1)
+    dnas: DnasConfig = DnasConfig()
     population: int = Field(24, ge=4)
     generations: int = Field(8, ge=1)
     offspring: int | None = Field(None, ge=1, description="None: the population size")
@@ -178,6 +215,7 @@ class AuditConfig(_Strict):
     enabled: bool = False
     genotypes: int = Field(6, ge=3)
     train: TrainConfig = TrainConfig(steps=500)
+    baseline: bool = Field(True, description="also train the hand-made k3_e6 network and its searched match")
 
 
 STAGES = ("space", "supernet", "latency", "search", "select", "audit", "retrain", "report")
@@ -206,6 +244,13 @@ class ExperimentConfig(_Strict):
         elif self.space.num_classes != classes:
             raise ValueError(f"space.num_classes {self.space.num_classes} differs from the {classes} classes of "
                              f"data.kind {self.data.kind}")
+        return self
+
+    @model_validator(mode="after")
+    def _lookup_on_a_local_device(self) -> "ExperimentConfig":
+        if "dnas" in self.search.strategies and self.search.dnas.cost == "lookup" and self.latency.device != "local":
+            raise ValueError("search.dnas.cost lookup times single blocks, which needs latency.device local (the "
+                             "agent times whole networks); use search.dnas.cost macs with an agent")
         return self
 
     @property

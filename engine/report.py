@@ -51,6 +51,9 @@ class Run:
     picks: list[dict[str, Any]] = field(default_factory=list)
     audit: pd.DataFrame | None = None
     audit_summary: dict[str, Any] | None = None
+    dnas: pd.DataFrame | None = None
+    search_cost: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
 
 
 @dataclass
@@ -105,6 +108,9 @@ def load_run(run_dir: Path) -> Run:
         picks=load_picks(run_dir / "selected"),
         audit=load_table(run_dir / "audit" / "audit.csv"),
         audit_summary=load_json(run_dir / "audit" / "audit.json"),
+        dnas=load_table(run_dir / "dnas" / "dnas.csv"),
+        search_cost=load_json(run_dir / "search_cost.json"),
+        baseline=load_json(run_dir / "audit" / "baseline.json"),
     )
 
 
@@ -327,7 +333,9 @@ def tradeoff_figure(run: Run) -> go.Figure:
     """Inherited-weight mIoU vs predicted latency of every subnet, the front, the picks and the budgets."""
     figure = go.Figure()
     if run.evaluations is not None:
-        figure.add_trace(evaluations_trace(run.evaluations))
+        figure.add_trace(evaluations_trace(nsga2_rows(run.evaluations)))
+    if run.dnas is not None:
+        figure.add_trace(dnas_trace(run.dnas, measured=False))
     if run.front is not None:
         figure.add_trace(front_trace(run.front))
     for after in (False, True):
@@ -341,6 +349,78 @@ def tradeoff_figure(run: Run) -> go.Figure:
         xaxis_title="latency (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=620,
         margin={"t": 110}, template="plotly_white")
     return figure
+
+
+def nsga2_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The subnets NSGA-II evaluated (all rows of a run made before strategies were recorded)."""
+    return evaluations[column(evaluations, "strategy", "nsga2").fillna("nsga2") == "nsga2"]
+
+
+def dnas_trace(dnas: pd.DataFrame, measured: bool) -> go.Scatter:
+    """DNAS genotypes, one per lambda, at predicted (filled diamonds) or measured (open) latency."""
+    x = dnas["measured_ms"] if measured else dnas["latency_ms"]
+    name = "DNAS: measured latency" if measured else "DNAS genotype per λ (predicted latency)"
+    return go.Scatter(
+        x=x, y=dnas["miou"], mode="markers" if measured else "markers+text", name=name,
+        text=[f"λ={lam:g}" for lam in dnas["lambda"]], textposition="bottom right",
+        customdata=[[escape(str(key)), si(macs)] for key, macs in zip(dnas["key"], dnas["macs"])],
+        marker={"symbol": "diamond-open" if measured else "diamond", "size": 12, "color": "#1f77b4",
+                "line": {"width": 2, "color": "#1f77b4"}},
+        hovertemplate="%{text} %{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms, MACs %{customdata[1]}"
+                      "<extra></extra>")
+
+
+def strategies_figure(run: Run) -> go.Figure:
+    """NSGA-II's own front beside the DNAS sweep, on inherited mIoU vs predicted latency."""
+    figure = go.Figure()
+    if run.evaluations is not None:
+        ours = nsga2_rows(run.evaluations).sort_values("latency_ms")
+        front = ours[ours["miou"] > ours["miou"].cummax().shift(fill_value=-1.0)]
+        figure.add_trace(front_trace(front).update(name="NSGA-II front"))
+    figure.add_trace(dnas_trace(run.dnas, measured=False))
+    if run.dnas["measured_ms"].notna().any():
+        figure.add_trace(dnas_trace(run.dnas, measured=True))
+    figure.update_layout(title={"text": "NSGA-II front and the DNAS λ sweep (inherited mIoU)", "y": 0.98},
+                         xaxis_title="latency (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=520,
+                         margin={"t": 110}, template="plotly_white")
+    return figure
+
+
+def cost_table(run: Run) -> str:
+    """Each strategy's search cost (wall seconds on the run's device) and how the DNAS points fare."""
+    cost = run.search_cost or {}
+    where = f"{cost.get('device', '?')}, {cost.get('threads', '?')} threads"
+    rows = []
+    if "nsga2" in cost:
+        n = cost["nsga2"]
+        rows.append(["NSGA-II", fmt(n.get("total_s"), ".0f", " s"),
+                     f"supernet {fmt(n.get('supernet_s'), '.0f', ' s')} + search {fmt(n.get('search_s'), '.0f', ' s')}",
+                     str(len(nsga2_rows(run.evaluations))) if run.evaluations is not None else "–"])
+    if "dnas" in cost:
+        d = cost["dnas"]
+        parts = f"warm-up {fmt(d.get('warmup_s'), '.0f', ' s')} + {len(d.get('lambdas_s', []))} λ " \
+                f"{fmt(sum(d.get('lambdas_s', [])), '.0f', ' s')} + lookup table {fmt(d.get('lookup_s'), '.0f', ' s')}"
+        found = len(run.dnas) if run.dnas is not None else 0
+        rows.append([f"DNAS ({d.get('cost', '?')} cost)", fmt(d.get("total_s"), ".0f", " s"), parts, str(found)])
+    table = html_table(["strategy", f"search cost ({where})", "of which", "genotypes"], rows)
+    if run.dnas is not None and "dominated_by_nsga2" in run.dnas:
+        beaten = int(run.dnas["dominated_by_nsga2"].sum())
+        table += f"<p>{beaten} of {len(run.dnas)} DNAS genotypes are dominated by a subnet NSGA-II evaluated " \
+                 f"(inherited mIoU, predicted latency).</p>"
+    return table
+
+
+def baseline_table(baseline: dict[str, Any]) -> str:
+    """The hand-made k3_e6 network against the searched one at the same measured latency."""
+    rows = []
+    for label, part in (("hand-made (k3_e6 everywhere)", baseline["handmade"]), ("searched", baseline["searched"])):
+        rows.append([label, str(part["key"]), fmt(part["measured_ms"], ".2f", " ms"), si(part["macs"]),
+                     fmt(part["standalone_miou"], ".4f")])
+    difference = fmt(baseline.get("miou_difference"), "+.4f")
+    text = (f"<p>Both trained stand-alone for {baseline.get('train_steps')} steps (batch "
+            f"{baseline.get('train_batch_size')}); searched − hand-made mIoU {difference}"
+            f" at a measured latency ratio of {fmt(baseline.get('latency_ratio'), '.3f')}.</p>")
+    return html_table(["network", "genotype", "measured latency", "MACs", "stand-alone mIoU"], rows, 1) + text
 
 
 def parity_figure(heldout: pd.DataFrame, accuracy: dict[str, Any] | None) -> go.Figure:
@@ -449,13 +529,26 @@ def sections(run: Run) -> list[Section]:
                 absent(run, "selected/<label>/metrics.json with per-class iou")),
         Section("Picked networks", picks_table(run.picks) if run.picks else None,
                 absent(run, "selected/<label>/metrics.json")),
-    ] + audit_sections(run)
+    ] + strategy_sections(run) + audit_sections(run)
+
+
+def strategy_sections(run: Run) -> list[Section]:
+    """NSGA-II beside DNAS with each one's search cost, when the run used DNAS."""
+    if run.dnas is not None:
+        return [Section("Search strategies: NSGA-II and DNAS", strategies_figure(run)),
+                Section("Search cost", cost_table(run))]
+    if "dnas" in (nested(run.config, "search.strategies", []) or []):
+        return [Section("Search strategies: NSGA-II and DNAS", None, absent(run, "dnas/dnas.csv"))]
+    return []
 
 
 def audit_sections(run: Run) -> list[Section]:
     """The fidelity audit, when the run has one or was configured to."""
     if run.audit is not None:
-        return [Section("Proxy fidelity audit", audit_figure(run.audit, run.audit_summary))]
+        found = [Section("Proxy fidelity audit", audit_figure(run.audit, run.audit_summary))]
+        if run.baseline is not None:
+            found.append(Section("Searched vs hand-made at equal measured latency", baseline_table(run.baseline)))
+        return found
     if nested(run.config, "audit.enabled", False):
         return [Section("Proxy fidelity audit", None, absent(run, "audit/audit.csv"))]
     return []

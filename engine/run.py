@@ -2,7 +2,8 @@
 
 Stages (DESIGN.md): space (space.csv), supernet (supernet.pt; data-parallel under torchrun), latency (measure on
 the device, fit the predictor), search (NSGA-II, Optuna study, front), select (budgets and knee), audit (only
-with audit.enabled: inherited vs stand-alone mIoU ranks of front points), retrain
+with audit.enabled: inherited vs stand-alone mIoU ranks of front points; with audit.baseline, the hand-made
+k3_e6 network against the searched one at the same measured latency), retrain
 (stand-alone training, ONNX export, re-measurement; data-parallel under torchrun) and report (report.html). A
 stage whose outputs exist is not redone; `--stages a,b` runs only those. The device is opened first, so an
 unreachable agent stops the run before any training. Exit codes: 0 done, 2 bad configuration or device, 1 bad
@@ -23,10 +24,11 @@ import yaml
 from rich.console import Console
 
 from engine.audit import run_audit
+from engine.baseline import run_baseline
 from engine.config import STAGES, ConfigError, ExperimentConfig, load
 from engine.datasets import DatasetError
 from engine.distributed import World, cleanup, init_world
-from engine.evaluate import evaluator_for
+from engine.evaluate import evaluator_for, validation_batches
 from engine.export import ExportMismatch
 from engine.latency import DeviceError, Meter, open_meter, run_latency
 from engine.report import write_report
@@ -64,7 +66,7 @@ def main_stages(config: ExperimentConfig, world: World, stages: set[str], meter:
     if "latency" in stages:
         run_latency(config, meter, mean_iou_scorer(config, world))
     if "search" in stages:
-        run_search(config, world.device)
+        run_search(config, world.device, meter)
     if "select" in stages:
         notes += run_select(config)[1]
     return notes
@@ -74,7 +76,7 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
     meter, notes = None, []
     if world.is_main:
         save_resolved(config)
-        if stages & {"latency", "retrain"}:
+        if stages & {"latency", "search", "audit", "retrain"}:
             meter = open_meter(config)
             if meter is None:
                 notes.append("the device is unreachable: using stored measurements, nothing is re-measured")
@@ -88,6 +90,8 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
         dist.barrier()
     if "audit" in stages and config.audit.enabled:
         run_audit(config, world)
+        if config.audit.baseline:
+            run_baseline(config, world, meter, validation_batches(config))
     if "retrain" in stages:
         run_retrain(config, world, meter)
     if world.is_main:

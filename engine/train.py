@@ -35,7 +35,7 @@ from engine.sampling import PathStep
 
 Batches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 IGNORE = 255
-METRICS = ("step", "loss", "lr", "images_per_s")
+METRICS = ("step", "loss", "lr", "images_per_s", "elapsed_s")
 BUCKET_BYTES = 25 * 2**20
 
 
@@ -50,6 +50,7 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     step: int = 0
+    seconds: float = 0.0  # training time so far (steps only, summed over resumed runs): the cost reports use it
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -128,6 +129,7 @@ def _payload(state: TrainState) -> dict:
         "scheduler": state.scheduler.state_dict(),
         "scaler": state.scaler.state_dict(),
         "rng": checkpoint.rng_state(),
+        "seconds": state.seconds,
     }
 
 
@@ -139,6 +141,7 @@ def _restore(state: TrainState, path: Path, world: World) -> None:
     state.scaler.load_state_dict(saved["scaler"])
     checkpoint.set_rng_state(saved["rng"])
     state.step = saved["step"]
+    state.seconds = saved.get("seconds", 0.0)
 
 
 class MetricsLog:
@@ -208,10 +211,12 @@ def train(model: nn.Module, batches: Batches, settings: TrainConfig, out_dir: Pa
                 kept = f"the last good checkpoint {ckpt} is kept" if ckpt.exists() else "no checkpoint was written"
                 raise TrainingDiverged(f"{error}; {kept}; lower train.lr or add train.warmup_steps") from None
             seconds = time.perf_counter() - start
+            state.seconds += seconds
             progress.update(task, completed=state.step, loss=loss)
             if state.step % settings.log_every == 0 or state.step == settings.steps:
                 log.log({"step": state.step, "loss": loss, "lr": state.scheduler.get_last_lr()[0],
-                         "images_per_s": images.shape[0] * world.size / seconds})
+                         "images_per_s": images.shape[0] * world.size / seconds,
+                         "elapsed_s": state.seconds})
             if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
                 if world.is_main:
                     checkpoint.save(ckpt, _payload(state))

@@ -2,6 +2,9 @@
 
 `supernet(x, genotype)` runs only the chosen path, so a training step costs what one stand-alone network costs;
 `supernet.extract(genotype)` copies that path out into an ordinary `Network` with the same output.
+`supernet.mix(x, weights)` runs every candidate of every layer and sums their outputs with per-image weights
+(the mixed forward of a differentiable search, FBNet / SqueezeNAS): its activations grow with the number of
+candidates, since all of them are kept for the backward pass.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ class ChoiceLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, choice: int) -> torch.Tensor:
         return self.candidates[choice](x)
+
+    def mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_i weights[:, i] * candidate_i(x), with weights [N, candidates] (one row per image)."""
+        if weights.shape != (x.shape[0], len(self.candidates)):
+            raise ValueError(f"mixing weights of shape {tuple(weights.shape)} for a batch of {x.shape[0]} and "
+                             f"{len(self.candidates)} candidates")
+        out = None
+        for candidate, weight in zip(self.candidates, weights.unbind(1)):
+            term = weight.view(-1, 1, 1, 1) * candidate(x)
+            out = term if out is None else out + term
+        return out
 
 
 class Supernet(nn.Module):
@@ -58,6 +72,18 @@ class Supernet(nn.Module):
         x, skip = self.stem(x), None
         for i, (layer, choice) in enumerate(zip(self.layers, genotype.choices)):
             x = layer(x, choice)
+            if i == self.skip_layer:
+                skip = x
+        return self.head(self.neck(x), skip, size)
+
+    def mix(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        """The mixed forward: layer l sums its candidates with weights[l] of shape [N, candidates]."""
+        if len(weights) != len(self.layers):
+            raise ValueError(f"{len(weights)} mixing weights for {len(self.layers)} layers")
+        size = x.shape[-2:]
+        x, skip = self.stem(x), None
+        for i, (layer, layer_weights) in enumerate(zip(self.layers, weights)):
+            x = layer.mix(x, layer_weights)
             if i == self.skip_layer:
                 skip = x
         return self.head(self.neck(x), skip, size)
