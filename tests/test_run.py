@@ -19,7 +19,7 @@ FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "latency
         "latency.heldout=4", "latency.repeats=3", "latency.warmup=1", "latency.pool=50", "search.population=6",
         "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1",
         "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4",
-        "evaluation.calibration_images=4", "space.input_size=[64,128]"]
+        "evaluation.calibration_images=4", "space.input_size=[64,128]", "search.strategies=[nsga2]"]
 
 
 OUTPUTS = ("config.yaml", "space.csv", "supernet.pt", "latency/accuracy.json", "latency/predictor/regressor.json",
@@ -92,8 +92,15 @@ def test_stages_option_runs_only_those(tmp_path: Path) -> None:
     (["search.population=2"], "search.population: Input should be greater than or equal to 4"),
     (["search.constraints.max_latency_ms=0"], "search.constraints.max_latency_ms: Input should be greater than 0"),
     (["retrain.init=imagenet"], "retrain.init: Input should be 'scratch' or 'inherited'"),
-    (["latency.device=agent", "latency.agent.token_file=/nonexistent/token"], "/nonexistent/token"),
-    (["latency.device=agent", "latency.agent.url=localhost:8765"], "latency.agent.url: String should match"),
+    (["search.strategies=[bayes]"], "search.strategies.0: Input should be 'nsga2' or 'dnas'"),
+    (["search.strategies=[]"], "search.strategies: List should have at least 1 item"),
+    (["search.dnas.lambdas=[-1.0]"], "search.dnas.lambdas: Value error, lambdas must be >= 0"),
+    (["search.dnas.temperature=[0.1,5.0]"], "search.dnas.temperature: Value error, temperature [start, end]"),
+    (["search.strategies=[dnas]", "search.dnas.cost=lookup", "latency.device=agent"], "search.dnas.cost lookup"),
+    (["latency.device=agent", "search.dnas.cost=macs", "latency.agent.token_file=/nonexistent/token"],
+     "/nonexistent/token"),
+    (["latency.device=agent", "search.dnas.cost=macs", "latency.agent.url=localhost:8765"],
+     "latency.agent.url: String should match"),
 ])
 def test_bad_config_is_one_line_and_nonzero(overrides: list[str], message: str, capsys) -> None:
     assert main([QUICKSTART, *overrides]) == 2
