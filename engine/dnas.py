@@ -15,7 +15,7 @@ Memory: the mixed forward runs all candidates of every layer and keeps their act
 about sum_i activations(candidate_i) / activations(one candidate) times a single path's (benchmarks/dnas_memory.py
 measures it), so the batch that fits is that much smaller than for one-shot supernet training.
 
-Writes runs/<name>/dnas/warmup/ and dnas/lambda_<i>/ (checkpoint.pt, log.csv, result.json); a killed search
+Writes runs/<name>/dnas/warmup/ and dnas/lambda_<value>/ (checkpoint.pt, log.csv, result.json); a killed search
 resumes from its last checkpoint and a part whose result exists is not redone.
 """
 
@@ -241,7 +241,7 @@ class DnasSearch:
 
     def search(self, index: int, lam: float) -> dict:
         """The search for one lambda, from the warm-up's weights; its result (genotype, probabilities, cost)."""
-        folder = self.out / f"lambda_{index}"
+        folder = self.out / f"lambda_{lam:g}"
         done = folder / "result.json"
         if done.exists():
             return json.loads(done.read_text())

@@ -22,10 +22,11 @@ import torch
 from engine.config import ExperimentConfig
 from engine.dnas import DnasSearch
 from engine.latency import Meter, latency_of, space_costs
+from engine.nsga import dominated_by
 from hardware.lookup import LookupTable, measure_lookup_table
 from spaces import Genotype
 
-Score = Callable[[list[Genotype], dict, torch.device], list[dict]]
+Score = Callable[[list[tuple[Genotype, dict]], torch.device], list[dict]]
 
 
 def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarray, float]:
@@ -46,13 +47,9 @@ def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarr
     return table.latency_ms, seconds
 
 
-def dominated(miou: float, latency_ms: float, others: pd.DataFrame) -> bool:
-    """Whether a row of `others` (miou, latency_ms) dominates the point."""
-    if others.empty:
-        return False
-    better = (others.miou >= miou) & (others.latency_ms <= latency_ms)
-    strictly = (others.miou > miou) | (others.latency_ms < latency_ms)
-    return bool((better & strictly).any())
+def objectives(table: pd.DataFrame) -> np.ndarray:
+    """(-mIoU, predicted latency) per row: both minimised."""
+    return np.stack([-table["miou"].to_numpy(float), table["latency_ms"].to_numpy(float)], axis=1)
 
 
 def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score,
@@ -61,7 +58,7 @@ def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None
     costs, lookup_s = layer_costs(config, meter)
     warm, results = DnasSearch(config, costs, device).run()
     genotypes = [Genotype.from_key(r["key"]) for r in results]
-    rows = [score([g], {"strategy": "dnas", "lambda": r["lambda"]}, device)[0] for g, r in zip(genotypes, results)]
+    rows = score([(g, {"strategy": "dnas", "lambda": r["lambda"]}) for g, r in zip(genotypes, results)], device)
     measured = (latency_of(meter.measure(genotypes, "DNAS genotypes"), config.latency.statistic) if meter
                 else np.full(len(genotypes), np.nan))
     table = pd.DataFrame({
@@ -70,7 +67,7 @@ def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None
         "latency_ms": [row["latency_ms"] for row in rows], "measured_ms": measured,
         "macs": [row["macs"] for row in rows], "seconds": [r["seconds"] for r in results],
         "min_chosen_probability": [r["min_chosen_probability"] for r in results],
-        "dominated_by_nsga2": [dominated(row["miou"], row["latency_ms"], reference) for row in rows]})
+        "dominated_by_nsga2": dominated_by(objectives(pd.DataFrame(rows)), objectives(reference))})
     table.to_csv(config.run_dir / "dnas" / "dnas.csv", index=False)
     lambdas_s = [r["seconds"] for r in results]
     return {"cost": config.search.dnas.cost, "warmup_s": warm["seconds"], "lambdas_s": lambdas_s,

@@ -33,6 +33,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
 from pymoo.indicators.hv import HV
 from pymoo.operators.crossover.ux import UniformCrossover
+from pymoo.util.dominator import Dominator
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 Objective = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
@@ -222,3 +223,11 @@ def hypervolume(F: np.ndarray, reference: Sequence[float]) -> float:
     if not len(inside):
         return 0.0
     return float(HV(ref_point=reference)(inside))
+
+
+def dominated_by(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each row of `points`, whether a row of `others` dominates it (every objective minimised)."""
+    points, others = np.atleast_2d(points), np.atleast_2d(others)
+    if others.size == 0 or points.size == 0:
+        return np.zeros(len(points), dtype=bool)
+    return (Dominator.calc_domination_matrix(others, points) == 1).any(axis=0)

@@ -178,11 +178,12 @@ class Search:
                 study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
         return history
 
-    def score(self, genotypes: list[Genotype], origin: dict, device) -> list[dict]:
-        """Rows of genotypes found by another strategy, scored and stored like NSGA-II's."""
+    def score(self, found: list[tuple[Genotype, dict]], device) -> list[dict]:
+        """Rows of genotypes another strategy found (each with its origin), scored and stored like NSGA-II's."""
         study = open_study(self.config)
+        done = finished(study)
         with open_scorer(self.config, device) as scorer:
-            return self.evaluate(study, finished(study), genotypes, origin, scorer)
+            return [self.evaluate(study, done, [genotype], origin, scorer)[0] for genotype, origin in found]
 
 
 def evaluations_table(done: dict[str, dict]) -> pd.DataFrame:

@@ -99,7 +99,7 @@ def test_a_high_lambda_finds_a_cheaper_genotype(tmp_path: Path) -> None:
     warm, (free, costly) = sweep(tmp_path, "[0.0,5.0]")
     assert costly["relative_cost"] < free["relative_cost"]
     assert warm["steps"] == 2 and free["rounds"] == 4
-    log = pd.read_csv(tmp_path / "quickstart" / "dnas" / "lambda_1" / "log.csv")
+    log = pd.read_csv(tmp_path / "quickstart" / "dnas" / "lambda_5" / "log.csv")
     assert log["round"].tolist() == [4] and log["entropy"].iloc[-1] < np.log(13)
 
 
@@ -117,7 +117,7 @@ def test_a_killed_search_resumes_to_the_same_genotype(tmp_path: Path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         sweep(tmp_path / "killed", "[3.0]")
     monkeypatch.setattr(dnas, "arch_step", real)
-    assert (tmp_path / "killed" / "quickstart" / "dnas" / "lambda_0" / "checkpoint.pt").exists()
+    assert (tmp_path / "killed" / "quickstart" / "dnas" / "lambda_3" / "checkpoint.pt").exists()
     _, (resumed,) = sweep(tmp_path / "killed", "[3.0]")
     assert resumed["key"] == whole["key"]
     assert np.allclose(resumed["probabilities"], whole["probabilities"], atol=1e-4)
