@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -253,7 +254,7 @@ class DnasSearch:
                       rng=resumed)
         if not resumed:
             state.seconds = 0.0
-            torch.manual_seed(self.config.seed * 1000 + index)
+            torch.manual_seed(self.config.seed * 1_000_003 + zlib.crc32(f"{lam:g}".encode()))  # by value, not place
         warm = self.settings.warmup_steps
         log = SearchLog(folder / "log.csv", state.step - warm)
         self._rounds(state, lam, log, ckpt, warm)

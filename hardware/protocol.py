@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 
 from hardware.backends import Backend, Model, Runner
 from hardware.provenance import provenance
@@ -116,8 +117,12 @@ def measure(model: Model, backend: Backend, protocol: MeasurementProtocol,
             shape: tuple[int, ...] | None = None) -> Measurement:
     """Latency of `model` on `backend` under `protocol`; `shape` overrides the input (a block's feature map)."""
     shape = protocol.shape if shape is None else tuple(shape)
-    run = backend.prepare(model, shape, protocol.threads)
-    stats = LatencyStats.of(time_runs(run, protocol.warmup, protocol.repeats))
+    threads = torch.get_num_threads()
+    try:
+        run = backend.prepare(model, shape, protocol.threads)
+        stats = LatencyStats.of(time_runs(run, protocol.warmup, protocol.repeats))
+    finally:  # the protocol's thread count is for timing only: training and scoring after it keep theirs
+        torch.set_num_threads(threads)
     record = provenance(backend.name, backend.precision, protocol.threads, backend.version)
     record["protocol"] = {**asdict(protocol), "shape": list(shape)}
     return Measurement(stats, record)

@@ -77,6 +77,16 @@ def test_cpu_backends_measure_and_agree(tiny_network: torch.nn.Module) -> None:
     np.testing.assert_allclose(outputs["onnxruntime-cpu"], outputs["torch-cpu"], atol=1e-4)
 
 
+def test_measuring_leaves_the_callers_thread_count(tiny_network: torch.nn.Module) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        measure(tiny_network, backend("torch-cpu"), TINY)  # TINY times with 1 thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_onnxruntime_takes_onnx_bytes_and_torch_refuses_them(tiny_network: torch.nn.Module) -> None:
     graph = to_onnx(tiny_network, TINY.shape)
     out = backend("onnxruntime-cpu").prepare(graph, TINY.shape, 1)()
