@@ -34,4 +34,7 @@ def test_audit_stage_trains_front_points_and_reports(tmp_path: Path) -> None:
     summary = json.loads((run / "audit" / "audit.json").read_text())
     tau = summary["inherited_miou_kendall_tau"]  # NaN when 2 training steps leave stand-alone mIoUs tied
     assert summary["train_steps"] == 2 and (math.isnan(tau) or -1 <= tau <= 1)
-    assert "Proxy fidelity" in (run / "report.html").read_text()
+    html = (run / "report.html").read_text()
+    assert "Proxy fidelity" in html and "Searched vs hand-made at equal measured latency" in html
+    baseline = json.loads((run / "audit" / "baseline.json").read_text())
+    assert baseline["handmade"]["names"] == ["k3_e6_g1"] * 20 and baseline["searched"]["key"] in set(front.key)
