@@ -389,11 +389,19 @@ def strategies_figure(run: Run) -> go.Figure:
 def cost_table(run: Run) -> str:
     """Each strategy's search cost (wall seconds on the run's device) and how the DNAS points fare."""
     cost = run.search_cost or {}
-    where = f"{cost.get('device', '?')}, {cost.get('threads', '?')} threads"
+    device = str(cost.get("device", "?"))
+    where = f"{device}, {cost.get('threads', '?')} threads"
+
+    def total(seconds: Any) -> str:
+        if is_missing(seconds):
+            return MISSING
+        hours = seconds / 3600 if device.startswith("cuda") else seconds * cost.get("threads", 1) / 3600
+        return f"{seconds:.0f} s ({hours:.3f} {'GPU' if device.startswith('cuda') else 'CPU'}-h)"
+
     rows = []
     if "nsga2" in cost:
         n = cost["nsga2"]
-        rows.append(["NSGA-II", fmt(n.get("total_s"), ".0f", " s"),
+        rows.append(["NSGA-II", total(n.get("total_s")),
                      f"supernet {fmt(n.get('supernet_s'), '.0f', ' s')} + search {fmt(n.get('search_s'), '.0f', ' s')}",
                      str(len(nsga2_rows(run.evaluations))) if run.evaluations is not None else "–"])
     if "dnas" in cost:
@@ -401,7 +409,7 @@ def cost_table(run: Run) -> str:
         parts = f"warm-up {fmt(d.get('warmup_s'), '.0f', ' s')} + {len(d.get('lambdas_s', []))} λ " \
                 f"{fmt(sum(d.get('lambdas_s', [])), '.0f', ' s')} + lookup table {fmt(d.get('lookup_s'), '.0f', ' s')}"
         found = len(run.dnas) if run.dnas is not None else 0
-        rows.append([f"DNAS ({d.get('cost', '?')} cost)", fmt(d.get("total_s"), ".0f", " s"), parts, str(found)])
+        rows.append([f"DNAS ({d.get('cost', '?')} cost)", total(d.get("total_s")), parts, str(found)])
     table = html_table(["strategy", f"search cost ({where})", "of which", "genotypes"], rows)
     if run.dnas is not None and run.evaluations is not None:
         table += f"<p>{dominance_text(nsga2_front(run.evaluations), run.dnas)}</p>"
