@@ -22,7 +22,7 @@ import torch
 from engine.config import ExperimentConfig
 from engine.dnas import DnasSearch
 from engine.latency import Meter, latency_of, space_costs
-from engine.nsga import dominated_by
+from engine.nsga import dominated_by, minimised
 from hardware.lookup import LookupTable, measure_lookup_table
 from spaces import Genotype
 
@@ -47,11 +47,6 @@ def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarr
     return table.latency_ms, seconds
 
 
-def objectives(table: pd.DataFrame) -> np.ndarray:
-    """(-mIoU, predicted latency) per row: both minimised."""
-    return np.stack([-table["miou"].to_numpy(float), table["latency_ms"].to_numpy(float)], axis=1)
-
-
 def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score,
              reference: pd.DataFrame) -> dict:
     """The sweep (engine/dnas.py), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
@@ -67,7 +62,8 @@ def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None
         "latency_ms": [row["latency_ms"] for row in rows], "measured_ms": measured,
         "macs": [row["macs"] for row in rows], "seconds": [r["seconds"] for r in results],
         "min_chosen_probability": [r["min_chosen_probability"] for r in results],
-        "dominated_by_nsga2": dominated_by(objectives(pd.DataFrame(rows)), objectives(reference))})
+        "dominated_by_nsga2": dominated_by(minimised([r["miou"] for r in rows], [r["latency_ms"] for r in rows]),
+                                           minimised(reference.miou, reference.latency_ms))})
     table.to_csv(config.run_dir / "dnas" / "dnas.csv", index=False)
     lambdas_s = [r["seconds"] for r in results]
     return {"cost": config.search.dnas.cost, "warmup_s": warm["seconds"], "lambdas_s": lambdas_s,

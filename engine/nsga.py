@@ -225,6 +225,11 @@ def hypervolume(F: np.ndarray, reference: Sequence[float]) -> float:
     return float(HV(ref_point=reference)(inside))
 
 
+def minimised(miou: Sequence[float], latency_ms: Sequence[float]) -> np.ndarray:
+    """The search's objectives as pymoo minimises them: rows of (-mIoU, latency)."""
+    return np.stack([-np.asarray(miou, dtype=float), np.asarray(latency_ms, dtype=float)], axis=1)
+
+
 def dominated_by(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     """For each row of `points`, whether a row of `others` dominates it (every objective minimised)."""
     points, others = np.atleast_2d(points), np.atleast_2d(others)

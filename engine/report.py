@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import yaml
 
-from engine.nsga import dominated_by
+from engine.nsga import dominated_by, minimised
 
 PICK_LABELS = ("small", "large", "xlarge", "knee")
 MISSING = "—"
@@ -424,7 +424,7 @@ def nsga2_front(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 def dominance_text(front: pd.DataFrame, dnas: pd.DataFrame) -> str:
     """How many points of each method a point of the other dominates, on inherited mIoU and predicted latency."""
-    f_front, f_dnas = ([[-m, t] for m, t in zip(t.miou, t.latency_ms)] for t in (front, dnas))
+    f_front, f_dnas = (minimised(t.miou, t.latency_ms) for t in (front, dnas))
     dnas_beaten, front_beaten = int(dominated_by(f_dnas, f_front).sum()), int(dominated_by(f_front, f_dnas).sum())
     return (f"On inherited mIoU and predicted latency, NSGA-II's front dominates {dnas_beaten} of the "
             f"{len(dnas)} DNAS genotypes; DNAS genotypes dominate {front_beaten} of its {len(front)} points.")

@@ -132,7 +132,7 @@ class Search:
         return [{**rows[g.key], "miou": done[g.key]["miou"]} for g in genotypes]
 
     def objectives(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        F = np.array([[-row["miou"], row["latency_ms"]] for row in rows])
+        F = nsga.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows])
         G = np.array([[row[column] - limit for column, limit in self.limits] for row in rows])
         return F, G.reshape(len(rows), len(self.limits))
 
