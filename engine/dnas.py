@@ -297,7 +297,3 @@ class DnasSearch:
         """The warm-up and every lambda's search; (warm-up summary, results in the order of the lambdas)."""
         warm = self.warmup()
         return warm, [self.search(i, lam) for i, lam in enumerate(self.settings.lambdas)]
-
-
-def search_seconds(warm: dict, results: list[dict]) -> float:
-    return warm["seconds"] + sum(r["seconds"] for r in results)
