@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.config import load
-from engine.dnas import Architecture, expected_cost, relative_costs
-from engine.latency import space_costs
+from engine.latency.model import space_costs
+from engine.search.dnas import Architecture, expected_cost, relative_costs
 from spaces import Supernet, largest
 
 MODES = ("path", "mixed", "mixed + arch")

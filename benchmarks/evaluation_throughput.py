@@ -22,9 +22,9 @@ import time
 import torch
 
 from engine.config import ExperimentConfig, load
-from engine.data import train_set, val_set
-from engine.evaluate import InheritedEvaluator, load_batches
-from engine.supernet_training import build_supernet
+from engine.data.splits import train_set, val_set
+from engine.evaluation.inherited import InheritedEvaluator, load_batches
+from engine.training.supernet import build_supernet
 from spaces import Genotype
 
 MODES = ("with recalibration", "without recalibration")

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 
 from engine.config import ExperimentConfig, load
-from engine.latency import LatencyModel, candidate_pool, fit_predictor, heldout_genotypes, protocol_of, space_costs
+from engine.latency.meter import protocol_of
+from engine.latency.model import LatencyModel, fit_predictor, space_costs
+from engine.stages.latency import candidate_pool, heldout_genotypes
 from hardware.backends import backend
 from hardware.protocol import MeasurementProtocol, measure
 from hardware.provenance import device_name

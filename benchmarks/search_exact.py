@@ -17,8 +17,8 @@ is checked against brute force on the first 5 layers (9^5 genotypes).
 Hypervolume reference (minimisation form): (-smallest possible MACs, largest possible latency), each padded by
 1% of the objective's range, so the front's extreme points contribute. Figures are hypervolume / exact.
 
-NSGA-II (engine.nsga.algorithm, driven by ask/tell) starts from the largest (k5_e6 everywhere) and the smallest
-(skip everywhere) genotypes plus random ones; random search evaluates the same two, then distinct uniform
+NSGA-II (engine.search.operators.algorithm, driven by ask/tell) starts from the largest (k5_e6 everywhere) and the
+smallest (skip everywhere) genotypes plus random ones; random search evaluates the same two, then distinct uniform
 genotypes. The last column is NSGA-II without the two seeds (only random ones), to show what seeding is worth.
 All are counted in distinct genotypes evaluated (the engine caches evaluations by genotype key) and scored by
 the front of everything they evaluated, as the engine writes front.csv.
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.nsga import GenomeProblem, algorithm, evolve, genome_key, hypervolume, pareto_mask
+from engine.search.fronts import hypervolume, pareto_mask
+from engine.search.operators import GenomeProblem, algorithm, evolve, genome_key
 from hardware.lookup import hwnasbench_table
 from spaces import largest, smallest
 from spaces.costs import cost_table

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 from engine.config import ExperimentConfig, apply_overrides
-from engine.data import train_set
-from engine.distributed import World
-from engine.evaluate import evaluator_for
-from engine.loader import step_batches
-from engine.sampling import PathStep
-from engine.supernet_training import build_supernet, train_supernet
-from engine.train import build_state, train_step
+from engine.data.loader import step_batches
+from engine.data.splits import train_set
+from engine.evaluation.inherited import evaluator_for
+from engine.training.distributed import World
+from engine.training.loop import build_state, train_step
+from engine.training.sampling import PathStep
+from engine.training.supernet import build_supernet, train_supernet
 from spaces import Supernet, largest, sample, smallest
 
 DEFAULTS = {

@@ -1,4 +1,8 @@
-"""Experiment configuration: YAML files validated by pydantic, with `a.b=value` overrides from the command line."""
+"""Experiment configuration: YAML files validated by pydantic, with `a.b=value` overrides from the command line.
+
+Importing this module loads neither torch nor the data stack: dataset kinds are known by their class names
+(engine/data/classes.py), skeletons by the space's registry, read when a configuration is validated.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.datasets import CAMVID_CLASSES, CITYSCAPES_CLASSES
-from engine.synthetic import SYNTHETIC_CLASSES
-from spaces.space import SKELETONS
+from engine.data.classes import DATASET_CLASSES
+from engine.errors import ConfigError
+from engine.paths import RunPaths
 
-DATASET_CLASSES = {"synthetic": SYNTHETIC_CLASSES, "camvid": CAMVID_CLASSES, "cityscapes": CITYSCAPES_CLASSES}
+OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.device", "*.train.device",
+               "latency.agent", "latency.store",
+               "search.workers", "search.scheduler", "search.storage", "search.dnas.checkpoint_every", "runs_dir",
+               "name")
+"""Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
-
-class ConfigError(ValueError):
-    """A configuration problem, worded for one line: the file, the key path and what is wrong."""
 
 
 class _Strict(BaseModel):
@@ -32,6 +37,8 @@ class SpaceConfig(_Strict):
     @field_validator("skeleton")
     @classmethod
     def _known_skeleton(cls, value: str) -> str:
+        from spaces.space import SKELETONS  # the space's registry; spaces/ imports torch, so only when validating
+
         if value not in SKELETONS:
             raise ValueError(f"unknown skeleton {value!r}; known: {', '.join(SKELETONS)}")
         return value
@@ -218,9 +225,6 @@ class AuditConfig(_Strict):
     baseline: bool = Field(True, description="also train the hand-made k3_e6 network and its searched match")
 
 
-STAGES = ("space", "supernet", "latency", "search", "select", "audit", "retrain", "report")
-
-
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -256,6 +260,10 @@ class ExperimentConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.name
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(self.run_dir)
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:

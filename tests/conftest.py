@@ -1,9 +1,11 @@
-"""Shared fixtures: the material in ../shared (skipped with a reason when absent, used when present as in CI)."""
+"""Shared fixtures: the material in ../shared (skipped with a reason when absent, used when present as in CI), the
+repository root, and the quickstart experiment with the overrides that make a run of seconds."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -16,6 +18,13 @@ SHARED = Path(os.environ.get("SQUEEZENAS_SHARED", ROOT.parent / "shared"))
 FRAME = "leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "latency.measurements=10",
+        "latency.heldout=4", "latency.repeats=3", "latency.warmup=1", "latency.pool=50", "search.population=6",
+        "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1",
+        "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4",
+        "evaluation.calibration_images=4", "space.input_size=[64,128]", "search.strategies=[nsga2]"]
 
 
 def shared_path(relative: str) -> Path:
@@ -35,3 +44,33 @@ def cityscapes_frame() -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+@pytest.fixture(scope="session")
+def shared() -> Callable[[str], Path]:
+    """shared(relative): a path under ../shared/data, the test skipped (saying which) when it is absent."""
+    return shared_path
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """The repository root (the working directory of subprocess runs)."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def quickstart() -> str:
+    """experiments/quickstart.yaml, the embedded default."""
+    return str(ROOT / "experiments" / "quickstart.yaml")
+
+
+@pytest.fixture(scope="session")
+def fast() -> list[str]:
+    """Quickstart overrides for a run of seconds (tiny images, 2 training steps, few measurements, NSGA-II only)."""
+    return list(FAST)
+
+
+@pytest.fixture
+def run_args(tmp_path: Path, fast: list[str]) -> list[str]:
+    """`fast` with the run directory and the measurement store under tmp_path."""
+    return [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast]

@@ -1,0 +1,1 @@
+"""Images and labels: dataset kinds (synthetic streets, CamVid, Cityscapes), transforms, seeded step loaders."""

@@ -1,0 +1,16 @@
+"""The class names of each dataset kind, by kind: a registry the configuration reads without importing torch or the
+data stack (a kind's number of classes sizes the network's head)."""
+
+from __future__ import annotations
+
+from cityscapesscripts.helpers.labels import labels as CITYSCAPES_TABLE
+
+IGNORE_INDEX = 255
+SYNTHETIC_CLASSES = ("sky", "building", "road", "sidewalk", "vegetation", "terrain", "car", "person", "pole",
+                     "sign", "fence")
+CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+                  "Pedestrian", "Bicyclist")
+CITYSCAPES_CLASSES = tuple(label.name for label in sorted(
+    (label for label in CITYSCAPES_TABLE if 0 <= label.trainId < IGNORE_INDEX), key=lambda label: label.trainId))
+
+DATASET_CLASSES = {"synthetic": SYNTHETIC_CLASSES, "camvid": CAMVID_CLASSES, "cityscapes": CITYSCAPES_CLASSES}

@@ -1,0 +1,204 @@
+"""Segmentation datasets on disk (Cityscapes, CamVid) and the `build_dataset` factory (with synthetic scenes).
+
+Every dataset yields `(image, label)` after its transform (default: `eval_transform()`, i.e. float32 [3, H, W]
+ImageNet-normalised and int64 [H, W]) and has `num_classes`, `class_names` and `ignore_index = 255`. Label ids
+on disk are mapped to training classes through a 256-entry lookup table; ids that are ignored map to 255.
+Layout problems are found when the dataset is built, bad files when a sample is loaded; both raise a one-line
+`DatasetError` that names the file or folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from cityscapesscripts.helpers.labels import labels as CITYSCAPES_TABLE
+from PIL import Image
+from torch.utils.data import Dataset
+
+from engine.data.classes import CAMVID_CLASSES, CITYSCAPES_CLASSES
+from engine.data.synthetic import SyntheticStreets
+from engine.data.transforms import IGNORE_INDEX, eval_transform
+from engine.errors import DatasetError
+
+Transform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+Pair = tuple[Path, Path]
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Ids on disk -> training classes: `table[id]` is the class (255 = ignore); `known[id]` marks valid ids."""
+
+    dataset: str
+    table: np.ndarray
+    known: np.ndarray
+
+    @classmethod
+    def from_pairs(cls, dataset: str, pairs: list[tuple[int, int]]) -> LabelMap:
+        """From (id on disk, class) pairs; a class outside 0..254 means ignore."""
+        table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        known = np.zeros(256, dtype=bool)
+        for label_id, train_id in pairs:
+            table[label_id] = train_id if 0 <= train_id < IGNORE_INDEX else IGNORE_INDEX
+            known[label_id] = True
+        return cls(dataset, table, known)
+
+    def encode(self, ids: np.ndarray, path: Path) -> np.ndarray:
+        """Map an id image to classes; ids that are not the dataset's raise DatasetError naming `path`."""
+        if ids.ndim != 2:
+            raise DatasetError(f"{path}: label has shape {list(ids.shape)}, expected a single-channel id map")
+        if ids.dtype != np.uint8:
+            if ids.min() < 0 or ids.max() > 255:
+                raise DatasetError(f"{path}: label ids {ids.min()}..{ids.max()} are not {self.dataset} ids")
+            ids = ids.astype(np.uint8)
+        unknown = ~self.known[ids]
+        if unknown.any():
+            bad = np.unique(ids[unknown]).tolist()
+            raise DatasetError(f"{path}: label ids {bad[:10]} are not {self.dataset} ids "
+                               f"(known: {np.flatnonzero(self.known).tolist()})")
+        return self.table[ids]
+
+
+CITYSCAPES_LABELS = LabelMap.from_pairs(
+    "Cityscapes", [(label.id, label.trainId) for label in CITYSCAPES_TABLE if label.id >= 0])
+CAMVID_LABELS = LabelMap.from_pairs("CamVid", [(i, i) for i in range(len(CAMVID_CLASSES))] + [(11, IGNORE_INDEX)])
+
+
+def _read(path: Path, mode: str | None = None) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode) if mode else image)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read as an image ({error})") from None
+
+
+class FileDataset(Dataset):
+    """Image and label files listed as pairs; subclasses find the pairs and give the label map and class names."""
+
+    class_names: tuple[str, ...] = ()
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, pairs: list[Pair], label_map: LabelMap, transform: Transform | None = None):
+        self.pairs = pairs
+        self.label_map = label_map
+        self.transform = eval_transform() if transform is None else transform
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw sample: RGB uint8 [H, W, 3] and class labels uint8 [H, W] (255 = ignore), before the transform."""
+        image_path, label_path = self.pairs[index]
+        image, ids = _read(image_path, "RGB"), _read(label_path)
+        if ids.shape[:2] != image.shape[:2]:
+            raise DatasetError(f"{label_path}: label is {ids.shape[1]}x{ids.shape[0]} but its image {image_path} "
+                               f"is {image.shape[1]}x{image.shape[0]}")
+        return image, self.label_map.encode(ids, label_path)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(*self.load(index))
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: {what} does not exist")
+    return path
+
+
+def cityscapes_pairs(root: Path, split: str) -> list[Pair]:
+    """root/leftImg8bit/<split>/<city>/*_leftImg8bit.png with root/gtFine/<split>/<city>/*_gtFine_labelIds.png."""
+    _require_dir(root, "Cityscapes root")
+    images_dir = _require_dir(root / "leftImg8bit" / split, f"split folder {split!r}")
+    labels_dir = _require_dir(root / "gtFine" / split, f"split folder {split!r}")
+    images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise DatasetError(f"{images_dir}: split {split!r} has no <city>/*_leftImg8bit.png images")
+    pairs = []
+    for image in images:
+        stem = image.name.removesuffix("_leftImg8bit.png")
+        label = labels_dir / image.parent.name / f"{stem}_gtFine_labelIds.png"
+        if not label.is_file():
+            raise DatasetError(f"{image}: no label, expected {label}")
+        pairs.append((image, label))
+    return pairs
+
+
+def _listed_pairs(root: Path, listing: Path) -> list[Pair]:
+    """Pairs from a SegNet list file: one 'image mask' line per sample, paths relative to the root."""
+    pairs = []
+    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise DatasetError(f"{listing} line {number}: expected 'image mask', got {line.strip()!r}")
+        image, label = root / fields[0], root / fields[1]
+        if not image.is_file():
+            raise DatasetError(f"{listing} line {number}: image {image} does not exist")
+        if not label.is_file():
+            raise DatasetError(f"{listing} line {number}: {image} has no label ({label} does not exist)")
+        pairs.append((image, label))
+    return pairs
+
+
+def _folder_pairs(root: Path, split: str) -> list[Pair]:
+    """Pairs of root/<split>/X and root/<split>annot/X (same file name)."""
+    images_dir = _require_dir(root / split, f"split folder {split!r} (and no {split}.txt list)")
+    labels_dir = _require_dir(root / f"{split}annot", f"label folder of split {split!r}")
+    pairs = []
+    for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES):
+        label = labels_dir / image.name
+        if not label.is_file():
+            raise DatasetError(f"{image}: no label, expected {label}")
+        pairs.append((image, label))
+    return pairs
+
+
+def camvid_pairs(root: Path, split: str) -> list[Pair]:
+    """From root/<split>.txt when present, else root/<split> and root/<split>annot paired by file name."""
+    _require_dir(root, "CamVid root")
+    listing = root / f"{split}.txt"
+    pairs = _listed_pairs(root, listing) if listing.is_file() else _folder_pairs(root, split)
+    if not pairs:
+        raise DatasetError(f"{listing if listing.is_file() else root / split}: split {split!r} has no images")
+    return pairs
+
+
+class Cityscapes(FileDataset):
+    """Cityscapes fine annotations, official layout; labelIds -> the 19 trainIds of cityscapesscripts' table."""
+
+    class_names = CITYSCAPES_CLASSES
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None):
+        super().__init__(cityscapes_pairs(Path(root), split), CITYSCAPES_LABELS, transform)
+
+
+class CamVid(FileDataset):
+    """CamVid, SegNet layout: 11 classes, mask value 11 (unlabelled) -> 255."""
+
+    class_names = CAMVID_CLASSES
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None):
+        super().__init__(camvid_pairs(Path(root), split), CAMVID_LABELS, transform)
+
+
+def build_dataset(kind: str, root: str | Path | None, split: str, transform: Transform | None = None,
+                  **options) -> Dataset:
+    """A dataset by kind: cityscapes | camvid (need `root`) or synthetic (options: size, count, seed)."""
+    if kind == "synthetic":
+        return SyntheticStreets(transform=transform, split=split, **options)
+    if kind not in ("cityscapes", "camvid"):
+        raise DatasetError(f"unknown dataset kind {kind!r}; known: cityscapes, camvid, synthetic")
+    if root is None:
+        raise DatasetError(f"dataset kind {kind!r} needs a root folder")
+    return (Cityscapes if kind == "cityscapes" else CamVid)(root, split, transform, **options)

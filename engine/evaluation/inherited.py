@@ -1,0 +1,113 @@
+"""Inherited-weight evaluation: a subnet extracted from the supernet, BN statistics recalibrated, mIoU measured.
+
+The calibration images and the validation batches are loaded once and kept in memory, so scoring hundreds of
+subnets costs only their forward passes; scores are cached by genotype key in a JSON-lines file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from engine.config import ExperimentConfig
+from engine.data.splits import train_set, val_set
+from engine.evaluation.metrics import SegmentationMetric
+from spaces import Genotype, Supernet
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def load_batches(dataset: Dataset, count: int | None, batch_size: int, num_workers: int = 0) -> list[Batch]:
+    """The first `count` samples (all when None) of a dataset as in-memory batches."""
+    if count is not None:
+        dataset = Subset(dataset, range(min(count, len(dataset))))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return [(images, labels) for images, labels in loader]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: Iterable[torch.Tensor], device: torch.device) -> None:
+    """Replace running BN statistics by their exact averages over `images` (train-mode forwards, no updates)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    model.train()
+    for batch in images:
+        model(batch.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[Batch], num_classes: int, device: torch.device) -> dict:
+    """mIoU, per-class IoU and pixel accuracy of `model` (eval mode) over the batches."""
+    model.eval()
+    metric = SegmentationMetric(num_classes)
+    for images, labels in batches:
+        metric.update(model(images.to(device)).argmax(1), labels.to(device))
+    return metric.compute()
+
+
+class InheritedEvaluator:
+    """Scores genotypes with the supernet's weights; `calibration_images` = 0 scores without BN recalibration."""
+
+    def __init__(self, supernet: Supernet, calibration: list[Batch], validation: list[Batch], num_classes: int,
+                 device: torch.device, cache: Path | None = None):
+        self.supernet = supernet
+        self.calibration = [images for images, _ in calibration]
+        self.validation = validation
+        self.num_classes = num_classes
+        self.device = device
+        self.cache_path = cache
+        self.scores: dict[str, dict] = self._read_cache()
+
+    def _read_cache(self) -> dict[str, dict]:
+        if self.cache_path is None or not self.cache_path.exists():
+            return {}
+        scores = {}
+        for line in self.cache_path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                scores[record["key"]] = record
+        return scores
+
+    def score(self, genotype: Genotype) -> dict:
+        """{'key', 'miou', 'pixel_accuracy', 'iou'} of the genotype, from the cache when already scored."""
+        if genotype.key in self.scores:
+            return self.scores[genotype.key]
+        subnet = self.supernet.extract(genotype).to(self.device)
+        if self.calibration:
+            recalibrate_batchnorm(subnet, self.calibration, self.device)
+        result = evaluate(subnet, self.validation, self.num_classes, self.device)
+        record = {"key": genotype.key, "miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
+                  "iou": result["iou"]}
+        self.scores[genotype.key] = record
+        if self.cache_path is not None:
+            with self.cache_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return record
+
+
+def validation_batches(config: ExperimentConfig) -> list[Batch]:
+    """The experiment's validation images (`evaluation.val_images` of them, all when None), in memory."""
+    settings = config.evaluation
+    return load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+
+
+def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.device, cache: bool = True
+                  ) -> InheritedEvaluator:
+    """The experiment's evaluator: calibration images from the training split (with its augmentation, as the
+    statistics were learnt), validation images from the validation split, cache in runs/<name>/inherited.jsonl."""
+    settings = config.evaluation
+    calibration = load_batches(train_set(config.data, config.seed), settings.calibration_images, settings.batch_size)
+    validation = validation_batches(config)
+    path = config.run_dir / "inherited.jsonl" if cache else None
+    return InheritedEvaluator(supernet, calibration, validation, supernet.num_classes, device, path)

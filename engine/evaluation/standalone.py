@@ -1,0 +1,19 @@
+"""Stand-alone mIoU: a genotype trained from scratch with a recipe (engine/training/standalone.py, resumable), then
+evaluated on the given validation batches; the audit and the baseline comparison rank with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import ExperimentConfig
+from engine.evaluation.inherited import Batch, evaluate
+from engine.training.distributed import World
+from engine.training.standalone import train_standalone
+from spaces import Genotype
+
+
+def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
+                    batches: list[Batch]) -> float:
+    network = train_standalone(genotype, config.data, config.audit.train, folder, world, config.space.width,
+                               config.seed)
+    return evaluate(network, batches, config.space.num_classes, world.device)["miou"]

@@ -1,0 +1,52 @@
+"""Atomic writes: every artefact of a run is written to a temporary file beside it, flushed, then renamed over the
+target, so a run killed mid-write leaves the old file or none, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@contextmanager
+def atomic(path: Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file beside `path`; on a clean exit it is flushed to disk and renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open(mode, **({} if "b" in mode else {"newline": ""})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic(path) as handle:
+        handle.write(text)
+    return path
+
+
+def write_json(path: Path, value: Any, **options: Any) -> Path:
+    return write_text(path, json.dumps(value, indent=1, **options))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in `path`, or None when the file is absent or not valid JSON (a record to be redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def write_csv(path: Path, table: "pd.DataFrame") -> Path:
+    with atomic(path) as handle:
+        table.to_csv(handle, index=False)
+    return path

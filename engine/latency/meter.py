@@ -1,0 +1,125 @@
+"""The meter: measures networks of the experiment's space on its device, through the per-device measurement store.
+
+The device is this machine (a backend of hardware/backends.py) or a device agent reached over HTTP
+(`python -m hardware.agent` on the target, hardware/client.py here). Every measurement goes through the store, so a
+genotype measured by any earlier run is not measured again. Agent failures become DeviceError (exit code 2).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from rich.progress import track
+from torch import nn
+
+from engine.config import ExperimentConfig
+from engine.errors import ConfigError, DeviceError
+from engine.paths import RunPaths
+from hardware.backends import Backend, BackendUnavailable, backend, to_onnx
+from hardware.client import AgentClient, AgentError, AgentUnreachable, read_token
+from hardware.protocol import Measurement, MeasurementProtocol, measure
+from hardware.provenance import device_name
+from hardware.store import MeasurementKey, MeasurementStore, space_label
+from spaces import Genotype, build
+
+STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms"}
+
+
+def protocol_of(config: ExperimentConfig) -> MeasurementProtocol:
+    settings = config.latency
+    return MeasurementProtocol(settings.warmup, settings.repeats, settings.batch, tuple(config.space.input_size),
+                               settings.threads)
+
+
+def experiment_space(config: ExperimentConfig) -> str:
+    """The measurement store's label of the experiment's space (skeleton, width, classes)."""
+    return space_label(config.space.skeleton, config.space.width, config.space.num_classes)
+
+
+class Meter:
+    """Measures networks of the experiment's space on its device, through the measurement store."""
+
+    def __init__(self, config: ExperimentConfig):
+        settings = config.latency
+        self.config = config
+        self.protocol = protocol_of(config)
+        self.space = experiment_space(config)
+        self.local: Backend | None = None
+        self.client: AgentClient | None = None
+        if settings.device == "local":
+            self.local = backend(settings.backend)
+            name = settings.device_name or device_name(gpu=self.local.gpu)
+        else:
+            self.client = AgentClient(settings.agent.url, read_token(settings.agent.token_file),
+                                      timeout=settings.agent.timeout_s, retries=settings.agent.retries)
+            info = _agent_info(self.client, settings.agent.url)
+            if info.get("backend") != settings.backend:
+                raise DeviceError(f"latency.backend is {settings.backend} but the agent at {settings.agent.url} "
+                                  f"measures with {info.get('backend')}; set latency.backend={info.get('backend')}")
+            name = settings.device_name or str(info["device"])
+        self.store = MeasurementStore(name, settings.store)
+
+    def key(self, genotype: Genotype) -> MeasurementKey:
+        return MeasurementKey.of(self.space, genotype.key, self.config.latency.backend, self.protocol)
+
+    def measure_network(self, network: nn.Module) -> Measurement:
+        """One measurement of a built network on the device (not stored: the caller knows its key)."""
+        if self.client is None:
+            return measure(network.eval(), self.local, self.protocol)
+        try:
+            return self.client.measure(to_onnx(network.eval(), self.protocol.shape), self.protocol)
+        except AgentError as error:
+            raise DeviceError(f"latency.agent.url {self.config.latency.agent.url}: {error}") from None
+
+    def measure(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
+        """Stored measurements of the genotypes, measuring (and storing) the missing ones."""
+        stored = self.store.load()
+        missing = [g for g in dict.fromkeys(genotypes) if self.key(g) not in stored]
+        space = self.config.space
+        for genotype in track(missing, description=f"measuring {what} on {self.store.device}"):
+            measurement = self.measure_network(build(genotype, space.width, space.num_classes))
+            self.store.put(self.key(genotype), measurement)
+            stored[self.key(genotype)] = measurement
+        return [stored[self.key(g)] for g in genotypes]
+
+
+def _agent_info(client: AgentClient, url: str) -> dict:
+    try:
+        return client.info()
+    except AgentUnreachable:
+        raise
+    except AgentError as error:
+        raise DeviceError(f"latency.agent.url {url}: {error}") from None
+
+
+def open_meter(config: ExperimentConfig) -> Meter | None:
+    """The experiment's meter, opened at the start of a run so an unreachable agent stops it before any training;
+    None when the device cannot be reached but the predictor (or enough stored measurements) lets the run go on;
+    DeviceError when the run cannot go on, ConfigError for a token file that cannot be read or a bad device name."""
+    settings = config.latency
+    try:
+        return Meter(config)
+    except ValueError as error:
+        raise ConfigError(f"latency: {error}") from None
+    except BackendUnavailable as error:
+        raise DeviceError(f"latency.backend {settings.backend}: {error}") from None
+    except AgentUnreachable as error:
+        if RunPaths(config.run_dir).accuracy.exists():
+            return None
+        if settings.device_name and _stored_enough(config, settings.device_name):
+            return None
+        raise DeviceError(f"latency.agent.url: {error}") from None
+
+
+def _stored_enough(config: ExperimentConfig, name: str) -> bool:
+    store = MeasurementStore(name, config.latency.store)
+    space = experiment_space(config)
+    protocol = protocol_of(config)
+    rows = [key for key in store.load() if key.space == space and key.resolution == protocol.resolution
+            and key.backend == config.latency.backend]
+    return len(rows) >= config.latency.measurements + config.latency.heldout
+
+
+def latency_of(measurements: Sequence[Measurement], statistic: str) -> np.ndarray:
+    return np.array([getattr(m.stats, STAT_FIELD[statistic]) for m in measurements])

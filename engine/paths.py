@@ -1,0 +1,157 @@
+"""Every artefact of a run, named once: `RunPaths(run_dir)` gives the path of each file and folder a stage reads or
+writes, so stages, the runner, the report and the tests agree on where things are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """runs/<name>/ and what lies in it (README, "A run")."""
+
+    root: Path
+
+    def __truediv__(self, relative: str) -> Path:
+        return self.root / relative
+
+    # the run
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def records(self) -> Path:
+        """One JSON record per finished stage: what it read and wrote, with digests (engine/runner.py)."""
+        return self.root / "stages"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    # space
+    @property
+    def space(self) -> Path:
+        return self.root / "space.csv"
+
+    # supernet
+    @property
+    def supernet_dir(self) -> Path:
+        return self.root / "supernet"
+
+    @property
+    def supernet(self) -> Path:
+        return self.root / "supernet.pt"
+
+    @property
+    def supernet_metrics(self) -> Path:
+        return self.supernet_dir / "metrics.csv"
+
+    # latency
+    @property
+    def latency_dir(self) -> Path:
+        return self.root / "latency"
+
+    @property
+    def predictor(self) -> Path:
+        return self.latency_dir / "predictor"
+
+    @property
+    def measurements(self) -> Path:
+        return self.latency_dir / "measurements.csv"
+
+    @property
+    def heldout(self) -> Path:
+        return self.latency_dir / "heldout.csv"
+
+    @property
+    def accuracy(self) -> Path:
+        return self.latency_dir / "accuracy.json"
+
+    @property
+    def inherited_cache(self) -> Path:
+        """Inherited mIoU by genotype key (JSON lines): a cache, not an artefact."""
+        return self.root / "inherited.jsonl"
+
+    # search
+    @property
+    def study(self) -> Path:
+        return self.root / "study.db"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / "evaluations.csv"
+
+    @property
+    def front(self) -> Path:
+        return self.root / "front.csv"
+
+    @property
+    def front_json(self) -> Path:
+        return self.root / "front.json"
+
+    @property
+    def hypervolume(self) -> Path:
+        return self.root / "hypervolume.csv"
+
+    @property
+    def search_cost(self) -> Path:
+        return self.root / "search_cost.json"
+
+    @property
+    def dnas_dir(self) -> Path:
+        return self.root / "dnas"
+
+    @property
+    def dnas(self) -> Path:
+        return self.dnas_dir / "dnas.csv"
+
+    @property
+    def lookup(self) -> Path:
+        return self.dnas_dir / "lookup.json"
+
+    # select and retrain
+    @property
+    def selected_dir(self) -> Path:
+        return self.root / "selected"
+
+    @property
+    def selection(self) -> Path:
+        return self.selected_dir / "selection.json"
+
+    def picked(self, label: str) -> Path:
+        return self.selected_dir / label
+
+    # audit
+    @property
+    def audit_dir(self) -> Path:
+        return self.root / "audit"
+
+    @property
+    def audit(self) -> Path:
+        return self.audit_dir / "audit.csv"
+
+    @property
+    def audit_summary(self) -> Path:
+        return self.audit_dir / "audit.json"
+
+    @property
+    def baseline(self) -> Path:
+        return self.audit_dir / "baseline.json"
+
+    def trained(self, key: str) -> Path:
+        """The folder of a genotype trained stand-alone by the audit or the baseline comparison."""
+        return self.audit_dir / key.replace(":", "_")
+
+    # report
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()

@@ -1,0 +1,46 @@
+"""Fronts with pymoo: non-dominated sorting, dominance between two sets, hypervolume; objectives all minimised.
+
+Every front of the engine (the search's, the report's, DNAS against NSGA-II) comes from here, so none is
+re-derived by hand: the objective rows are (-mIoU, latency) (`minimised`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.util.dominator import Dominator
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+
+def pareto_mask(F: np.ndarray) -> np.ndarray:
+    """Rows of F (minimised) that no other row dominates; copies of a front point are on the front too."""
+    F = np.asarray(F, dtype=float)
+    mask = np.zeros(len(F), dtype=bool)
+    if len(F):
+        mask[NonDominatedSorting().do(F, only_non_dominated_front=True)] = True
+    return mask
+
+
+def hypervolume(F: np.ndarray, reference: Sequence[float]) -> float:
+    """Hypervolume (minimisation) of the points of F that dominate `reference`; 0 when none does."""
+    reference = np.asarray(reference, dtype=float)
+    F = np.asarray(F, dtype=float).reshape(-1, len(reference))
+    inside = F[(F < reference).all(axis=1)]
+    if not len(inside):
+        return 0.0
+    return float(HV(ref_point=reference)(inside))
+
+
+def minimised(miou: Sequence[float], latency_ms: Sequence[float]) -> np.ndarray:
+    """The search's objectives as pymoo minimises them: rows of (-mIoU, latency)."""
+    return np.stack([-np.asarray(miou, dtype=float), np.asarray(latency_ms, dtype=float)], axis=1)
+
+
+def dominated_by(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each row of `points`, whether a row of `others` dominates it (every objective minimised)."""
+    points, others = np.atleast_2d(points), np.atleast_2d(others)
+    if others.size == 0 or points.size == 0:
+        return np.zeros(len(points), dtype=bool)
+    return (Dominator.calc_domination_matrix(others, points) == 1).any(axis=0)

@@ -1,0 +1,72 @@
+"""The DNAS strategy of the search stage: candidate costs, the lambda sweep, its genotypes scored like any subnet.
+
+Costs: search.dnas.cost = macs takes the space's MAC table (spaces/costs.py) at the experiment's input size; lookup
+measures the per-block latency table once on the experiment's local device under its protocol
+(hardware.lookup.measure_lookup_table, saved as runs/<name>/dnas/lookup.json). Each lambda's genotype is then
+scored as NSGA-II's are (inherited mIoU from the shared supernet, predicted latency; an Optuna trial with strategy
+"dnas" and its lambda) and measured on the device when it is reachable. Writes dnas/dnas.csv, one row per lambda:
+genotype, relative cost, inherited mIoU, predicted and measured latency, search seconds, and whether a subnet
+NSGA-II evaluated dominates it (higher or equal mIoU at lower or equal predicted latency, one of them strictly).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from engine.config import ExperimentConfig
+from engine.files import write_csv
+from engine.latency.meter import Meter, latency_of
+from engine.latency.model import space_costs
+from engine.search.dnas import DnasSearch
+from engine.search.fronts import dominated_by, minimised
+from hardware.lookup import LookupTable, measure_lookup_table
+from spaces import Genotype
+
+Score = Callable[[list[tuple[Genotype, dict]], torch.device], list[dict]]
+
+
+def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarray, float]:
+    """cost_i of every candidate at every layer ([layers, candidates]) and the seconds spent measuring them."""
+    if config.search.dnas.cost == "macs":
+        return space_costs(config).macs.astype(np.float64), 0.0
+    path = config.paths.lookup
+    if path.exists():
+        table = LookupTable.load(path)
+        return table.latency_ms, float(table.provenance.get("seconds", 0.0))
+    if meter is None or meter.local is None:  # the config forbids an agent with a lookup cost; this is a guard
+        raise ValueError("search.dnas.cost lookup needs latency.device local")
+    start = time.perf_counter()
+    space = config.space
+    table = measure_lookup_table(space.skeleton, meter.local, meter.protocol, space.width, space.num_classes)
+    seconds = time.perf_counter() - start
+    replace(table, provenance={**table.provenance, "seconds": seconds}).save(path)
+    return table.latency_ms, seconds
+
+
+def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score,
+             reference: pd.DataFrame) -> dict:
+    """The sweep (engine/dnas.py), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
+    costs, lookup_s = layer_costs(config, meter)
+    warm, results = DnasSearch(config, costs, device).run()
+    genotypes = [Genotype.from_key(r["key"]) for r in results]
+    rows = score([(g, {"strategy": "dnas", "lambda": r["lambda"]}) for g, r in zip(genotypes, results)], device)
+    measured = (latency_of(meter.measure(genotypes, "DNAS genotypes"), config.latency.statistic) if meter
+                else np.full(len(genotypes), np.nan))
+    table = pd.DataFrame({
+        "lambda": [r["lambda"] for r in results], "key": [r["key"] for r in results],
+        "relative_cost": [r["relative_cost"] for r in results], "miou": [row["miou"] for row in rows],
+        "latency_ms": [row["latency_ms"] for row in rows], "measured_ms": measured,
+        "macs": [row["macs"] for row in rows], "seconds": [r["seconds"] for r in results],
+        "min_chosen_probability": [r["min_chosen_probability"] for r in results],
+        "dominated_by_nsga2": dominated_by(minimised([r["miou"] for r in rows], [r["latency_ms"] for r in rows]),
+                                           minimised(reference.miou, reference.latency_ms))})
+    write_csv(config.paths.dnas, table)
+    lambdas_s = [r["seconds"] for r in results]
+    return {"cost": config.search.dnas.cost, "warmup_s": warm["seconds"], "lambdas_s": lambdas_s,
+            "lookup_s": lookup_s, "total_s": warm["seconds"] + sum(lambdas_s) + lookup_s}

@@ -1,0 +1,147 @@
+"""Stage latency: measure chosen genotypes on the target device, fit the latency predictor, report its accuracy.
+
+The device is this machine (a backend of hardware/backends.py) or a device agent reached over HTTP
+(`python -m hardware.agent` on the target, hardware/client.py here). Every measurement goes through the per-device
+measurement store, so a genotype measured by any earlier run is not measured again.
+
+Which genotypes: `latency.measurements` spread over the MACs range of a seeded random pool (predictors/design.py),
+`latency.heldout` other random genotypes measured only to test the predictor, and optionally `latency.active`
+more, chosen where the predictor's interval is widest near the optimistic front of the pool (inherited mIoU vs
+predicted latency). The predictor's features are the space's per-layer costs, with or without the candidates'
+one-hot columns, whichever explains the training measurements better (leave-one-out). Writes
+runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and accuracy.json.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from rich.progress import track
+
+from engine.config import ExperimentConfig
+from engine.errors import DeviceError
+from engine.evaluation.inherited import evaluator_for
+from engine.files import write_csv, write_json
+from engine.latency.meter import latency_of
+from engine.latency.model import FEATURES_FILE, LatencyModel, fit_predictor, space_costs
+from engine.paths import RunPaths
+from engine.runner import Context, Stage
+from engine.training.distributed import World
+from engine.training.supernet import load_supernet
+from hardware.protocol import Measurement
+from predictors.design import active, spread
+from predictors.evaluation import accuracy_report
+from spaces import Genotype, largest, sample, smallest
+
+
+def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
+    """The extremes and a seeded random pool of distinct genotypes."""
+    name = config.space.skeleton
+    rng = random.Random(config.seed)
+    pool = [largest(name), smallest(name)] + [sample(name, rng) for _ in range(config.latency.pool)]
+    return list(dict.fromkeys(pool))
+
+
+def heldout_genotypes(config: ExperimentConfig, exclude: set[Genotype]) -> list[Genotype]:
+    rng = random.Random(config.seed + 1)
+    chosen: dict[Genotype, None] = {}
+    while len(chosen) < config.latency.heldout:
+        genotype = sample(config.space.skeleton, rng)
+        if genotype not in exclude:
+            chosen[genotype] = None
+    return list(chosen)
+
+
+def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Genotype], measured: set[Genotype],
+                  score: Callable[[Genotype], float]) -> list[Genotype]:
+    """`latency.active` pool genotypes where the interval is widest near the optimistic front; the other
+    objective (inherited mIoU) is scored on a latency-spread subset of the pool only, as it costs a forward pass
+    over the validation images per genotype."""
+    count = config.latency.active
+    predicted, _, _ = model.predict(pool)
+    subset = [pool[i] for i in spread(predicted, min(len(pool), 8 * count), config.seed)]
+    _, lower, upper = model.predict(subset)
+    miou = np.array([score(g) for g in track(subset, description="scoring candidates for active measurement")])
+    taken = np.array([g in measured for g in subset])
+    return [subset[i] for i in active(lower, upper, miou, count, taken)]
+
+
+def save_predictor(model: LatencyModel, folder: Path) -> None:
+    """The regressor's JSON files and the feature set, written beside `folder` and then moved over it."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.regressor.save(tmp)
+    write_json(tmp / FEATURES_FILE, {"feature_set": model.feature_set})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel) -> None:
+    write_csv(paths.measurements, pd.DataFrame(rows))
+    write_csv(paths.heldout, heldout)
+    save_predictor(model, paths.predictor)
+    report = accuracy_report(heldout.measured_ms.to_numpy(), heldout.predicted_ms.to_numpy())
+    write_json(paths.accuracy, report.as_dict())
+
+
+def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str) -> list[dict]:
+    return [{"key": g.key, "role": role, "median_ms": m.stats.median_ms, "mean_ms": m.stats.mean_ms,
+             "p90_ms": m.stats.p90_ms, "cv": m.stats.cv} for g, m in zip(genotypes, measurements)]
+
+
+def mean_iou_scorer(config: ExperimentConfig, world: World) -> Callable[[Genotype], float]:
+    """Inherited mIoU of a genotype, the supernet loaded on first use (cached in runs/<name>/inherited.jsonl)."""
+
+    @lru_cache(maxsize=1)
+    def evaluator():
+        return evaluator_for(config, load_supernet(config, config.space.num_classes, world.device), world.device)
+
+    return lambda genotype: evaluator().score(genotype)["miou"]
+
+
+def run(ctx: Context) -> None:
+    """Measure, fit and report (module docstring)."""
+    config, meter = ctx.config, ctx.meter
+    if meter is None:
+        raise DeviceError("the latency stage has to measure but the device is unreachable; start the device agent "
+                          "or check latency.agent.url")
+    settings, costs = config.latency, space_costs(config)
+    pool = candidate_pool(config)
+    macs = np.array([costs.genotype_macs(g) for g in pool], dtype=np.float64)
+    train = [pool[i] for i in spread(macs, min(settings.measurements, len(pool)), config.seed)]
+    measured = meter.measure(train, "spread genotypes")
+    rows = _rows(train, measured, "train")
+    model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
+    if settings.active:
+        extra = choose_active(config, model, pool, set(train), mean_iou_scorer(config, ctx.world))
+        extra_measured = meter.measure(extra, "active genotypes")
+        rows += _rows(extra, extra_measured, "active")
+        train, measured = train + extra, measured + extra_measured
+        model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
+    tests = heldout_genotypes(config, set(train))
+    tested = meter.measure(tests, "held-out genotypes")
+    rows += _rows(tests, tested, "heldout")
+    predicted, lower, upper = model.predict(tests)
+    heldout = pd.DataFrame({"key": [g.key for g in tests], "measured_ms": latency_of(tested, settings.statistic),
+                            "predicted_ms": predicted, "lower_ms": lower, "upper_ms": upper})
+    write_tables(ctx.paths, rows, heldout, model)
+
+
+def _reads(config: ExperimentConfig) -> tuple[str, ...]:
+    return ("supernet.pt",) if config.latency.active else ()
+
+
+def _config(config: ExperimentConfig) -> tuple[str, ...]:
+    scoring = ("data", "evaluation") if config.latency.active else ()
+    return ("seed", "space", "latency", *scoring)
+
+
+STAGE = Stage("latency", run, reads=_reads, config=_config, device=True,
+              writes=("latency/measurements.csv", "latency/heldout.csv", "latency/predictor", "latency/accuracy.json"))

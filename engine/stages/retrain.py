@@ -1,0 +1,120 @@
+"""Stage retrain: retrain each picked network stand-alone, evaluate it, export it to ONNX and re-measure it.
+
+For every entry of selected/selection.json: training (engine/standalone.py, from scratch or from the supernet's
+weights as `retrain.init` says; resumable, data-parallel under torchrun) into selected/<label>/, then on the main
+process the validation mIoU and per-class IoU, model.onnx checked against torch with ONNX Runtime, and a new
+latency measurement on the experiment's device (stored in the measurement store like any other) beside the
+prediction the search used. A label whose metrics.json exists is not redone when the stage resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch.distributed as dist
+
+from engine.config import ExperimentConfig
+from engine.data.classes import DATASET_CLASSES
+from engine.evaluation.export import export_checked
+from engine.evaluation.inherited import Batch, evaluate, validation_batches
+from engine.files import write_json
+from engine.latency.meter import Meter
+from engine.runner import Context, Stage
+from engine.training.distributed import World
+from engine.training.standalone import train_standalone
+from engine.training.supernet import load_supernet
+from spaces import Genotype, Network
+
+
+def selection(config: ExperimentConfig) -> list[dict]:
+    return json.loads(config.paths.selection.read_text())["picked"]
+
+
+def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World) -> Network:
+    space, retrain = config.space, config.retrain
+    supernet = None
+    if retrain.init == "inherited":
+        supernet = load_supernet(config, space.num_classes, world.device).cpu()
+    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet)
+
+
+def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) -> dict | None:
+    """The re-measured statistics (also stored), or None without a reachable device."""
+    if meter is None or not meter.config.retrain.remeasure:
+        return None
+    measurement = meter.measure_network(network.cpu())
+    meter.store.put(meter.key(genotype), measurement)
+    return measurement.as_dict()
+
+
+def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World,
+           batches: list[Batch]) -> dict:
+    """Evaluate (on `batches`), export and re-measure one retrained network; the metrics.json record."""
+    folder = config.paths.picked(entry["label"])
+    genotype = Genotype.from_key(entry["key"])
+    result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
+    searched = pd.read_csv(config.paths.evaluations).set_index("key").loc[entry["key"]]
+    measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
+    shape = (config.latency.batch, 3, *config.space.input_size)
+    diff = export_checked(network, shape, folder / "model.onnx") if config.retrain.export else None
+    return {
+        "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
+        "predicted_ms": float(searched.latency_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
+        "predicted_upper_ms": float(searched.latency_upper_ms), "inherited_miou": float(searched.miou),
+        "retrained_miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
+        "iou": [None if math.isnan(v) else v for v in result["iou"]],
+        "class_names": list(DATASET_CLASSES[config.data.kind]),
+        "measured": measured, "onnx_max_abs_diff": diff,
+        "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
+        "retrain_steps": config.retrain.train.steps,
+    }
+
+
+def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
+    """Another label's results for the same genotype, copied into this label's folder."""
+    source, folder = (config.paths.picked(label) for label in (twin["label"], entry["label"]))
+    for name in ("weights.pt", "model.onnx"):
+        if (source / name).exists():
+            shutil.copyfile(source / name, folder / name)
+    record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"]}
+    write_json(folder / "metrics.json", record)
+    return record
+
+
+def run(ctx: Context) -> None:
+    """Retrain, evaluate, export and re-measure every picked network (module docstring)."""
+    config, world = ctx.config, ctx.world
+    records, batches = [], None
+    for entry in selection(config):
+        out = ctx.paths.picked(entry["label"]) / "metrics.json"
+        if out.exists():
+            records.append(json.loads(out.read_text()))
+            continue
+        twin = next((r for r in records if r["key"] == entry["key"]), None)
+        if twin is not None:  # the same genotype under two labels is trained once
+            records.append(copy_twin(config, twin, entry) if world.is_main else twin)
+            continue
+        network = train_picked(config, Genotype.from_key(entry["key"]), out.parent, world)
+        if world.is_main:
+            batches = validation_batches(config) if batches is None else batches
+            record = finish(config, entry, network, ctx.meter, world, batches)
+            write_json(out, record)
+            records.append(record)
+        if world.distributed:
+            dist.barrier()
+
+
+def _reads(config: ExperimentConfig) -> tuple[str, ...]:
+    inherited = ("supernet.pt",) if config.retrain.init == "inherited" else ()
+    return ("selected/selection.json", "evaluations.csv", *inherited)
+
+
+STAGE = Stage("retrain", run, reads=_reads,
+              writes=("selected/*/metrics.json", "selected/*/model.onnx", "selected/*/weights.pt"),
+              work=("selected/*/checkpoint.pt", "selected/*/metrics.csv", "selected/*/tensorboard"),
+              config=("seed", "space", "data", "evaluation", "retrain", "latency"), ranks="all",
+              device=lambda config: config.retrain.remeasure)

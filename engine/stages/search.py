@@ -1,0 +1,90 @@
+"""Stage search: the strategies of search.strategies, then the joint front of every evaluated subnet.
+
+NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and predicted
+latency (min), optional max-latency / max-MACs constraints. DNAS (engine/search/sweep.py): the differentiable
+search's lambda sweep, whose genotypes are scored and stored the same way. Every evaluation is one Optuna trial
+(engine/search/study.py).
+
+Writes evaluations.csv (every evaluated subnet, from the study), front.csv / front.json (the feasible
+non-dominated set of all strategies' subnets, pymoo's non-dominated sorting), hypervolume.csv (NSGA-II, per
+generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search, DNAS's warm-up,
+lambdas and lookup table); with DNAS also dnas/dnas.csv.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from engine.config import ExperimentConfig
+from engine.files import write_csv, write_json
+from engine.latency.model import load_latency_model
+from engine.paths import RunPaths
+from engine.runner import Context, Stage
+from engine.search import fronts
+from engine.search.nsga2 import Search
+from engine.search.study import open_study, trials_table
+from engine.search.sweep import run_dnas
+from spaces import Genotype
+
+
+def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Every evaluated subnet with its front membership (feasible and non-dominated), by trial number."""
+    table = trials.copy()
+    table["front"] = False
+    feasible = table.index[table.feasible.astype(bool)]
+    if len(feasible):
+        F = fronts.minimised(table.loc[feasible, "miou"], table.loc[feasible, "latency_ms"])
+        table.loc[feasible[fronts.pareto_mask(F)], "front"] = True
+    return table
+
+
+def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict]) -> None:
+    write_csv(paths.evaluations, table)
+    front = table[table.front].sort_values("latency_ms")
+    records = front.astype(object).where(front.notna(), None).to_dict(orient="records")
+    front_json = [{**row, "genotype": json.loads(Genotype.from_key(row["key"]).to_json())} for row in records]
+    write_json(paths.front_json, front_json, default=_plain)
+    write_csv(paths.hypervolume, pd.DataFrame(history, columns=["generation", "evaluations", "hypervolume"]))
+    write_csv(paths.front, front)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def nsga2_cost(paths: RunPaths, seconds: float) -> dict:
+    """NSGA-II's search cost: the one-shot supernet's training time and the search's (scoring included)."""
+    log = paths.supernet_metrics
+    elapsed = pd.read_csv(log).get("elapsed_s") if log.exists() else None
+    supernet = float(elapsed.iloc[-1]) if elapsed is not None and elapsed.notna().any() else float("nan")
+    return {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
+
+
+def run(ctx: Context) -> None:
+    """The search stage (module docstring)."""
+    config, paths, device = ctx.config, ctx.paths, ctx.world.device
+    search = Search(config, load_latency_model(config))
+    history, cost = [], {"device": str(device), "threads": torch.get_num_threads()}
+    if "nsga2" in config.search.strategies:
+        history = search.run(device)
+        cost["nsga2"] = nsga2_cost(paths, float(open_study(config).user_attrs.get("nsga2_seconds", float("nan"))))
+    if "dnas" in config.search.strategies:
+        evaluated = trials_table(open_study(config))
+        cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == "nsga2"])
+    write_json(paths.search_cost, cost)
+    write_outputs(paths, evaluations_table(trials_table(open_study(config))), history)
+
+
+def _measures(config: ExperimentConfig) -> bool:
+    return "dnas" in config.search.strategies
+
+
+STAGE = Stage("search", run, reads=("supernet.pt", "latency/predictor"), uses=("supernet/metrics.csv",),
+              writes=("evaluations.csv", "front.csv", "front.json", "hypervolume.csv", "search_cost.json",
+                      "dnas/dnas.csv"),
+              work=("study.db", "dnas"),
+              config=("seed", "space", "data", "evaluation", "search", "latency.statistic"), device=_measures)

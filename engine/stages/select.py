@@ -1,0 +1,73 @@
+"""Stage select: pick networks from the front: the highest mIoU under each latency budget, and the knee.
+
+The knee is the front point farthest from the straight line through the front's two ends, both objectives scaled
+to [0, 1] over the front (the point where trading latency for mIoU stops paying off). A budget that no front point
+meets is reported and skipped. Writes runs/<name>/selected/selection.json (label, key, budget; the notes) and
+selected/<label>/genotype.json.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from engine.files import write_json, write_text
+from engine.runner import Context, Stage
+from spaces import Genotype
+
+log = logging.getLogger(__name__)
+
+
+def under_budget(front: pd.DataFrame, budget_ms: float) -> pd.Series | None:
+    """The highest-mIoU front row whose predicted latency is within the budget (None when none is)."""
+    fits = front[front.latency_ms <= budget_ms]
+    return None if fits.empty else fits.loc[fits.miou.idxmax()]
+
+
+def knee(front: pd.DataFrame) -> pd.Series | None:
+    """The knee of a front of at least three points (module docstring)."""
+    if len(front) < 3:
+        return None
+    ordered = front.sort_values("latency_ms")
+    points = np.stack([ordered.latency_ms.to_numpy(), ordered.miou.to_numpy()], axis=1)
+    span = points.max(axis=0) - points.min(axis=0)
+    scaled = (points - points.min(axis=0)) / np.where(span > 0, span, 1.0)
+    start, end = scaled[0], scaled[-1]
+    direction = (end - start) / max(np.linalg.norm(end - start), 1e-12)
+    offsets = scaled - start
+    distance = np.abs(offsets[:, 0] * direction[1] - offsets[:, 1] * direction[0])
+    return ordered.iloc[int(distance.argmax())]
+
+
+def pick(front: pd.DataFrame, budgets_ms: dict[str, float], with_knee: bool) -> tuple[list[dict], list[str]]:
+    """(picked networks as {label, key, budget_ms}, notes on budgets no front point meets)."""
+    picked, notes = [], []
+    for label, budget in sorted(budgets_ms.items(), key=lambda item: item[1]):
+        row = under_budget(front, budget)
+        if row is None:
+            notes.append(f"no front point within the {label} budget of {budget:g} ms (fastest: "
+                         f"{front.latency_ms.min():.2f} ms)")
+        else:
+            picked.append({"label": label, "key": row.key, "budget_ms": budget})
+    row = knee(front) if with_knee else None
+    if row is not None:
+        picked.append({"label": "knee", "key": row.key, "budget_ms": None})
+    return picked, notes
+
+
+def run(ctx: Context) -> None:
+    """The selection stage (module docstring)."""
+    paths = ctx.paths
+    front = pd.read_csv(paths.front)
+    picked, notes = pick(front, ctx.config.selection.budgets_ms, ctx.config.selection.knee)
+    for entry in picked:
+        write_text(paths.picked(entry["label"]) / "genotype.json", Genotype.from_key(entry["key"]).to_json())
+    for note in notes:
+        log.warning(note)
+    write_json(paths.selection, {"picked": picked, "notes": notes})
+
+
+STAGE = Stage("select", run, reads=("front.csv",), writes=("selected/selection.json", "selected/*/genotype.json"),
+              config=("selection",))

@@ -1,0 +1,51 @@
+"""Stage space: sample genotypes of the configured skeleton and record their MACs and parameters.
+
+Each genotype is extracted from one weight-sharing supernet and checked against it (same output), so the stage
+also proves on the user's own settings that subnets inherit the supernet's function exactly.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import torch
+from rich.progress import track
+
+from engine.config import ExperimentConfig
+from engine.files import write_csv
+from engine.runner import Context, Stage
+from spaces import Genotype, Supernet, largest, sample, smallest, squeezenas
+from spaces.costs import cost_table
+
+COLUMNS = ("key", "source", "macs", "params", "supernet_max_abs_diff")
+
+
+def survey_genotypes(config: ExperimentConfig) -> list[tuple[str, Genotype]]:
+    """The smallest and largest paths, the released networks of this skeleton, then seeded random samples."""
+    name = config.space.skeleton
+    chosen = [("smallest", smallest(name)), ("largest", largest(name))]
+    chosen += [(net, squeezenas.genotype(net)) for net in squeezenas.NAMES if net.endswith("_" + name)]
+    rng = random.Random(config.seed)
+    chosen += [("random", sample(name, rng)) for _ in range(config.samples)]
+    return chosen
+
+
+def run(ctx: Context) -> None:
+    """Write space.csv, one row per genotype of survey_genotypes."""
+    config = ctx.config
+    torch.manual_seed(config.seed)
+    space = config.space
+    supernet = Supernet(space.skeleton, space.width, space.num_classes).eval()
+    probe = torch.randn(1, 3, *space.input_size)
+    costs = cost_table(space.skeleton, tuple(space.input_size), space.width, space.num_classes)
+    rows = []
+    for source, genotype in track(survey_genotypes(config), description="surveying the space"):
+        subnet = supernet.extract(genotype)
+        with torch.no_grad():
+            diff = (supernet(probe, genotype) - subnet(probe)).abs().max().item()
+        rows.append((genotype.key, source, costs.genotype_macs(genotype), costs.genotype_params(genotype), diff))
+    write_csv(ctx.paths.space, pd.DataFrame(rows, columns=list(COLUMNS)))
+
+
+STAGE = Stage("space", run, writes=("space.csv",), config=("seed", "space", "samples"))

@@ -1,0 +1,16 @@
+"""Stage supernet: train the weight-sharing supernet once (engine/training/supernet.py), on every rank under
+torchrun; supernet/ holds its checkpoint and metrics log while it trains, supernet.pt its final weights.
+inherited.jsonl, the inherited-mIoU cache of later stages, goes with the supernet it was scored on."""
+
+from __future__ import annotations
+
+from engine.runner import Context, Stage
+from engine.training.supernet import train_supernet
+
+
+def run(ctx: Context) -> None:
+    train_supernet(ctx.config, ctx.world)
+
+
+STAGE = Stage("supernet", run, writes=("supernet.pt",), work=("supernet", "inherited.jsonl"),
+              config=("seed", "space", "data", "supernet"), ranks="all")

@@ -1,0 +1,101 @@
+"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front; Dask
+workers find the same front as one process; a latency constraint keeps the front feasible."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from engine.run import main
+
+SEARCH = ["search.population=8", "search.generations=5", "evaluation.val_images=8"]
+
+
+def complete_trials(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not created yet, or the file is locked for a moment
+        return 0
+
+
+def overrides(runs: Path, store: Path, fast: list[str]) -> list[str]:
+    return [f"runs_dir={runs}", f"latency.store={store}", *fast, *SEARCH]
+
+
+def trial_keys(run: Path) -> list[str]:
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
+    return [t.user_attrs["key"] for t in study.trials]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, quickstart: str, fast: list[str]) -> Path:
+    """A run directory after space, supernet and latency, and a copy of it searched uninterrupted ('whole')."""
+    root = tmp_path_factory.mktemp("search")
+    assert main([quickstart, *overrides(root / "base", root / "store", fast),
+                 "--stages", "space,supernet,latency"]) == 0
+    shutil.copytree(root / "base", root / "whole")
+    assert main([quickstart, *overrides(root / "whole", root / "store", fast), "--stages", "search"]) == 0
+    return root
+
+
+def front(run: Path) -> pd.DataFrame:
+    columns = ["key", "miou", "latency_ms"]
+    return pd.read_csv(run / "front.csv")[columns].sort_values("key").reset_index(drop=True)
+
+
+def test_killed_search_resumes_to_the_same_front(fast, quickstart, root, searched: Path) -> None:
+    store = searched / "store"
+    shutil.copytree(searched / "base", searched / "killed")
+    whole = searched / "whole" / "quickstart"
+    total = len(trial_keys(whole))
+
+    killed = searched / "killed" / "quickstart"
+    command = [sys.executable, "-m", "engine.run", quickstart, *overrides(searched / "killed", store, fast),
+               "--stages", "search"]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 240
+    while complete_trials(killed / "study.db") < 10 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = trial_keys(killed)
+    assert 10 <= len(before) < total and not (killed / "front.csv").exists()
+
+    assert main([quickstart, *overrides(searched / "killed", store, fast), "--stages", "search"]) == 0
+    after = trial_keys(killed)
+    assert after[: len(before)] == before and len(after) == len(set(after)) == total
+    pd.testing.assert_frame_equal(front(killed), front(whole))
+    hypervolume = [pd.read_csv(run / "hypervolume.csv") for run in (killed, whole)]
+    pd.testing.assert_frame_equal(*hypervolume)
+
+
+def test_dask_workers_find_the_same_front(fast, quickstart, searched: Path) -> None:
+    shutil.copytree(searched / "base", searched / "dask")
+    assert main([quickstart, *overrides(searched / "dask", searched / "store", fast), "search.workers=2",
+                 "--stages", "search"]) == 0
+    pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"))
+
+
+def test_latency_constraint_keeps_the_front_feasible(fast, quickstart, searched: Path) -> None:
+    shutil.copytree(searched / "base", searched / "limited")
+    whole = pd.read_csv(searched / "whole" / "quickstart" / "evaluations.csv")
+    limit = float(whole.latency_ms.median())
+    assert main([quickstart, *overrides(searched / "limited", searched / "store", fast),
+                 f"search.constraints.max_latency_ms={limit}", "--stages", "search"]) == 0
+    evaluations = pd.read_csv(searched / "limited" / "quickstart" / "evaluations.csv")
+    assert (evaluations.feasible == (evaluations.latency_ms <= limit)).all()
+    assert evaluations.front.any() and (evaluations[evaluations.front].latency_ms <= limit).all()

@@ -1,0 +1,117 @@
+"""`python -m engine.run`: the embedded default runs, reruns keep finished work, bad configs fail in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from engine.run import main
+
+OUTPUTS = ("config.yaml", "space.csv", "supernet.pt", "latency/accuracy.json", "latency/predictor/regressor.json",
+           "study.db", "evaluations.csv", "front.csv", "front.json", "hypervolume.csv", "selected/selection.json",
+           "report.html")
+
+
+def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Path) -> None:
+    assert main([quickstart, *run_args]) == 0
+    run = tmp_path / "quickstart"
+    for name in OUTPUTS:
+        assert (run / name).exists(), name
+    table = pd.read_csv(run / "space.csv")
+    assert list(table.source) == ["smallest", "largest", "lat_small", "mac_small"] + ["random"] * 4
+    assert (table.supernet_max_abs_diff <= 1e-5).all()
+    assert "width: 0.5" in (run / "config.yaml").read_text()
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
+    assert len(study.trials) == len(evaluations) == evaluations.key.nunique() >= 12
+    assert evaluations.miou.between(0, 1).all() and (evaluations.latency_ms > 0).all()
+    front = pd.read_csv(run / "front.csv")
+    assert set(front.key) == set(evaluations.key[evaluations.front])
+    for row in evaluations.itertuples():  # no evaluated subnet dominates a front point
+        dominated = (row.miou >= front.miou) & (row.latency_ms <= front.latency_ms) & (
+            (row.miou > front.miou) | (row.latency_ms < front.latency_ms))
+        assert not dominated.any(), row.key
+    picked = json.loads((run / "selected" / "selection.json").read_text())["picked"]
+    assert picked and {p["key"] for p in picked} <= set(front.key)
+    for entry in picked:
+        metrics = json.loads((run / "selected" / entry["label"] / "metrics.json").read_text())
+        assert metrics["measured"]["median_ms"] > 0 and metrics["onnx_max_abs_diff"] <= 1e-3
+        assert (run / "selected" / entry["label"] / "model.onnx").exists()
+    stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
+    assert main([quickstart, *run_args]) == 0
+    assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps
+
+
+def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> None:
+    assert main([quickstart, *run_args, "--stages", "space"]) == 0
+    run = tmp_path / "quickstart"
+    assert (run / "space.csv").exists() and not (run / "supernet.pt").exists()
+    assert main([quickstart, *run_args, "--stages", "space,searching"]) == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["space.width=-1"], "space.width: Input should be greater than 0"),
+    (["space.skeleton=medium"], "space.skeleton: Value error, unknown skeleton 'medium'"),
+    (["colour=red"], "colour: Extra inputs are not permitted"),
+    (["space.input_size=[8, 8]"], "space.input_size: Value error, input size [8, 8] is below 32 pixels"),
+    (["samples=many"], "samples: Input should be a valid integer"),
+    (["name=a/b"], "name: String should match pattern"),
+    (["space=3"], "space: Input should be a valid dictionary"),
+    (["nokey"], "override 'nokey' is not of the form key.path=value"),
+    (["data.kind=camvid"], "data.root is required for camvid"),
+    (["data.kind=cityscapes", "data.root=/nonexistent"], "data.root /nonexistent is not a directory"),
+    (["space.num_classes=19"], "space.num_classes 19 differs from the 11 classes of data.kind synthetic"),
+    (["supernet.device=tpu"], "supernet.device: String should match pattern"),
+    (["supernet.sampling=greedy"], "supernet.sampling: Input should be 'uniform' or 'sandwich'"),
+    (["supernet.lr=0"], "supernet.lr: Input should be greater than 0"),
+    (["selection.budgets_ms.small=-5"], "budget small must be a positive number of ms, got -5"),
+    (["latency.device=phone"], "latency.device: Input should be 'local' or 'agent'"),
+    (["latency.backend=cuda"], "latency.backend: Input should be"),
+    (["latency.backend=tensorrt-fp16"], "latency.backend tensorrt-fp16:"),
+    (["latency.measurements=3"], "latency.measurements: Input should be greater than or equal to 8"),
+    (["search.population=2"], "search.population: Input should be greater than or equal to 4"),
+    (["search.constraints.max_latency_ms=0"], "search.constraints.max_latency_ms: Input should be greater than 0"),
+    (["retrain.init=imagenet"], "retrain.init: Input should be 'scratch' or 'inherited'"),
+    (["search.strategies=[bayes]"], "search.strategies.0: Input should be 'nsga2' or 'dnas'"),
+    (["search.strategies=[]"], "search.strategies: List should have at least 1 item"),
+    (["search.dnas.lambdas=[-1.0]"], "search.dnas.lambdas: Value error, lambdas must be >= 0"),
+    (["search.dnas.temperature=[0.1,5.0]"], "search.dnas.temperature: Value error, temperature [start, end]"),
+    (["search.strategies=[dnas]", "search.dnas.cost=lookup", "latency.device=agent"], "search.dnas.cost lookup"),
+    (["latency.device=agent", "search.dnas.cost=macs", "latency.agent.token_file=/nonexistent/token"],
+     "/nonexistent/token"),
+    (["latency.device=agent", "search.dnas.cost=macs", "latency.agent.url=localhost:8765"],
+     "latency.agent.url: String should match"),
+])
+def test_bad_config_is_one_line_and_nonzero(quickstart, overrides: list[str], message: str, capsys) -> None:
+    assert main([quickstart, *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_missing_config_file(tmp_path: Path, capsys) -> None:
+    assert main([str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: no such config file" in capsys.readouterr().err
+
+
+def test_module_entry_point(quickstart, root, run_args, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "engine.run", quickstart, *run_args],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "quickstart" / "report.html").exists()
+
+
+def test_unreachable_agent_stops_the_run_at_its_start(quickstart, run_args, tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    monkeypatch.setenv("SQUEEZENAS_AGENT_TOKEN", "t" * 32)
+    overrides = [*run_args, "latency.device=agent", "latency.agent.url=http://127.0.0.1:9",
+                 "latency.agent.retries=0", "latency.agent.timeout_s=2"]
+    assert main([quickstart, *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "python -m hardware.agent" in err, err
+    assert not (tmp_path / "quickstart" / "supernet.pt").exists()

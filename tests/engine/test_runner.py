@@ -1,0 +1,133 @@
+"""The stage runner: skips what is current, reruns what a change reaches, names the stage to run first, rewrites a
+half-written artefact; atomic writes; the configuration module loads without torch; the README lists the stages."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.files import atomic, write_text
+from engine.run import STAGE_NAMES, main
+
+UP_TO_REPORT = "space,supernet,latency,search,select,report"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, quickstart: str, fast: list[str]) -> Path:
+    """runs_dir of a fast quickstart run through select and report (no retraining), shared by the tests below."""
+    runs = tmp_path_factory.mktemp("runner")
+    assert main([quickstart, f"runs_dir={runs}", f"latency.store={runs / 'store'}", *fast,
+                 "--stages", UP_TO_REPORT]) == 0
+    return runs
+
+
+@pytest.fixture
+def runs(finished: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished run (the measurement store stays shared)."""
+    shutil.copytree(finished / "quickstart", tmp_path / "quickstart")
+    return tmp_path
+
+
+def again(quickstart: str, fast: list[str], runs: Path, finished: Path, *extra: str) -> int:
+    return main([quickstart, f"runs_dir={runs}", f"latency.store={finished / 'store'}", *fast, *extra])
+
+
+def stamps(run: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_mtime_ns for path in (run / "stages").glob("*.json")}
+
+
+def without_ids(page: str) -> str:
+    """The page without Plotly's random div ids."""
+    return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "id", page)
+
+
+def test_a_finished_run_skips_every_stage(quickstart, fast, runs: Path, finished: Path) -> None:
+    run = runs / "quickstart"
+    before = stamps(run)
+    assert set(before) == {f"{name}.json" for name in UP_TO_REPORT.split(",")}
+    assert again(quickstart, fast, runs, finished, "--stages", UP_TO_REPORT) == 0
+    assert stamps(run) == before
+    log = (run / "run.log").read_text()
+    assert "stage search: skipped (done and current)" in log and "stage report: finished in" in log
+
+
+def test_a_new_stage_upstream_refreshes_the_report(quickstart, fast, runs: Path, finished: Path) -> None:
+    run = runs / "quickstart"
+    assert "Proxy fidelity audit" not in (run / "report.html").read_text()
+    before = stamps(run)
+    assert again(quickstart, fast, runs, finished, "audit.enabled=true", "audit.genotypes=3", "audit.train.steps=2",
+                 "audit.baseline=false", "--stages", "audit,report") == 0
+    after = stamps(run)
+    assert after["report.json"] != before["report.json"] and "audit.json" in after
+    page = (run / "report.html").read_text()
+    assert "Proxy fidelity audit" in page and "audit/audit.csv not found" not in page
+
+
+def test_a_changed_setting_reruns_its_stage_and_those_after_it(quickstart, fast, runs: Path, finished: Path) -> None:
+    run = runs / "quickstart"
+    before = stamps(run)
+    assert again(quickstart, fast, runs, finished, "selection.budgets_ms={fast: 1000}", "selection.knee=false",
+                 "--stages", UP_TO_REPORT) == 0
+    after = stamps(run)
+    assert {name for name in before if after[name] != before[name]} == {"select.json", "report.json"}
+    picked = json.loads((run / "selected" / "selection.json").read_text())["picked"]
+    assert [entry["label"] for entry in picked] == ["fast"]
+    assert "starting over (its configuration changed)" in (run / "run.log").read_text()
+
+
+def test_a_changed_output_upstream_reruns_what_reads_it(quickstart, fast, runs: Path, finished: Path) -> None:
+    """front.csv edited by hand: the search stage rewrites it (its study resumes: nothing is scored again)."""
+    run = runs / "quickstart"
+    front = (run / "front.csv").read_text()
+    (run / "front.csv").write_text(front.splitlines()[0] + "\n")
+    before = stamps(run)
+    assert again(quickstart, fast, runs, finished, "--stages", UP_TO_REPORT) == 0
+    assert (run / "front.csv").read_text() == front
+    after = stamps(run)
+    assert {name for name in before if after[name] != before[name]} == {"search.json", "report.json"}
+
+
+def test_a_report_killed_mid_write_is_rewritten(quickstart, fast, runs: Path, finished: Path) -> None:
+    run = runs / "quickstart"
+    whole = (run / "report.html").read_text().replace(str(finished / "quickstart"), str(run))  # names its folder
+    for broken in ("", whole[: len(whole) // 2]):  # what a plain write killed early or half-way leaves
+        (run / "report.html").write_text(broken)
+        assert again(quickstart, fast, runs, finished, "--stages", UP_TO_REPORT) == 0
+        assert without_ids((run / "report.html").read_text()) == without_ids(whole)
+
+
+def test_select_on_an_empty_run_names_the_stage_to_run_first(quickstart, run_args, tmp_path: Path, capsys) -> None:
+    assert main([quickstart, *run_args, "--stages", "select"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "front.csv" in err[0] and "run stage search first" in err[0], err
+    assert main([quickstart, *run_args, "--stages", "search"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run stage supernet first" in err[0], err
+
+
+def test_an_atomic_write_interrupted_keeps_the_old_file(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "marker.json", "old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic(path) as handle:
+            handle.write("half of the new")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["marker.json"]
+
+
+def test_the_config_module_loads_without_torch() -> None:
+    code = "import sys, engine.config; print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_readme_lists_the_runners_stages(root: Path) -> None:
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("| stage | reads | writes |"):].split("\n\n")[0]
+    rows = [re.match(r"\| (\w+)", line).group(1) for line in table.splitlines()[2:]]
+    assert tuple(rows) == STAGE_NAMES
