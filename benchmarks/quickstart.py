@@ -4,13 +4,14 @@
 
 Runs `python -m engine.run CONFIG runs_dir=<tmp> latency.store=<tmp>/store` in a subprocess (so nothing is cached:
 no supernet, no measurements, no study), then the same command again (every stage skipped), and prints the wall
-time of each, the share of each stage's own outputs in the first run (by the time its last output was written)
+time of each, each stage's seconds in the first run (from the runner's records, runs/<name>/stages/<stage>.json)
 and the ratio of the first run to the goal.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -18,11 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-# each stage's last-written output, in order
-STAGE_OUTPUTS = (("space", "space.csv"), ("supernet", "supernet.pt"), ("latency", "latency/accuracy.json"),
-                 ("search", "front.csv"), ("select", "selected/selection.json"), ("retrain", "selected"),
-                 ("report", "report.html"))
 
 
 def timed_run(config: str, runs: Path) -> float:
@@ -32,17 +28,12 @@ def timed_run(config: str, runs: Path) -> float:
     return time.perf_counter() - start
 
 
-def stage_seconds(run_dir: Path, started: float) -> list[tuple[str, float]]:
-    """Seconds each stage took, from the modification times of the stages' outputs (in order)."""
-    marks, last = [], started
-    for stage, relative in STAGE_OUTPUTS:
-        path = run_dir / relative
-        if not path.exists():
-            continue
-        mtime = max(p.stat().st_mtime for p in [path, *path.rglob("*")]) if path.is_dir() else path.stat().st_mtime
-        marks.append((stage, max(0.0, mtime - last)))
-        last = max(last, mtime)
-    return marks
+def stage_seconds(run_dir: Path) -> list[tuple[str, float]]:
+    """Seconds each stage ran, from the runner's records, in the runner's order."""
+    from engine.run import STAGE_NAMES
+
+    records = {path.stem: json.loads(path.read_text()) for path in (run_dir / "stages").glob("*.json")}
+    return [(name, records[name]["seconds"]) for name in STAGE_NAMES if "seconds" in records.get(name, {})]
 
 
 def main() -> None:
@@ -56,12 +47,11 @@ def main() -> None:
         runs = args.keep or Path(scratch) / "runs"
         if runs.exists():
             parser.error(f"--keep {runs} exists; the benchmark starts from empty directories")
-        started = time.time()
         first = timed_run(args.config, runs)
         name = next(p for p in runs.iterdir() if p.is_dir() and p.name != "store")
         second = timed_run(args.config, runs)
         print("| stage | seconds |\n|---|---|")
-        for stage, seconds in stage_seconds(name, started):
+        for stage, seconds in stage_seconds(name):
             print(f"| {stage} | {seconds:.0f} |")
     print(f"first run {first / 60:.2f} min, rerun {second:.1f} s; first run / goal {args.goal_minutes:g} min = "
           f"{first / 60 / args.goal_minutes:.2f}")

@@ -1,4 +1,5 @@
-"""`engine.metrics.SegmentationMetric`, the public door DESIGN.md names; it lives in engine.evaluation.metrics."""
+"""`engine.metrics.SegmentationMetric`, the public door the design card names; it lives in
+engine.evaluation.metrics."""
 
 from engine.evaluation.metrics import SegmentationMetric
 

@@ -55,14 +55,13 @@ from hardware.backends import (
     Backend,
     BackendUnavailable,
     OnnxRuntimeCPU,
-    TensorRTFP16,
     backend,
 )
 from hardware.client import DEFAULT_PORT, ONNX_CONTENT_TYPE, TokenError, read_token
 from hardware.protocol import MeasurementProtocol, measure
 from hardware.provenance import device_name, provenance
 
-ONNX_BACKENDS = (OnnxRuntimeCPU.name, TensorRTFP16.name)
+ONNX_BACKENDS = tuple(name for name, kind in BACKENDS.items() if kind.takes_onnx)
 QUERY = ("warmup", "repeats", "batch", "threads", "height", "width")
 ROUTES = {"/info": "GET", "/measure": "POST"}
 MIB = 1 << 20

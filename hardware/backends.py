@@ -67,6 +67,7 @@ class Backend(ABC):
     name: str
     precision: str
     gpu: bool = False
+    takes_onnx: bool = False  # whether prepare() also runs ONNX bytes (what the device agent receives)
 
     def __init__(self) -> None:
         missing = self.missing()
@@ -89,8 +90,9 @@ class Backend(ABC):
 
     def _module(self, model: Model) -> nn.Module:
         if not isinstance(model, nn.Module):
+            onnx = " or ".join(name for name, kind in BACKENDS.items() if kind.takes_onnx)
             raise TypeError(f"backend {self.name!r} runs an nn.Module, got {type(model).__name__}; "
-                            "ONNX bytes go to onnxruntime-cpu or tensorrt-fp16")
+                            f"ONNX bytes go to {onnx}")
         return model.eval()
 
 
@@ -115,6 +117,7 @@ class TorchCPU(Backend):
 
 class OnnxRuntimeCPU(Backend):
     name = "onnxruntime-cpu"
+    takes_onnx = True
     precision = "fp32"
 
     @classmethod
@@ -188,6 +191,7 @@ class _GraphRunner:
 
 class TensorRTFP16(Backend):
     name = "tensorrt-fp16"
+    takes_onnx = True
     precision = "fp16"
     gpu = True
 

@@ -34,7 +34,7 @@ from predictors.latency import (
     DEFAULT_ALPHAS,
     MIN_ROWS,
     AdditiveModel,
-    _RidgePath,
+    RidgePath,
     check_features,
     check_latency,
 )
@@ -53,7 +53,7 @@ def fit_sources(X: np.ndarray, Y: np.ndarray, alphas: tuple[float, ...]) -> list
         rows = int(mask.sum())
         if rows < MIN_ROWS:
             raise ValueError(f"a source device has {rows} measured rows; each needs at least {MIN_ROWS}")
-        path = _RidgePath.of(X[mask])
+        path = RidgePath.of(X[mask])
         for column in np.flatnonzero((measured == mask[:, None]).all(axis=0)):
             y = check_latency(Y[mask, column], rows)
             alpha = min(alphas, key=lambda a: ridge_loo_mape(path, y, "linear", a))

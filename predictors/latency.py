@@ -93,7 +93,7 @@ class AdditiveModel:
 
 
 @dataclass(frozen=True)
-class _RidgePath:
+class RidgePath:
     """The SVD of standardised features, from which ridge fits and LOO predictions at any alpha follow."""
 
     mean: np.ndarray
@@ -103,7 +103,7 @@ class _RidgePath:
     vt: np.ndarray
 
     @classmethod
-    def of(cls, X: np.ndarray) -> "_RidgePath":
+    def of(cls, X: np.ndarray) -> "RidgePath":
         mean, scale = X.mean(axis=0), X.std(axis=0)
         scale[scale == 0] = 1.0
         u, s, vt = np.linalg.svd((X - mean) / scale, full_matrices=False)
@@ -136,14 +136,14 @@ def from_target(z: np.ndarray, target: str) -> np.ndarray:
     return np.exp(z) if target == "log" else z
 
 
-def loo_mape(path: _RidgePath, y: np.ndarray, target: str, alpha: float) -> float:
+def loo_mape(path: RidgePath, y: np.ndarray, target: str, alpha: float) -> float:
     """Leave-one-out mean absolute percentage error on the latency scale; inf when LOO is undefined."""
     predicted = from_target(path.loo(to_target(y, target), alpha), target)
     error = float(np.mean(np.abs(predicted - y) / y))
     return error if math.isfinite(error) else math.inf
 
 
-def _best_base(path: _RidgePath, y: np.ndarray, settings: RegressorSettings) -> tuple[float, str, float]:
+def _best_base(path: RidgePath, y: np.ndarray, settings: RegressorSettings) -> tuple[float, str, float]:
     """(LOO MAPE, target, alpha) of the best ridge base among those the settings allow."""
     targets = ("linear", "log") if settings.target == "auto" else (settings.target,)
     return min(((loo_mape(path, y, t, a), t, a) for t in targets for a in settings.alphas), key=lambda c: c[0])
@@ -151,7 +151,7 @@ def _best_base(path: _RidgePath, y: np.ndarray, settings: RegressorSettings) -> 
 
 def fit_additive(X: np.ndarray, y: np.ndarray, settings: RegressorSettings) -> AdditiveModel:
     """The ridge base with the (target, alpha) of lowest LOO MAPE among those the settings allow."""
-    path = _RidgePath.of(X)
+    path = RidgePath.of(X)
     _, target, alpha = _best_base(path, y, settings)
     return path.fit(to_target(y, target), target, alpha)
 
@@ -161,11 +161,11 @@ def additive_loo_mape(X: np.ndarray, y: np.ndarray, **settings) -> float:
     leave-one-out MAPE (a fraction). Lets a caller choose between feature sets on the training rows alone."""
     X = check_features(X)
     y = check_latency(y, X.shape[0])
-    return _best_base(_RidgePath.of(X), y, RegressorSettings(**settings))[0]
+    return _best_base(RidgePath.of(X), y, RegressorSettings(**settings))[0]
 
 
 def refit_additive(X: np.ndarray, y: np.ndarray, like: AdditiveModel) -> AdditiveModel:
-    return _RidgePath.of(X).fit(to_target(y, like.target), like.target, like.alpha)
+    return RidgePath.of(X).fit(to_target(y, like.target), like.target, like.alpha)
 
 
 def check_features(X: np.ndarray, n_features: int | None = None) -> np.ndarray:

@@ -192,13 +192,28 @@ class CamVid(FileDataset):
         super().__init__(camvid_pairs(Path(root), split), CAMVID_LABELS, transform)
 
 
+def _synthetic(root: str | Path | None, split: str, transform: Transform | None = None, **options) -> Dataset:
+    return SyntheticStreets(transform=transform, split=split, **options)
+
+
+def _on_disk(kind: type[FileDataset]) -> Callable[..., Dataset]:
+    def build(root: str | Path | None, split: str, transform: Transform | None = None, **options) -> Dataset:
+        if root is None:
+            raise DatasetError(f"dataset kind {kind.__name__.lower()!r} needs a root folder")
+        return kind(root, split, transform, **options)
+
+    return build
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {"synthetic": _synthetic, "cityscapes": _on_disk(Cityscapes),
+                                               "camvid": _on_disk(CamVid)}
+"""Dataset kinds by name (the keys of engine.data.classes.DATASET_CLASSES): a builder (root, split, transform,
+**options) each."""
+
+
 def build_dataset(kind: str, root: str | Path | None, split: str, transform: Transform | None = None,
                   **options) -> Dataset:
     """A dataset by kind: cityscapes | camvid (need `root`) or synthetic (options: size, count, seed)."""
-    if kind == "synthetic":
-        return SyntheticStreets(transform=transform, split=split, **options)
-    if kind not in ("cityscapes", "camvid"):
-        raise DatasetError(f"unknown dataset kind {kind!r}; known: cityscapes, camvid, synthetic")
-    if root is None:
-        raise DatasetError(f"dataset kind {kind!r} needs a root folder")
-    return (Cityscapes if kind == "cityscapes" else CamVid)(root, split, transform, **options)
+    if kind not in DATASETS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[kind](root, split, transform, **options)

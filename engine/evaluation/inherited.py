@@ -12,6 +12,7 @@ from typing import Iterable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from engine.config import ExperimentConfig
@@ -30,19 +31,10 @@ def load_batches(dataset: Dataset, count: int | None, batch_size: int, num_worke
     return [(images, labels) for images, labels in loader]
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, images: Iterable[torch.Tensor], device: torch.device) -> None:
-    """Replace running BN statistics by their exact averages over `images` (train-mode forwards, no updates)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch counts equally
-    model.train()
-    for batch in images:
-        model(batch.to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    """Replace running BN statistics by their exact averages over `images` (torch.optim.swa_utils.update_bn:
+    train-mode forwards with a cumulative average), then leave the model in eval mode."""
+    update_bn(images, model, device)
     model.eval()
 
 

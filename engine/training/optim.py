@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -18,14 +18,18 @@ def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+OPTIMIZERS: dict[str, Callable[[list[dict], float, float], torch.optim.Optimizer]] = {
+    "sgd": lambda groups, lr, momentum: torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0),
+    "adamw": lambda groups, lr, momentum: torch.optim.AdamW(groups, lr=lr),
+}
+"""Optimisers by the name `train.optimizer` gives: (parameter groups, lr, momentum) -> optimiser."""
+
+
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
                     ) -> torch.optim.Optimizer:
-    groups = _decay_groups(model, weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; known: sgd, adamw")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](_decay_groups(model, weight_decay), lr, momentum)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, power: float = 0.9) -> float:
