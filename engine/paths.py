@@ -1,5 +1,6 @@
 """Every artefact of a run, named once: `RunPaths(run_dir)` gives the path of each file and folder a stage reads or
-writes, so stages, the runner, the report and the tests agree on where things are."""
+writes, so stages, the runner, the report and the tests agree on where things are. `ARTEFACTS` holds the same
+paths relative to the run directory, for the stages' declarations (`ARTEFACTS.picked("*")` is a glob)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,17 @@ class RunPaths:
         return self.selected_dir / "selection.json"
 
     def picked(self, label: str) -> Path:
+        """selected/<label>/: genotype.json (select), weights.pt, model.onnx, metrics.json (retrain)."""
         return self.selected_dir / label
+
+    def picked_genotype(self, label: str) -> Path:
+        return self.picked(label) / "genotype.json"
+
+    def picked_metrics(self, label: str) -> Path:
+        return self.picked(label) / "metrics.json"
+
+    def picked_onnx(self, label: str) -> Path:
+        return self.picked(label) / "model.onnx"
 
     # audit
     @property
@@ -144,14 +155,19 @@ class RunPaths:
     def baseline(self) -> Path:
         return self.audit_dir / "baseline.json"
 
+    @property
+    def trained_dir(self) -> Path:
+        return self.audit_dir / "trained"
+
     def trained(self, key: str) -> Path:
         """The folder of a genotype trained stand-alone by the audit or the baseline comparison."""
-        return self.audit_dir / key.replace(":", "_")
+        return self.trained_dir / key.replace(":", "_")
 
     # report
     @property
     def report(self) -> Path:
         return self.root / "report.html"
 
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+
+
+ARTEFACTS = RunPaths(Path())

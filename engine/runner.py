@@ -59,7 +59,8 @@ def _always(config: ExperimentConfig) -> bool:
     return True
 
 
-Declared = tuple[str, ...] | Callable[[ExperimentConfig], tuple[str, ...]]
+Artefact = str | Path
+Declared = tuple[Artefact, ...] | Callable[[ExperimentConfig], tuple[Artefact, ...]]
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,26 @@ class Stage:
     run: Callable[[Context], None]
     reads: Declared = ()
     uses: Declared = ()
-    writes: tuple[str, ...] = ()
-    work: tuple[str, ...] = ()
+    writes: tuple[Artefact, ...] = ()
+    work: tuple[Artefact, ...] = ()
     config: Declared = ()
     ranks: Literal["main", "all"] = "main"
     device: bool | Callable[[ExperimentConfig], bool] = False
     enabled: Callable[[ExperimentConfig], bool] = _always
 
+    def __post_init__(self) -> None:
+        for name in ("writes", "work"):
+            object.__setattr__(self, name, _patterns(getattr(self, name)))
+
     def declared(self, name: str, config: ExperimentConfig):
+        """A declaration (reads, uses, config, device) for this configuration; artefacts as posix patterns."""
         value = getattr(self, name)
-        return value(config) if callable(value) else value
+        value = value(config) if callable(value) else value
+        return _patterns(value) if name in ("reads", "uses") else value
+
+
+def _patterns(artefacts: Sequence[Artefact]) -> tuple[str, ...]:
+    return tuple(a if isinstance(a, str) else a.as_posix() for a in artefacts)
 
 
 def _matches(root: Path, pattern: str) -> list[Path]:

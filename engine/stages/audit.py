@@ -18,6 +18,7 @@ from engine.config import ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
 from engine.evaluation.standalone import standalone_miou
 from engine.files import write_csv, write_json
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.supernet import load_supernet
 from predictors.design import spread
@@ -64,6 +65,6 @@ def run(ctx: Context) -> None:
                                      "train_batch_size": config.audit.train.batch_size, **rank_agreement(table)})
 
 
-STAGE = Stage("audit", run, reads=("front.csv", "supernet.pt"), writes=("audit/audit.csv", "audit/audit.json"),
-              work=("audit/*/",), config=("seed", "space", "data", "evaluation", "audit.genotypes", "audit.train"),
+STAGE = Stage("audit", run, reads=(A.front, A.supernet), writes=(A.audit, A.audit_summary),
+              work=(A.trained_dir,), config=("seed", "space", "data", "evaluation", "audit.genotypes", "audit.train"),
               ranks="all", enabled=lambda config: config.audit.enabled)

@@ -23,6 +23,7 @@ from engine.evaluation.standalone import standalone_miou
 from engine.files import write_json
 from engine.latency.meter import Meter, latency_of
 from engine.latency.model import space_costs
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from spaces import Genotype, skeleton, space_of
@@ -113,6 +114,6 @@ def run(ctx: Context) -> None:
         write_json(paths.baseline, summary(config, front, pair, miou))
 
 
-STAGE = Stage("baseline", run, reads=("front.csv",), writes=("audit/baseline.json",),
+STAGE = Stage("baseline", run, reads=(A.front,), writes=(A.baseline,), work=(A.trained_dir,),
               config=("seed", "space", "data", "evaluation", "audit.train", "latency"), ranks="all", device=True,
               enabled=lambda config: config.audit.enabled and config.audit.baseline)

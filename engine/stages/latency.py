@@ -31,6 +31,7 @@ from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
 from engine.latency.meter import latency_of
 from engine.latency.model import FEATURES_FILE, LatencyModel, fit_predictor, space_costs
+from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
 from engine.training.distributed import World
@@ -135,7 +136,7 @@ def run(ctx: Context) -> None:
 
 
 def _reads(config: ExperimentConfig) -> tuple[str, ...]:
-    return ("supernet.pt",) if config.latency.active else ()
+    return (A.supernet,) if config.latency.active else ()
 
 
 def _config(config: ExperimentConfig) -> tuple[str, ...]:
@@ -144,4 +145,4 @@ def _config(config: ExperimentConfig) -> tuple[str, ...]:
 
 
 STAGE = Stage("latency", run, reads=_reads, config=_config, device=True,
-              writes=("latency/measurements.csv", "latency/heldout.csv", "latency/predictor", "latency/accuracy.json"))
+              writes=(A.measurements, A.heldout, A.predictor, A.accuracy))

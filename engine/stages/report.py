@@ -5,12 +5,12 @@ shows a configuration section, so the page is remade whenever one changes."""
 from __future__ import annotations
 
 from engine.config import ExperimentConfig
+from engine.paths import ARTEFACTS as A
 from engine.report import write_report
 from engine.runner import Context, Stage
 
-INPUTS = ("space.csv", "evaluations.csv", "front.csv", "hypervolume.csv", "search_cost.json",
-          "dnas/dnas.csv", "latency/heldout.csv", "latency/accuracy.json", "selected/selection.json",
-          "selected/*/metrics.json", "audit/audit.csv", "audit/audit.json", "audit/baseline.json")
+INPUTS = (A.space, A.evaluations, A.front, A.hypervolume, A.search_cost, A.dnas, A.heldout, A.accuracy, A.selection,
+          A.picked_metrics("*"), A.audit, A.audit_summary, A.baseline)
 
 
 def run(ctx: Context) -> None:
@@ -21,4 +21,4 @@ def _every_section(config: ExperimentConfig) -> tuple[str, ...]:
     return tuple(type(config).model_fields)
 
 
-STAGE = Stage("report", run, uses=INPUTS, writes=("report.html",), config=_every_section)
+STAGE = Stage("report", run, uses=INPUTS, writes=(A.report,), config=_every_section)

@@ -23,6 +23,7 @@ from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, validation_batches
 from engine.files import write_json
 from engine.latency.meter import Meter
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from engine.training.standalone import train_standalone
@@ -54,13 +55,12 @@ def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) ->
 def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World,
            batches: list[Batch]) -> dict:
     """Evaluate (on `batches`), export and re-measure one retrained network; the metrics.json record."""
-    folder = config.paths.picked(entry["label"])
     genotype = Genotype.from_key(entry["key"])
     result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
     searched = pd.read_csv(config.paths.evaluations).set_index("key").loc[entry["key"]]
     measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
     shape = (config.latency.batch, 3, *config.space.input_size)
-    diff = export_checked(network, shape, folder / "model.onnx") if config.retrain.export else None
+    diff = export_checked(network, shape, config.paths.picked_onnx(entry["label"])) if config.retrain.export else None
     return {
         "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
         "predicted_ms": float(searched.latency_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
@@ -81,7 +81,7 @@ def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
         if (source / name).exists():
             shutil.copyfile(source / name, folder / name)
     record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"]}
-    write_json(folder / "metrics.json", record)
+    write_json(config.paths.picked_metrics(entry["label"]), record)
     return record
 
 
@@ -90,7 +90,7 @@ def run(ctx: Context) -> None:
     config, world = ctx.config, ctx.world
     records, batches = [], None
     for entry in selection(config):
-        out = ctx.paths.picked(entry["label"]) / "metrics.json"
+        out = ctx.paths.picked_metrics(entry["label"])
         if out.exists():
             records.append(json.loads(out.read_text()))
             continue
@@ -109,12 +109,12 @@ def run(ctx: Context) -> None:
 
 
 def _reads(config: ExperimentConfig) -> tuple[str, ...]:
-    inherited = ("supernet.pt",) if config.retrain.init == "inherited" else ()
-    return ("selected/selection.json", "evaluations.csv", *inherited)
+    inherited = (A.supernet,) if config.retrain.init == "inherited" else ()
+    return (A.selection, A.evaluations, *inherited)
 
 
 STAGE = Stage("retrain", run, reads=_reads,
-              writes=("selected/*/metrics.json", "selected/*/model.onnx", "selected/*/weights.pt"),
-              work=("selected/*/checkpoint.pt", "selected/*/metrics.csv", "selected/*/tensorboard"),
+              writes=(A.picked_metrics("*"), A.picked_onnx("*"), A.picked("*") / "weights.pt"),
+              work=(A.picked("*") / "checkpoint.pt", A.picked("*") / "metrics.csv", A.picked("*") / "tensorboard"),
               config=("seed", "space", "data", "evaluation", "retrain", "latency"), ranks="all",
               device=lambda config: config.retrain.remeasure)

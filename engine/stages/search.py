@@ -22,6 +22,7 @@ import torch
 from engine.config import ExperimentConfig
 from engine.files import write_csv, write_json
 from engine.latency.model import load_latency_model
+from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
 from engine.search import fronts
@@ -83,8 +84,7 @@ def _measures(config: ExperimentConfig) -> bool:
     return "dnas" in config.search.strategies
 
 
-STAGE = Stage("search", run, reads=("supernet.pt", "latency/predictor"), uses=("supernet/metrics.csv",),
-              writes=("evaluations.csv", "front.csv", "front.json", "hypervolume.csv", "search_cost.json",
-                      "dnas/dnas.csv"),
-              work=("study.db", "dnas"),
+STAGE = Stage("search", run, reads=(A.supernet, A.predictor), uses=(A.supernet_metrics,),
+              writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.dnas),
+              work=(A.study, A.dnas_dir),
               config=("seed", "space", "data", "evaluation", "search", "latency.statistic"), device=_measures)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from engine.files import write_json, write_text
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from spaces import Genotype
 
@@ -63,11 +64,11 @@ def run(ctx: Context) -> None:
     front = pd.read_csv(paths.front)
     picked, notes = pick(front, ctx.config.selection.budgets_ms, ctx.config.selection.knee)
     for entry in picked:
-        write_text(paths.picked(entry["label"]) / "genotype.json", Genotype.from_key(entry["key"]).to_json())
+        write_text(paths.picked_genotype(entry["label"]), Genotype.from_key(entry["key"]).to_json())
     for note in notes:
         log.warning(note)
     write_json(paths.selection, {"picked": picked, "notes": notes})
 
 
-STAGE = Stage("select", run, reads=("front.csv",), writes=("selected/selection.json", "selected/*/genotype.json"),
+STAGE = Stage("select", run, reads=(A.front,), writes=(A.selection, A.picked_genotype("*")),
               config=("selection",))

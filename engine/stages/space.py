@@ -14,6 +14,7 @@ from rich.progress import track
 
 from engine.config import ExperimentConfig
 from engine.files import write_csv
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from spaces import Genotype, Supernet, largest, sample, smallest, squeezenas
 from spaces.costs import cost_table
@@ -48,4 +49,4 @@ def run(ctx: Context) -> None:
     write_csv(ctx.paths.space, pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
-STAGE = Stage("space", run, writes=("space.csv",), config=("seed", "space", "samples"))
+STAGE = Stage("space", run, writes=(A.space,), config=("seed", "space", "samples"))

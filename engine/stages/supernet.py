@@ -4,6 +4,7 @@ inherited.jsonl, the inherited-mIoU cache of later stages, goes with the superne
 
 from __future__ import annotations
 
+from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.supernet import train_supernet
 
@@ -12,5 +13,5 @@ def run(ctx: Context) -> None:
     train_supernet(ctx.config, ctx.world)
 
 
-STAGE = Stage("supernet", run, writes=("supernet.pt",), work=("supernet", "inherited.jsonl"),
+STAGE = Stage("supernet", run, writes=(A.supernet,), work=(A.supernet_dir, A.inherited_cache),
               config=("seed", "space", "data", "supernet"), ranks="all")

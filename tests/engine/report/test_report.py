@@ -6,7 +6,11 @@ The run directory is test input made here with a seeded RNG (schema-correct file
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,9 @@ import pytest
 import yaml
 
 from engine.report.page import write_report
+from engine.search.fronts import minimised, pareto_mask
 
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -26,18 +32,17 @@ DRAWN_POINTS = """(() => {
     const layers = [...graph.querySelectorAll('.scatterlayer .trace')];
     return graph.data.map((trace, i) => ({name: trace.name, n: layers[i].querySelectorAll('.point').length}));
 })()"""  # name and number of drawn markers of each trace of the first graph
-BUDGETS = {"small": 12.0, "large": 25.0, "knee": None}
+BUDGETS = {"small": 12.0, "large": 25.0, "knee": None}  # as selection.json lists them; knee has no budget
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 COLUMNS = ["trial", "generation", "key", "miou", "latency_ms", "latency_lower_ms", "latency_upper_ms", "macs",
            "params", "feasible", "front"]
 
 
 def non_dominated(table: pd.DataFrame) -> pd.Series:
-    """True for rows no other row beats (lower latency and higher mIoU)."""
-    ordered = table.sort_values(["latency_ms", "miou"], ascending=[True, False])
-    best, keep = -np.inf, pd.Series(False, index=table.index)
-    for index, miou in ordered["miou"].items():
-        if miou > best:
-            keep[index], best = True, miou
+    """True for the feasible rows no other feasible row dominates, as the search stage marks them."""
+    feasible = table[table.feasible]
+    keep = pd.Series(False, index=table.index)
+    keep[feasible.index[pareto_mask(minimised(feasible.miou, feasible.latency_ms))]] = True
     return keep
 
 
@@ -109,7 +114,8 @@ def write_run(run_dir: Path) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     front = write_search(run_dir, rng)
     config = {"name": "report_demo", "space": {"skeleton": "small", "width": 0.5, "input_size": [128, 256]},
-              "data": {"kind": "synthetic"}, "latency": {"device": "cpu", "backend": "onnxruntime"}}
+              "data": {"kind": "synthetic"}, "latency": {"device": "cpu", "backend": "onnxruntime"},
+              "selection": {"budgets_ms": {label: budget for label, budget in BUDGETS.items() if budget}}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     table = pd.read_csv(run_dir / "evaluations.csv")
     hv = [{"generation": g, "evaluations": int((table.generation <= g).sum()),
@@ -119,9 +125,12 @@ def write_run(run_dir: Path) -> pd.DataFrame:
     held = heldout(rng)
     held.to_csv(run_dir / "latency" / "heldout.csv", index=False)
     (run_dir / "latency" / "accuracy.json").write_text(json.dumps(accuracy(held)))
-    for label, budget in BUDGETS.items():
-        (run_dir / "selected" / label).mkdir(parents=True)
-        (run_dir / "selected" / label / "metrics.json").write_text(json.dumps(pick(front, label, budget, rng)))
+    picks = [pick(front, label, budget, rng) for label, budget in BUDGETS.items()]
+    for record in picks:
+        (run_dir / "selected" / record["label"]).mkdir(parents=True)
+        (run_dir / "selected" / record["label"] / "metrics.json").write_text(json.dumps(record))
+    selection = [{"label": p["label"], "key": p["key"], "budget_ms": p["budget_ms"]} for p in picks]
+    (run_dir / "selected" / "selection.json").write_text(json.dumps({"picked": selection, "notes": []}))
     return front
 
 
@@ -140,6 +149,19 @@ def test_report_is_self_contained(report: tuple[Path, pd.DataFrame]) -> None:
     assert all(key in page for key in front.key)
     assert "report_demo" in page and "onnxruntime" in page and "rider &amp; bike" in page
     assert 'class="note"' not in page
+
+
+def test_the_same_files_give_the_same_bytes(tmp_path: Path) -> None:
+    write_run(tmp_path)
+    first = write_report(tmp_path).read_bytes()
+    rewrite = f"from engine.report import write_report; write_report({str(tmp_path)!r})"
+    subprocess.run([sys.executable, "-c", rewrite], cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "123"}, check=True)
+    assert (tmp_path / "report.html").read_bytes() == first  # another process, another hash seed
+    assert write_report(tmp_path).read_bytes() == first
+    page = first.decode("utf-8")
+    assert UUID.search(page) is None
+    assert re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', page) == [
+        "search-trade-off", "latency-predictor", "hypervolume", "per-class-iou"]
 
 
 def test_report_with_only_the_search_files(tmp_path: Path) -> None:

@@ -90,4 +90,4 @@ def test_baseline_trains_both_and_writes_the_comparison(config) -> None:
     assert baseline["macs"] == costs.genotype_macs(handmade("small"))
     assert (result["train_steps"], result["train_batch_size"], result["statistic"]) == (2, 8, "median")
     for key in (baseline["key"], searched["key"]):
-        assert (config.run_dir / "audit" / key.replace(":", "_") / "weights.pt").exists()
+        assert (config.paths.trained(key) / "weights.pt").exists()

@@ -1,0 +1,160 @@
+"""Reading a run directory for the report: the files the earlier stages wrote (at the paths engine/paths.py
+names), gathered into one `Run`.
+
+Nothing is re-derived here except what joins the files: the picked networks (selected/selection.json, in its
+order, joined with their front.csv rows and, once retrained, selected/<label>/metrics.json) and NSGA-II's own
+front (pymoo's non-dominated sorting of its feasible subnets, engine/search/fronts.py). Absent files are None
+(or an empty list).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from engine.files import read_json
+from engine.paths import RunPaths
+from engine.search.fronts import minimised, pareto_mask
+
+log = logging.getLogger(__name__)
+
+FRONT_FIELDS = {  # front.csv column -> the name metrics.json gives it
+    "latency_ms": "predicted_ms", "latency_lower_ms": "predicted_lower_ms", "latency_upper_ms": "predicted_upper_ms",
+    "miou": "inherited_miou", "macs": "macs", "params": "params",
+}
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A picked network: its selection entry and its values (metrics.json's fields; the front's until retrained)."""
+
+    label: str
+    key: str
+    budget_ms: float | None
+    values: dict[str, Any]
+    retrained: bool
+
+    def get(self, name: str) -> Any:
+        """A field of metrics.json (predicted_ms, inherited_miou, retrained_miou, iou, ...), None when unknown."""
+        return self.values.get(name)
+
+    def measured(self, name: str) -> Any:
+        """A field of the re-measurement (median_ms, p90_ms, ...), None when the pick was not re-measured."""
+        return (self.get("measured") or {}).get(name)
+
+
+@dataclass
+class Run:
+    """Everything the report reads from one run directory; absent files are None (or an empty list)."""
+
+    directory: Path
+    config: dict[str, Any]
+    evaluations: pd.DataFrame | None
+    front: pd.DataFrame | None
+    hypervolume: pd.DataFrame | None
+    heldout: pd.DataFrame | None
+    accuracy: dict[str, Any] | None
+    picks: list[Pick] = field(default_factory=list)
+    audit: pd.DataFrame | None = None
+    audit_summary: dict[str, Any] | None = None
+    dnas: pd.DataFrame | None = None
+    search_cost: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The resolved experiment config, or {} when the file is absent or not a mapping."""
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def load_table(path: Path) -> pd.DataFrame | None:
+    """A CSV file with header, or None when it is absent or has no rows."""
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    return table if len(table) else None
+
+
+def front_values(front: pd.DataFrame | None, key: str) -> dict[str, Any]:
+    """The front.csv row of `key` under metrics.json's names; {} when it is not there."""
+    rows = front[front["key"] == key] if front is not None else None
+    if rows is None or rows.empty:
+        return {}
+    row = rows.iloc[0]
+    return {name: row[column] for column, name in FRONT_FIELDS.items() if column in row}
+
+
+def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None) -> Pick:
+    """One entry of selection.json with its front values and, once retrained, its metrics.json."""
+    label, key = str(entry["label"]), str(entry["key"])
+    metrics = read_json(paths.picked(label) / "metrics.json")
+    if metrics is None:
+        log.info("picked network %s (%s) is not retrained yet: the report shows its front values", label, key)
+    values = {**front_values(front, key), **(metrics or {})}
+    return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None)
+
+
+def load_picks(paths: RunPaths, front: pd.DataFrame | None) -> list[Pick]:
+    """The picked networks of selected/selection.json, in its order, whatever their labels."""
+    selection = read_json(paths.selection) or {}
+    return [load_pick(entry, paths, front) for entry in selection.get("picked", [])]
+
+
+def load_run(run_dir: Path) -> Run:
+    """All report inputs of a run directory."""
+    paths = RunPaths(run_dir)
+    front = load_table(paths.front)
+    return Run(
+        directory=run_dir,
+        config=load_config(paths.config),
+        evaluations=load_table(paths.evaluations),
+        front=front,
+        hypervolume=load_table(paths.hypervolume),
+        heldout=load_table(paths.heldout),
+        accuracy=read_json(paths.accuracy),
+        picks=load_picks(paths, front),
+        audit=load_table(paths.audit),
+        audit_summary=read_json(paths.audit_summary),
+        dnas=load_table(paths.dnas),
+        search_cost=read_json(paths.search_cost),
+        baseline=read_json(paths.baseline),
+    )
+
+
+def nested(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """config['a']['b'] for 'a.b', or `default` when any level is absent."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def column(table: pd.DataFrame, name: str, default: Any = None) -> pd.Series:
+    """A column of the table, or `default` in every row when the table lacks it."""
+    return table[name] if name in table else pd.Series([default] * len(table), index=table.index, dtype=object)
+
+
+def nsga2_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The subnets NSGA-II evaluated (all rows of a run made before strategies were recorded)."""
+    return evaluations[column(evaluations, "strategy", "nsga2").fillna("nsga2") == "nsga2"]
+
+
+def feasible_front(table: pd.DataFrame) -> pd.DataFrame:
+    """The feasible rows that no other feasible row dominates (mIoU up, latency down); tied copies all stay."""
+    feasible = table[column(table, "feasible", True).astype(bool)]
+    return feasible[pareto_mask(minimised(feasible["miou"], feasible["latency_ms"]))]
+
+
+def nsga2_front(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """NSGA-II's own front: its feasible non-dominated subnets."""
+    return feasible_front(nsga2_rows(evaluations))
