@@ -25,9 +25,9 @@ from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.evaluation.inherited import evaluator_for
 from engine.training.distributed import World
-from engine.training.loop import build_state, train_step
 from engine.training.sampling import PathStep
 from engine.training.supernet import build_supernet, train_supernet
+from engine.training.trainer import build_state, train_step
 from spaces import Supernet, largest, sample, smallest
 
 DEFAULTS = {

@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+CHECKPOINT = "checkpoint.pt"  # a training's resumable state, in its folder (engine/training/hooks.py)
+METRICS_LOG = "metrics.csv"  # a training's log, in its folder
+WEIGHTS = "weights.pt"  # a finished stand-alone network's weights, in its folder
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -51,7 +55,7 @@ class RunPaths:
 
     @property
     def supernet_metrics(self) -> Path:
-        return self.supernet_dir / "metrics.csv"
+        return self.supernet_dir / METRICS_LOG
 
     # latency
     @property
@@ -137,6 +141,9 @@ class RunPaths:
 
     def picked_onnx(self, label: str) -> Path:
         return self.picked(label) / "model.onnx"
+
+    def picked_weights(self, label: str) -> Path:
+        return self.picked(label) / WEIGHTS
 
     # audit
     @property

@@ -15,35 +15,42 @@ Memory: the mixed forward runs all candidates of every layer and keeps their act
 about sum_i activations(candidate_i) / activations(one candidate) times a single path's (benchmarks/dnas_memory.py
 measures it), so the batch that fits is that much smaller than for one-shot supernet training.
 
-Writes runs/<name>/dnas/warmup/ and dnas/lambda_<value>/ (checkpoint.pt, log.csv, result.json); a killed search
-resumes from its last checkpoint and a part whose result exists is not redone.
+Both phases run in the shared training loop (engine/training/loop.py) with its standard hooks: a warm-up step is
+one weight step, a search round one weight step and one architecture step. Writes runs/<name>/dnas/warmup/ and
+dnas/lambda_<value>/ (checkpoint.pt, log.csv, result.json); a killed search resumes from its last checkpoint and a
+part whose result exists is not redone.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import Progress
 from torch import nn
 
 from engine.config import DnasConfig, ExperimentConfig
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
-from engine.errors import TrainingDiverged
 from engine.files import write_json
+from engine.paths import CHECKPOINT
 from engine.training import checkpoint
-from engine.training.loop import IGNORE
+from engine.training.distributed import World
+from engine.training.hooks import MetricsLog, standard_hooks
+from engine.training.loop import Data, Loop, Step
 from engine.training.optim import build_optimizer, build_scheduler
+from engine.training.trainer import IGNORE
 from spaces import Genotype, Supernet
+
+WARMUP_FIELDS = ("step", "weight_loss", "lr", "elapsed_s")
+SEARCH_FIELDS = ("round", "temperature", "weight_loss", "ce", "cost", "loss", "entropy", "argmax")
+LOG_EVERY = 10
+HINT = "lower search.dnas.lr or search.dnas.arch_lr"
 
 
 class Architecture(nn.Module):
@@ -85,29 +92,13 @@ def temperature_at(settings: DnasConfig, round_: int) -> float:
 
 @dataclass
 class DnasState:
+    """The stateful parts of a DNAS phase, saved by name in its checkpoint."""
+
     supernet: Supernet
     architecture: Architecture
     weights_optimizer: torch.optim.Optimizer
     arch_optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    step: int = 0  # weight steps taken (warm-up included)
-    seconds: float = 0.0
-
-    def payload(self) -> dict:
-        return {"supernet": self.supernet.state_dict(), "architecture": self.architecture.state_dict(),
-                "weights_optimizer": self.weights_optimizer.state_dict(),
-                "arch_optimizer": self.arch_optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "step": self.step, "seconds": self.seconds, "rng": checkpoint.rng_state()}
-
-    def restore(self, saved: dict, rng: bool = True) -> None:
-        self.supernet.load_state_dict(saved["supernet"])
-        self.architecture.load_state_dict(saved["architecture"])
-        self.weights_optimizer.load_state_dict(saved["weights_optimizer"])
-        self.arch_optimizer.load_state_dict(saved["arch_optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.step, self.seconds = saved["step"], saved["seconds"]
-        if rng:
-            checkpoint.set_rng_state(saved["rng"])
 
 
 def build_state(config: ExperimentConfig, num_classes: int, device: torch.device) -> DnasState:
@@ -123,23 +114,19 @@ def build_state(config: ExperimentConfig, num_classes: int, device: torch.device
     return DnasState(supernet, architecture, weights_optimizer, arch_optimizer, scheduler)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, where: str) -> torch.Tensor:
-    loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"DNAS loss is not finite at {where}; lower search.dnas.lr or arch_lr")
-    return loss
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
 
 
 def weight_step(state: DnasState, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
     """One SGD step of the supernet's weights through Gumbel-mixed layers; the logits stay fixed."""
     with torch.no_grad():
         weights = state.architecture.weights(images.shape[0], temperature)
-    loss = segmentation_loss(state.supernet.mix(images, weights), labels, f"weight step {state.step}")
+    loss = segmentation_loss(state.supernet.mix(images, weights), labels)
     state.weights_optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.weights_optimizer.step()
     state.scheduler.step()
-    state.step += 1
     return loss.item()
 
 
@@ -149,7 +136,7 @@ def arch_step(state: DnasState, images: torch.Tensor, labels: torch.Tensor, temp
     state.supernet.requires_grad_(False)
     try:
         weights = state.architecture.weights(images.shape[0], temperature)
-        ce = segmentation_loss(state.supernet.mix(images, weights), labels, f"architecture step {state.step}")
+        ce = segmentation_loss(state.supernet.mix(images, weights), labels)
         cost = expected_cost(weights, costs)
         loss = ce + lam * cost
         state.arch_optimizer.zero_grad(set_to_none=True)
@@ -173,32 +160,12 @@ def entropy(probabilities: np.ndarray) -> float:
     return float(-(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum(1).mean())
 
 
-class SearchLog:
-    """log.csv of one lambda's search, trimmed to the checkpoint's round on resume."""
-
-    FIELDS = ("round", "temperature", "weight_loss", "ce", "cost", "loss", "entropy", "argmax")
-
-    def __init__(self, path: Path, resume_round: int):
-        self.path = path
-        rows = []
-        if path.exists():
-            with path.open() as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["round"]) <= resume_round]
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def log(self, row: dict) -> None:
-        with self.path.open("a", newline="") as handle:
-            csv.DictWriter(handle, self.FIELDS).writerow(row)
-
-
 class DnasSearch:
     """The DNAS of one experiment: the shared warm-up, then one search per lambda (module docstring)."""
 
     def __init__(self, config: ExperimentConfig, costs: np.ndarray, device: torch.device):
         self.config, self.settings, self.device = config, config.search.dnas, device
+        self.world = World(0, 1, 0, device)
         self.out = config.paths.dnas_dir
         self.dataset = train_set(config.data, config.seed)
         self.costs = relative_costs(costs, device)
@@ -211,8 +178,18 @@ class DnasSearch:
     def _stream(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         with torch.random.fork_rng(devices=[]):  # a data loader draws a seed: keep Gumbel draws resumable
             batches = self.batches(start)
-        for images, labels in batches:
-            yield images.to(self.device), labels.to(self.device)
+        return ((images.to(self.device), labels.to(self.device)) for images, labels in batches)
+
+    def _pairs(self, start: int) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+        """Round r's weight batch and architecture batch: batches warmup_steps + 2r and the one after."""
+        stream = self._stream(self.settings.warmup_steps + 2 * start)
+        return zip(stream, stream)
+
+    def _loop(self, state: DnasState, folder: Path, step: Step, data: Data, total: int, fields: tuple[str, ...],
+              row: Callable[[Loop], dict], description: str, metric: str) -> Loop:
+        log = MetricsLog(folder / "log.csv", fields, row, LOG_EVERY)
+        hooks = standard_hooks(folder, self.settings.checkpoint_every, log, description, HINT, self.world, metric)
+        return Loop(step, data, total, vars(state), hooks)
 
     def warmup(self) -> dict:
         """Weight steps with uniform logits at the start temperature; dnas/warmup/checkpoint.pt when done."""
@@ -220,25 +197,19 @@ class DnasSearch:
         done = folder / "result.json"
         if done.exists():
             return json.loads(done.read_text())
-        state = self.state()
-        ckpt = folder / "checkpoint.pt"
-        if ckpt.exists():
-            state.restore(checkpoint.load(ckpt, self.device))
-        temperature = self.settings.temperature[0]
-        steps = self.settings.warmup_steps
-        stream = self._stream(state.step)
-        with Progress() as progress:
-            task = progress.add_task("DNAS warm-up (weights only)", total=steps, completed=state.step)
-            while state.step < steps:
-                start = time.perf_counter()
-                weight_step(state, *next(stream), temperature)
-                state.seconds += time.perf_counter() - start
-                progress.update(task, completed=state.step)
-                if state.step % self.settings.checkpoint_every == 0 or state.step == steps:
-                    checkpoint.save(ckpt, state.payload())
-        if not ckpt.exists():  # warmup_steps = 0: the searches start from the initial weights
-            checkpoint.save(ckpt, state.payload())
-        result = {"steps": steps, "seconds": state.seconds}
+        state, temperature = self.state(), self.settings.temperature[0]
+
+        def step(index: int, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+            return {"weight_loss": weight_step(state, *batch, temperature)}
+
+        def row(loop: Loop) -> dict:
+            return {"step": loop.step, "weight_loss": loop.output["weight_loss"],
+                    "lr": state.scheduler.get_last_lr()[0], "elapsed_s": loop.seconds}
+
+        loop = self._loop(state, folder, step, self._stream, self.settings.warmup_steps, WARMUP_FIELDS, row,
+                          "DNAS warm-up (weights only)", "weight_loss")
+        loop.run()
+        result = {"steps": self.settings.warmup_steps, "seconds": loop.seconds}
         write_json(done, result)
         return result
 
@@ -248,41 +219,27 @@ class DnasSearch:
         done = folder / "result.json"
         if done.exists():
             return json.loads(done.read_text())
-        folder.mkdir(parents=True, exist_ok=True)
-        state = self.state()
-        ckpt = folder / "checkpoint.pt"
-        resumed = ckpt.exists()
-        state.restore(checkpoint.load(ckpt if resumed else self.out / "warmup" / "checkpoint.pt", self.device),
-                      rng=resumed)
-        if not resumed:
-            state.seconds = 0.0
+        state, skeleton = self.state(), self.config.space.skeleton
+
+        def one_round(round_: int, batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> dict[str, float]:
+            temperature = temperature_at(self.settings, round_)
+            weight_loss = weight_step(state, *batches[0], temperature)
+            return {"temperature": temperature, "weight_loss": weight_loss,
+                    **arch_step(state, *batches[1], temperature, lam, self.costs)}
+
+        def row(loop: Loop) -> dict:
+            return {"round": loop.step, **loop.output, "entropy": entropy(state.architecture.probabilities()),
+                    "argmax": state.architecture.genotype(skeleton).key}
+
+        loop = self._loop(state, folder, one_round, self._pairs, self.settings.steps, SEARCH_FIELDS, row,
+                          f"DNAS lambda {lam:g}", "loss")
+        if not (folder / CHECKPOINT).exists():  # a fresh start: the warm-up's weights, a seed of lambda's own
+            loop.load_parts(checkpoint.load(self.out / "warmup" / CHECKPOINT))
             torch.manual_seed(self.config.seed * 1_000_003 + zlib.crc32(f"{lam:g}".encode()))  # by value, not place
-        warm = self.settings.warmup_steps
-        log = SearchLog(folder / "log.csv", state.step - warm)
-        self._rounds(state, lam, log, ckpt, warm)
-        return self._result(state, index, lam, done)
+        loop.run()
+        return self._result(state, index, lam, done, loop.seconds)
 
-    def _rounds(self, state: DnasState, lam: float, log: SearchLog, ckpt: Path, warm: int) -> None:
-        steps, skeleton = self.settings.steps, self.config.space.skeleton
-        stream = self._stream(warm + 2 * (state.step - warm))
-        with Progress() as progress:
-            task = progress.add_task(f"DNAS lambda {lam:g}", total=steps, completed=state.step - warm)
-            while state.step - warm < steps:
-                round_ = state.step - warm
-                temperature = temperature_at(self.settings, round_)
-                start = time.perf_counter()
-                weight_loss = weight_step(state, *next(stream), temperature)
-                arch = arch_step(state, *next(stream), temperature, lam, self.costs)
-                state.seconds += time.perf_counter() - start
-                progress.update(task, completed=round_ + 1)
-                if (round_ + 1) % 10 == 0 or round_ + 1 == steps:
-                    log.log({"round": round_ + 1, "temperature": temperature, "weight_loss": weight_loss, **arch,
-                             "entropy": entropy(state.architecture.probabilities()),
-                             "argmax": state.architecture.genotype(skeleton).key})
-                if (round_ + 1) % self.settings.checkpoint_every == 0 or round_ + 1 == steps:
-                    checkpoint.save(ckpt, state.payload())
-
-    def _result(self, state: DnasState, index: int, lam: float, done: Path) -> dict:
+    def _result(self, state: DnasState, index: int, lam: float, done: Path, seconds: float) -> dict:
         genotype = state.architecture.genotype(self.config.space.skeleton)
         probabilities = state.architecture.probabilities()
         layers = np.arange(len(genotype.choices))
@@ -290,7 +247,7 @@ class DnasSearch:
         result = {"index": index, "lambda": lam, "key": genotype.key, "names": genotype.names,
                   "relative_cost": float(self.costs.cpu().numpy()[layers, genotype.choices].sum()),
                   "rounds": self.settings.steps,
-                  "seconds": state.seconds, "min_chosen_probability": float(chosen.min()),
+                  "seconds": seconds, "min_chosen_probability": float(chosen.min()),
                   "entropy": entropy(probabilities), "probabilities": probabilities.round(4).tolist()}
         write_json(done, result)
         return result

@@ -24,6 +24,7 @@ from engine.evaluation.inherited import Batch, evaluate, validation_batches
 from engine.files import write_json
 from engine.latency.meter import Meter
 from engine.paths import ARTEFACTS as A
+from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from engine.training.standalone import train_standalone
@@ -77,7 +78,7 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
 def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
     """Another label's results for the same genotype, copied into this label's folder."""
     source, folder = (config.paths.picked(label) for label in (twin["label"], entry["label"]))
-    for name in ("weights.pt", "model.onnx"):
+    for name in (WEIGHTS, "model.onnx"):
         if (source / name).exists():
             shutil.copyfile(source / name, folder / name)
     record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"]}
@@ -99,11 +100,12 @@ def run(ctx: Context) -> None:
             records.append(copy_twin(config, twin, entry) if world.is_main else twin)
             continue
         network = train_picked(config, Genotype.from_key(entry["key"]), out.parent, world)
+        record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the twins
         if world.is_main:
             batches = validation_batches(config) if batches is None else batches
             record = finish(config, entry, network, ctx.meter, world, batches)
             write_json(out, record)
-            records.append(record)
+        records.append(record)
         if world.distributed:
             dist.barrier()
 
@@ -114,7 +116,7 @@ def _reads(config: ExperimentConfig) -> tuple[str, ...]:
 
 
 STAGE = Stage("retrain", run, reads=_reads,
-              writes=(A.picked_metrics("*"), A.picked_onnx("*"), A.picked("*") / "weights.pt"),
-              work=(A.picked("*") / "checkpoint.pt", A.picked("*") / "metrics.csv", A.picked("*") / "tensorboard"),
+              writes=(A.picked_metrics("*"), A.picked_onnx("*"), A.picked_weights("*")),
+              work=(A.picked("*") / CHECKPOINT, A.picked("*") / METRICS_LOG, A.picked("*") / "tensorboard"),
               config=("seed", "space", "data", "evaluation", "retrain", "latency"), ranks="all",
               device=lambda config: config.retrain.remeasure)

@@ -13,9 +13,10 @@ import torch
 from engine.config import DataConfig, TrainConfig
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
+from engine.paths import WEIGHTS
 from engine.training import checkpoint
 from engine.training.distributed import World, sync_batchnorm
-from engine.training.loop import train
+from engine.training.trainer import train
 from spaces import Genotype, Network, Supernet, build
 
 
@@ -33,7 +34,7 @@ def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig
     """Train the genotype's network; returns it (loaded from <out>/weights.pt when that exists)."""
     dataset = train_set(data, seed)
     network = initial_network(genotype, width, dataset.num_classes, seed, supernet)
-    final = out_dir / "weights.pt"
+    final = out_dir / WEIGHTS
     if final.exists():
         network.load_state_dict(checkpoint.load(final)["model"])
         return network.to(world.device)

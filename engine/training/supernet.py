@@ -16,8 +16,8 @@ from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.training import checkpoint
 from engine.training.distributed import World, sync_batchnorm
-from engine.training.loop import train
 from engine.training.sampling import step_paths
+from engine.training.trainer import train
 from spaces import Supernet
 
 

@@ -131,3 +131,19 @@ def test_the_readme_lists_the_runners_stages(root: Path) -> None:
     table = readme[readme.index("| stage | reads | writes |"):].split("\n\n")[0]
     rows = [re.match(r"\| (\w+)", line).group(1) for line in table.splitlines()[2:]]
     assert tuple(rows) == STAGE_NAMES
+
+
+def test_two_processes_under_torchrun_run_and_then_skip_every_stage(quickstart, run_args, tmp_path: Path,
+                                                                     root: Path) -> None:
+    """torchrun with 2 gloo processes: supernet and retraining on both ranks, the rest on rank 0, a barrier after
+    each stage; the same command again skips everything (the main rank decides for both)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "engine.run", quickstart,
+               *run_args, "--stages", "space,supernet,latency,search,select,retrain"]
+    for _ in range(2):
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "quickstart"
+    log = (run / "run.log").read_text()
+    assert log.count("stage retrain: finished") == 1 and log.count("stage retrain: skipped") == 1
+    picked = json.loads((run / "selected" / "selection.json").read_text())["picked"]
+    assert all((run / "selected" / entry["label"] / "metrics.json").exists() for entry in picked)

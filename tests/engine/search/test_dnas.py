@@ -12,10 +12,11 @@ import torch
 
 import engine.search.dnas as dnas
 from engine.config import load
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TrainingDiverged
 from engine.latency.model import space_costs
 from engine.run import main
 from engine.search.dnas import Architecture, DnasSearch, expected_cost, relative_costs, temperature_at
+from engine.training import checkpoint
 from spaces import Supernet
 
 TINY = ["space.input_size=[64,128]", "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16",
@@ -122,6 +123,24 @@ def test_a_killed_search_resumes_to_the_same_genotype(quickstart, tmp_path: Path
     _, (resumed,) = sweep(quickstart, tmp_path / "killed", "[3.0]")
     assert resumed["key"] == whole["key"]
     assert np.allclose(resumed["probabilities"], whole["probabilities"], atol=1e-4)
+
+
+def test_a_nan_loss_stops_the_search_and_keeps_the_last_good_checkpoint(quickstart, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, real = {"n": 0}, dnas.arch_step
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        found = real(*args, **kwargs)
+        return {**found, "loss": float("nan")} if calls["n"] == 3 else found
+
+    monkeypatch.setattr(dnas, "arch_step", poisoned)
+    folder = tmp_path / "quickstart" / "dnas"
+    with pytest.raises(TrainingDiverged, match=r"not finite at step 3 \(loss = nan\).* is kept; lower search.dnas"):
+        sweep(quickstart, tmp_path, "[1.0]")
+    assert checkpoint.load(folder / "lambda_1" / "checkpoint.pt")["step"] == 2
+    assert not (folder / "lambda_1" / "result.json").exists()
+    assert pd.read_csv(folder / "warmup" / "log.csv")["step"].tolist() == [2]
 
 
 def test_lookup_cost_with_an_agent_is_a_config_error(quickstart) -> None:

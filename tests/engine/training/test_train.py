@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from engine.training import loop as train_module
 from engine.config import DataConfig, ExperimentConfig, SpaceConfig, TrainConfig
+from engine.errors import TrainingDiverged
 from engine.training import checkpoint
+from engine.training import trainer as train_module
 from engine.training.distributed import World, cleanup, init_world
 from engine.training.supernet import build_supernet, train_supernet
 
@@ -44,14 +45,15 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, s
     train_supernet(straight, CPU)
 
     resumed = tiny(tmp_path / "resumed", sampling=sampling)
-    real_step = train_module.train_step
+    real_step, calls = train_module.train_step, []
 
-    def dies_at_step_3(state, *args, **kwargs):
-        if state.step == 3:
+    def dies_in_step_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # two steps after the checkpoint of step 2
             raise Killed
-        return real_step(state, *args, **kwargs)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", dies_at_step_3)
+    monkeypatch.setattr(train_module, "train_step", dies_in_step_4)
     with pytest.raises(Killed):
         train_supernet(resumed, CPU)
     assert checkpoint.load(resumed.run_dir / "supernet" / "checkpoint.pt")["step"] == 2
@@ -102,17 +104,20 @@ def test_two_gloo_processes_equal_one_process_with_the_whole_batch(tmp_path: Pat
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
     config = tiny(tmp_path)
-    real_step = train_module.train_step
+    real_step, calls = train_module.train_step, []
 
     def poisoned(state, images, *args, **kwargs):
-        if state.step == 3:
+        calls.append(1)
+        if len(calls) == 4:
             images = images * float("nan")
         return real_step(state, images, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_step", poisoned)
-    with pytest.raises(train_module.TrainingDiverged, match="not finite at step 3.*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="not finite at step 4 .*last good checkpoint .* is kept"):
         train_supernet(config, CPU)
     kept = checkpoint.load(config.run_dir / "supernet" / "checkpoint.pt")
     assert kept["step"] == 2
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert not (config.run_dir / "supernet.pt").exists()
+    rows = (config.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3"]  # the diverged step is not logged
