@@ -5,9 +5,9 @@
 
 At the config's scale (the quickstart: skeleton small, width 0.5, 128x256 synthetic streets) on this CPU. The
 supernet is built but not trained: throughput does not depend on the weights, only on the subnets' shapes. The
-calibration and validation images are loaded once (as engine/evaluate.py does); each genotype is then scored by
-both evaluators in turn (extract, recalibrate or not, forward over the validation images), first one mode first,
-then the other, so machine noise hits both alike. One untimed genotype warms both up. Prints the machine, the
+calibration and validation images are loaded once (as engine/evaluation/inherited.py does); each genotype is then
+scored by both evaluators in turn (extract, recalibrate or not, forward over the validation images), first one mode
+first, then the other, so machine noise hits both alike. One untimed genotype warms both up. Prints the machine, the
 settings, a markdown table (mode, subnets/min, median seconds per subnet) and the ratio of the two rates.
 """
 

@@ -3,16 +3,16 @@
     python -m benchmarks.predictor_speed [--train 40] [--heldout 20] [--pool 1000] [--predict 10000]
                                          [--config experiments/quickstart.yaml] [--store DIR]
 
-The config's space and latency section (the quickstart: skeleton small, width 0.5, 11 classes, 128x256, torch-cpu,
-1 thread, 5 warm-up + 20 timed runs). As stage 3 chooses them (engine/latency.py), `--train` genotypes spread over
-the MACs of a seeded random pool of `--pool` and `--heldout` other random ones are measured through a measurement
-store (`--store`, default a fresh temporary directory, deleted afterwards, so every genotype is really measured:
-build + measure + store, timed per genotype; a reused store times only the genotypes it lacks). The predictor is
-fit as the engine fits it (fit_predictor: the feature set with the lower leave-one-out error), then
-LatencyModel.predict (features, prediction and interval: what the search pays) is timed on `--predict` random
-genotypes in one call and on 200 one at a time. Prints the machine, the settings, a markdown table of
-measurements/s and predictions/s, their ratio, the feature set and the accuracy on the held-out genotypes (within
-±10 %, MAPE, Kendall tau).
+The config's space and latency section (the quickstart: skeleton small, width 0.5, 11 classes, 128x256, torch-cpu, 1
+thread, 5 warm-up + 20 timed runs). As the latency stage chooses them (engine/stages/latency.py), `--train` genotypes
+spread over the MACs of a seeded random pool of `--pool` and `--heldout` other random ones are measured through a
+measurement store (`--store`, default a fresh temporary directory, deleted afterwards, so every genotype is really
+measured: build + measure + store, timed per genotype; a reused store times only the genotypes it lacks). The predictor
+is fit as the engine fits it (fit_predictor: the feature set with the lower leave-one-out error), then
+LatencyModel.predict (features, prediction and interval: what the search pays) is timed on `--predict` random genotypes
+in one call and on 200 one at a time. Prints the machine, the settings, a markdown table of measurements/s and
+predictions/s, their ratio, the feature set and the accuracy on the held-out genotypes (within ±10 %, MAPE, Kendall
+tau).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ SINGLE_CALLS = 200
 
 
 def chosen_genotypes(config: ExperimentConfig) -> tuple[list[Genotype], list[Genotype]]:
-    """(spread over MACs, held out), as stage 3 picks them."""
+    """(spread over MACs, held out), as the latency stage picks them."""
     pool = candidate_pool(config)
     macs = np.array([space_costs(config).genotype_macs(g) for g in pool], dtype=np.float64)
     train = [pool[i] for i in spread(macs, config.latency.measurements, config.seed)]

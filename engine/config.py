@@ -115,7 +115,7 @@ class AgentConfig(_Strict):
 
 
 class LatencyConfig(_Strict):
-    """Stage 3: which device measures, how (protocol), how many genotypes, and the predictor's target."""
+    """The latency stage: which device measures, how (protocol), how many genotypes, and the predictor's target."""
 
     device: Literal["local", "agent"] = "local"
     backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda-fp16", "tensorrt-fp16"] = "torch-cpu"
@@ -140,7 +140,7 @@ class Constraints(_Strict):
 
 
 class DnasConfig(_Strict):
-    """The differentiable search (engine/dnas.py): one genotype per cost weight in `lambdas`."""
+    """The differentiable search (engine/search/dnas.py): one genotype per cost weight in `lambdas`."""
 
     lambdas: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1,
                                  description="weights of E[cost] relative to the uniform mixture's cost")
@@ -175,7 +175,7 @@ class DnasConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    """Stage 4: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask for scoring."""
+    """The search stage: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask scores."""
 
     strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1)
     dnas: DnasConfig = DnasConfig()
@@ -190,7 +190,7 @@ class SearchConfig(_Strict):
 
 
 class SelectionConfig(_Strict):
-    """Stage 5: the highest-mIoU front point under each latency budget (label -> ms), and the knee."""
+    """The select stage: the highest-mIoU front point under each latency budget (label -> ms), and the knee."""
 
     budgets_ms: dict[str, float] = {"small": 35.0, "large": 100.0}
     knee: bool = True
@@ -207,7 +207,7 @@ class SelectionConfig(_Strict):
 
 
 class RetrainConfig(_Strict):
-    """Stage 6: stand-alone training of each picked network, ONNX export and re-measurement."""
+    """The retrain stage: stand-alone training of each picked network, ONNX export and re-measurement."""
 
     init: Literal["scratch", "inherited"] = "inherited"
     train: TrainConfig = TrainConfig(steps=500)

@@ -51,7 +51,7 @@ def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarr
 
 def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score,
              reference: pd.DataFrame) -> dict:
-    """The sweep (engine/dnas.py), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
+    """The sweep (engine/search/dnas.py), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
     costs, lookup_s = layer_costs(config, meter)
     warm, results = DnasSearch(config, costs, device).run()
     genotypes = [Genotype.from_key(r["key"]) for r in results]

@@ -2,7 +2,7 @@
 stand-alone training does?
 
 `audit.genotypes` front points, spread over the front's predicted latency range (predictors.design.spread), are
-each trained from scratch with the same fixed budget (`audit.train`, engine/standalone.py, resumable) and
+each trained from scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable) and
 evaluated on the validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU
 with BN recalibration (what the search used) and without it (the supernet's running statistics). Writes
 runs/<name>/audit/<key>/ (training), audit/audit.csv (one row per genotype) and audit/audit.json (Kendall tau and

@@ -1,6 +1,6 @@
 """Stage retrain: retrain each picked network stand-alone, evaluate it, export it to ONNX and re-measure it.
 
-For every entry of selected/selection.json: training (engine/standalone.py, from scratch or from the supernet's
+For every entry of selected/selection.json: training (engine/training/standalone.py, from scratch or from the supernet's
 weights as `retrain.init` says; resumable, data-parallel under torchrun) into selected/<label>/, then on the main
 process the validation mIoU and per-class IoU, model.onnx checked against torch with ONNX Runtime, and a new
 latency measurement on the experiment's device (stored in the measurement store like any other) beside the
