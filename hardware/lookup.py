@@ -18,6 +18,7 @@ AvgP + FC gives HELP's raspi4, pixel3, eyeriss and fpga columns exactly.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -69,7 +70,9 @@ class LookupTable:
                   "width": self.width, "num_classes": self.num_classes, "backend": self.backend,
                   "candidates": [c.name for c in space_of(self.skeleton).candidates],
                   "latency_ms": self.latency_ms.tolist(), "fixed_ms": self.fixed_ms, "provenance": self.provenance}
-        path.write_text(json.dumps(record, indent=1))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then renamed: a killed save leaves no half file
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, path)
         return path
 
     @classmethod

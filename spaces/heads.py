@@ -7,6 +7,7 @@ feature of the skeleton's skip layer (or None) and the input's (H, W); segmentat
 from __future__ import annotations
 
 from math import gcd
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -96,11 +97,15 @@ class Classifier(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+HEADS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
+    "lraspp": LRASPP,
+    "aspp": ASPPDecoder,
+    "classifier": lambda c_in, c_skip, mid, num_classes: Classifier(c_in, num_classes),
+}
+"""Heads by the name a skeleton gives: (c_in, c_skip, mid, num_classes) -> module."""
+
+
 def build_head(kind: str, c_in: int, c_skip: int, mid: int, num_classes: int) -> nn.Module:
-    if kind == "lraspp":
-        return LRASPP(c_in, c_skip, mid, num_classes)
-    if kind == "aspp":
-        return ASPPDecoder(c_in, c_skip, mid, num_classes)
-    if kind == "classifier":
-        return Classifier(c_in, num_classes)
-    raise ValueError(f"unknown head {kind!r}; known: lraspp, aspp, classifier")
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
+    return HEADS[kind](c_in, c_skip, mid, num_classes)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine.errors import ExportMismatch
+from engine.files import atomic
 from hardware.backends import INPUT_NAME, example_input, to_onnx
 
 
@@ -32,7 +33,6 @@ def export_checked(network: nn.Module, shape: tuple[int, ...], path: Path, toler
     diff = float(np.abs(network(x).numpy() - theirs).max())
     if not diff <= tolerance:
         raise ExportMismatch(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (tolerance {tolerance:g})")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(graph)
-    tmp.replace(path)
+    with atomic(path, "wb") as handle:
+        handle.write(graph)
     return diff

@@ -9,6 +9,7 @@ latency predictor's digest and refuses to mix trials of two predictors.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 
 import optuna
@@ -27,26 +28,37 @@ def storage_url(config: ExperimentConfig) -> str:
     return config.search.storage or f"sqlite:///{RunPaths(config.run_dir).study.resolve()}"
 
 
-def predictor_digest(config: ExperimentConfig) -> str:
-    files = sorted(RunPaths(config.run_dir).predictor.glob("*.json"))
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+def scores_digest(config: ExperimentConfig) -> str:
+    """What a trial's values depend on: the latency predictor's files, the supernet's weights and the settings of
+    inherited-weight scoring (seed, space, data, evaluation, search constraints)."""
+    paths = RunPaths(config.run_dir)
+    digest = hashlib.sha256()
+    for path in [*sorted(paths.predictor.glob("*.json")), paths.supernet]:
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    settings = config.model_dump(mode="json", include={"seed", "space", "data", "evaluation"})
+    digest.update(json.dumps([settings, config.search.constraints.model_dump(mode="json")], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def open_study(config: ExperimentConfig) -> optuna.Study:
-    """The experiment's study (created or reloaded), checked against the current predictor."""
+    """The experiment's study (created or reloaded), checked against what its trials were scored with (a study in
+    another database, e.g. PostgreSQL, outlives the run directory the runner clears when the search starts over)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=config.name, storage=storage_url(config),
                                 directions=["maximize", "minimize"], load_if_exists=True)
-    digest = predictor_digest(config)
-    stored = study.user_attrs.get("predictor")
-    if stored is None:
+    digest = scores_digest(config)
+    stored = study.user_attrs.get("scored_with")
+    if stored is None and not study.trials:
         with warnings.catch_warnings():  # set_metric_names is marked experimental; optuna-dashboard shows it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["inherited mIoU", "predicted latency ms"])
-        study.set_user_attr("predictor", digest)
+        study.set_user_attr("scored_with", digest)
     elif stored != digest:
-        raise StudyMismatch(f"{storage_url(config)}: study {config.name!r} was made with latency predictor {stored}, "
-                            f"not the current {digest}; remove the study or give the run another name")
+        raise StudyMismatch(f"{storage_url(config)}: study {config.name!r} holds trials scored with another supernet, "
+                            f"latency predictor or scoring settings ({stored}, not {digest}); delete the study "
+                            f"(optuna delete-study --study-name {config.name} --storage ...) or give the run another "
+                            f"name")
     return study
 
 

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.errors import TrainingDiverged
+from engine.files import atomic
 from engine.paths import CHECKPOINT
 from engine.training import checkpoint
 from engine.training.distributed import World, all_true
@@ -71,8 +72,7 @@ class MetricsLog(Hook):
         if self.path.exists():
             with self.path.open() as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r[self.fields[0]]) <= loop.step]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as handle:
+        with atomic(self.path) as handle:
             writer = csv.DictWriter(handle, self.fields)
             writer.writeheader()
             writer.writerows(rows)

@@ -32,16 +32,20 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     return OPTIMIZERS[name](_decay_groups(model, weight_decay), lr, momentum)
 
 
+SCHEDULES: dict[str, Callable[[float, float], float]] = {
+    "poly": lambda progress, power: (1.0 - progress) ** power,
+    "cosine": lambda progress, power: 0.5 * (1.0 + math.cos(math.pi * progress)),
+}
+"""Learning-rate decays after the warm-up by name: (progress in [0, 1], power) -> multiplier."""
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str, power: float = 0.9) -> float:
     """Multiplier of the base learning rate at `step` (0-based) of `total`."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "poly":
-        return (1.0 - progress) ** power
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule {schedule!r}; known: poly, cosine")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+    return SCHEDULES[schedule](min(1.0, (step - warmup) / max(1, total - warmup)), power)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total: int, warmup: int, schedule: str
