@@ -240,6 +240,13 @@ class ExperimentConfig(_Strict):
     audit: AuditConfig = AuditConfig()
     runs_dir: Path = Path("runs")
 
+    @field_validator("name")
+    @classmethod
+    def _a_folder_name(cls, value: str) -> str:
+        if set(value) == {"."}:
+            raise ValueError(f"name {value!r} would put the run directory outside runs_dir; use letters or digits")
+        return value
+
     @model_validator(mode="after")
     def _classes_of_the_data(self) -> "ExperimentConfig":
         classes = len(DATASET_CLASSES[self.data.kind])

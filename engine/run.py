@@ -9,9 +9,13 @@ The stages, in order, are STAGES below (each module of engine/stages/ declares w
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
+import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 import pandas as pd
 import yaml
@@ -53,15 +57,44 @@ def start_logging(config: ExperimentConfig, world: World) -> None:
     logger.addHandler(to_file)
 
 
+def make_run_dir(config: ExperimentConfig) -> None:
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"runs_dir {config.runs_dir}: cannot make the run directory {config.run_dir} "
+                          f"({error.strerror}); point runs_dir at a folder you can write") from None
+
+
+@contextmanager
+def exclusive(config: ExperimentConfig, world: World) -> Iterator[None]:
+    """Hold runs/<name>/.lock for the run (main rank): a second run on the same directory stops at once."""
+    if not world.is_main:
+        yield
+        return
+    with config.paths.lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise ConfigError(f"{config.run_dir} is in use by another run ({handle.read().strip() or 'pid unknown'});"
+                              f" wait for it to finish or give this run another name") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+
+
 def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
     context = Context(config, config.paths, world)
     if world.is_main:
-        config.run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(config)
-    start_logging(config, world)
-    Runner(STAGES, context, open_meter).run(stages)
-    if world.is_main:
-        summarise(Console(), config, context.notes)
+        make_run_dir(config)
+    with exclusive(config, world):
+        if world.is_main:
+            save_resolved(config)
+        start_logging(config, world)
+        Runner(STAGES, context, open_meter).run(stages)
+        if world.is_main:
+            summarise(Console(), config, context.notes)
 
 
 def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> None:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import DnasConfig, ExperimentConfig
+from engine.data.classes import IGNORE_INDEX
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.files import write_json
@@ -44,7 +45,6 @@ from engine.training.distributed import World
 from engine.training.hooks import MetricsLog, standard_hooks
 from engine.training.loop import Data, Loop, Step
 from engine.training.optim import build_optimizer, build_scheduler
-from engine.training.trainer import IGNORE
 from spaces import Genotype, Supernet
 
 WARMUP_FIELDS = ("step", "weight_loss", "lr", "elapsed_s")
@@ -115,7 +115,7 @@ def build_state(config: ExperimentConfig, num_classes: int, device: torch.device
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
+    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
 
 def weight_step(state: DnasState, images: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:

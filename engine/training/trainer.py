@@ -25,6 +25,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from engine.config import TrainConfig
+from engine.data.classes import IGNORE_INDEX
 from engine.paths import METRICS_LOG
 from engine.training.distributed import World
 from engine.training.hooks import MetricsLog, standard_hooks
@@ -33,7 +34,6 @@ from engine.training.optim import build_optimizer, build_scheduler
 from engine.training.sampling import PathStep
 
 Batches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
-IGNORE = 255
 METRICS = ("step", "loss", "lr", "images_per_s", "elapsed_s")
 BUCKET_BYTES = 25 * 2**20
 
@@ -77,7 +77,7 @@ def average_gradients(model: nn.Module, world: World) -> None:
 def valid_pixels(labels: torch.Tensor, world: World) -> float:
     """Labelled pixels of the global batch per rank: dividing each rank's summed loss by it makes the averaged
     gradient that of the mean loss over the whole batch, however the ignored pixels fall across ranks."""
-    count = (labels != IGNORE).sum().float()
+    count = (labels != IGNORE_INDEX).sum().float()
     if world.distributed:
         dist.all_reduce(count)
     return max(count.item(), 1.0) / world.size
@@ -98,7 +98,7 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, pa
     for path in paths or [None]:
         with autocast:
             logits = _forward(state.model, images, path)
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="sum") / pixels
+            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum") / pixels
             if teacher is not None and settings.distill:
                 loss = loss + distillation_loss(logits, teacher)
         state.scaler.scale(loss).backward()

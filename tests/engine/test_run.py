@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -115,3 +116,32 @@ def test_unreachable_agent_stops_the_run_at_its_start(quickstart, run_args, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "python -m hardware.agent" in err, err
     assert not (tmp_path / "quickstart" / "supernet.pt").exists()
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_a_name_cannot_leave_runs_dir(quickstart, name: str, tmp_path: Path, capsys) -> None:
+    assert main([quickstart, f"runs_dir={tmp_path / 'runs'}", f"name={name}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "outside runs_dir" in err[0], err
+    assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "runs").exists()
+
+
+def test_runs_dir_that_is_a_file_is_one_line(quickstart, tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs").write_text("not a folder")
+    assert main([quickstart, f"runs_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs_dir" in err[0] and "cannot make the run directory" in err[0], err
+
+
+def test_a_second_run_on_the_same_directory_stops(quickstart, run_args, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "quickstart"
+    run.mkdir()
+    with (run / ".lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242")
+        held.flush()
+        assert main([quickstart, *run_args, "--stages", "space"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in use by another run (pid 4242)" in err[0], err
+    assert not (run / "space.csv").exists()
+    assert main([quickstart, *run_args, "--stages", "space"]) == 0
