@@ -125,12 +125,12 @@ class LatencyConfig(_Strict):
     measurements: int = Field(60, ge=8, description="genotypes measured to fit the predictor, spread over MACs")
     heldout: int = Field(20, ge=2, description="random genotypes measured only to test the predictor")
     active: int = Field(0, ge=0, description="extra genotypes chosen where the predictor is least sure near the front")
-    pool: int = Field(2000, ge=16, description="random genotypes the measured ones are chosen from")
+    pool: int = Field(2000, ge=16, le=100_000, description="random genotypes the measured ones are chosen from")
     statistic: Literal["median", "mean", "p90"] = "median"
     warmup: int = Field(5, ge=0, le=1000)
     repeats: int = Field(20, ge=1, le=10000)
     batch: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1, description="CPU threads (torch-cpu, onnxruntime-cpu)")
+    threads: int = Field(1, ge=1, le=1024, description="CPU threads (torch-cpu, onnxruntime-cpu)")
     store: Path | None = Field(None, description="None: the shared cache ($SQUEEZENAS_MEASUREMENTS or ~/.cache)")
 
 
@@ -227,7 +227,7 @@ class AuditConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31, description="seeds every generator of the run")
     space: SpaceConfig = SpaceConfig()
     data: DataConfig = DataConfig()
     supernet: TrainConfig = TrainConfig()
@@ -300,6 +300,10 @@ def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConf
         tree = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (give the experiment's YAML file)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(tree, dict):

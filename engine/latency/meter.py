@@ -7,6 +7,7 @@ genotype measured by any earlier run is not measured again. Agent failures becom
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +49,9 @@ class Meter:
         self.local: Backend | None = None
         self.client: AgentClient | None = None
         if settings.device == "local":
+            if settings.threads > (os.cpu_count() or 1):
+                raise ConfigError(f"latency.threads {settings.threads} exceeds this machine's {os.cpu_count()} CPUs; "
+                                  f"measure with at most that many")
             self.local = backend(settings.backend)
             name = settings.device_name or device_name(gpu=self.local.gpu)
         else:
@@ -100,6 +104,8 @@ def open_meter(config: ExperimentConfig) -> Meter | None:
     settings = config.latency
     try:
         return Meter(config)
+    except ConfigError:
+        raise
     except ValueError as error:
         raise ConfigError(f"latency: {error}") from None
     except BackendUnavailable as error:

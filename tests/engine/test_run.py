@@ -88,11 +88,25 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
      "/nonexistent/token"),
     (["latency.device=agent", "search.dnas.cost=macs", "latency.agent.url=localhost:8765"],
      "latency.agent.url: String should match"),
+    (["seed=99999999999999999999999"], "seed: Input should be less than 2147483648"),
+    (["latency.threads=100000"], "latency.threads: Input should be less than or equal to 1024"),
+    (["latency.threads=1000"], "latency.threads 1000 exceeds this machine's"),
+    (["latency.pool=200000000"], "latency.pool: Input should be less than or equal to 100000"),
 ])
-def test_bad_config_is_one_line_and_nonzero(quickstart, overrides: list[str], message: str, capsys) -> None:
-    assert main([quickstart, *overrides]) == 2
+def test_bad_config_is_one_line_and_nonzero(quickstart, overrides: list[str], message: str, tmp_path: Path,
+                                            capsys) -> None:
+    assert main([quickstart, f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *overrides]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("content, message", [(b"\x00\xff\xfe binary", "not a text file"), (None, "Is a directory")])
+def test_unreadable_config_file(content: bytes | None, message: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.mkdir() if content is None else path.write_bytes(content)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and message in err[0], err
 
 
 def test_missing_config_file(tmp_path: Path, capsys) -> None:
