@@ -44,6 +44,12 @@ class DatasetError(EngineError, ValueError):
     exit_code = 1
 
 
+class CorruptFile(EngineError, ValueError):
+    """A file the run wrote earlier cannot be read (truncated, overwritten); the message names it."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(EngineError, RuntimeError):
     """The loss became NaN or inf; the last good checkpoint was kept."""
 

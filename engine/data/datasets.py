@@ -76,6 +76,8 @@ def _read(path: Path, mode: str | None = None) -> np.ndarray:
             return np.asarray(image.convert(mode) if mode else image)
     except OSError as error:
         raise DatasetError(f"{path}: cannot be read as an image ({error})") from None
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{path}: refused, too many pixels for an image of this dataset ({error})") from None
 
 
 class FileDataset(Dataset):
@@ -136,7 +138,11 @@ def cityscapes_pairs(root: Path, split: str) -> list[Pair]:
 def _listed_pairs(root: Path, listing: Path) -> list[Pair]:
     """Pairs from a SegNet list file: one 'image mask' line per sample, paths relative to the root."""
     pairs = []
-    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+    try:
+        lines = listing.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{listing}: not a text list of 'image mask' lines") from None
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         fields = line.split()

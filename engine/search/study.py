@@ -15,9 +15,10 @@ import warnings
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import ExperimentConfig
-from engine.errors import StudyMismatch
+from engine.errors import CorruptFile, StudyMismatch
 from engine.paths import RunPaths
 
 COLUMNS = ("trial", "strategy", "generation", "lambda", "key", "miou", "latency_ms", "latency_lower_ms",
@@ -45,8 +46,12 @@ def open_study(config: ExperimentConfig) -> optuna.Study:
     """The experiment's study (created or reloaded), checked against what its trials were scored with (a study in
     another database, e.g. PostgreSQL, outlives the run directory the runner clears when the search starts over)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=config.name, storage=storage_url(config),
-                                directions=["maximize", "minimize"], load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=config.name, storage=storage_url(config),
+                                    directions=["maximize", "minimize"], load_if_exists=True)
+    except SQLAlchemyError as error:
+        raise CorruptFile(f"{storage_url(config)}: not a readable Optuna storage ({type(error).__name__}); delete "
+                          f"it (the search starts over) or fix search.storage") from None
     digest = scores_digest(config)
     stored = study.user_attrs.get("scored_with")
     if stored is None and not study.trials:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.errors import CorruptFile
+
 
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch (CPU and CUDA) generator states in a form torch.load(weights_only=True) accepts."""
@@ -59,4 +61,5 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        raise CorruptFile(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                          f"delete it and run again to recompute it") from None

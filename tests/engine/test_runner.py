@@ -102,6 +102,22 @@ def test_a_report_killed_mid_write_is_rewritten(quickstart, fast, runs: Path, fi
         assert without_ids((run / "report.html").read_text()) == without_ids(whole)
 
 
+@pytest.mark.parametrize("broken, message", [
+    (("study.db",), "not a readable Optuna storage"),
+    (("supernet.pt", "supernet/checkpoint.pt"), "not a readable checkpoint"),
+])
+def test_a_corrupt_file_the_run_needs_is_one_line(quickstart, fast, runs: Path, finished: Path, broken, message,
+                                                   capsys) -> None:
+    run = runs / "quickstart"
+    for name in broken:
+        (run / name).write_bytes(b"\x00garbage" * 10)
+    (run / "front.csv").unlink()  # the search reruns and opens its study
+    capsys.readouterr()
+    assert again(quickstart, fast, runs, finished, "--stages", UP_TO_REPORT) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(run / broken[-1]) in err[0] and message in err[0], err
+
+
 def test_select_on_an_empty_run_names_the_stage_to_run_first(quickstart, run_args, tmp_path: Path, capsys) -> None:
     assert main([quickstart, *run_args, "--stages", "select"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -175,6 +175,19 @@ def test_label_ids_outside_the_dataset(tmp_path: Path) -> None:
     assert _values(CamVid(tmp_path, "val")[0][1]) == {255}
 
 
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path: Path, monkeypatch) -> None:
+    image = _png(tmp_path / "val" / "a.png", _rgb(60, 60))
+    _png(tmp_path / "valannot" / "a.png", _ids(3, 60, 60))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels is then past PIL's bomb limit (2x)
+    _one_line_error(lambda: CamVid(tmp_path, "val")[0], image, "too many pixels")
+
+
+def test_a_binary_list_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val.txt").write_bytes(b"\xff\xfe\x00binary")
+    _one_line_error(lambda: CamVid(tmp_path, "val"), tmp_path / "val.txt", "not a text list")
+
+
 def test_build_dataset_rejects_unknown_kinds_and_missing_roots() -> None:
     with pytest.raises(DatasetError, match="unknown dataset kind 'kitti'"):
         build_dataset("kitti", "data", "train")
