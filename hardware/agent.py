@@ -12,12 +12,13 @@ Endpoints (every request needs `Authorization: Bearer <token>`; answers are JSON
   size and SHA-256). All six query parameters are required integers, nothing else is accepted. The model's one
   input must be batch x 3 x height x width (dimensions left symbolic are allowed).
 
-Errors are `{"error": "one line"}` with status 400 (bad query, body not an ONNX model or not checked valid by
-`onnx.checker`, input shape that disagrees with the query), 401 (no or wrong token), 404 (unknown path), 405
-(wrong method; 501 for a method HTTP servers do not know), 408 (body not sent in time), 411 (no Content-Length),
-413 (Content-Length over `--max-bytes`, refused before the body is read), 415 (another Content-Type), 500 (the
-backend failed on a valid model, or a fault of the agent); the agent keeps serving after any of them. The body is
-parsed as an ONNX protobuf only: nothing is unpickled or evaluated.
+Errors are `{"error": "one line"}` with status 400 (bad query, or a model hardware/onnx_guard.py refuses: not an
+ONNX model, not checked valid by `onnx.checker`, external data, control flow, input shape that disagrees with the
+query, a tensor without a static shape or larger than `--max-tensor-mib` at the query's input), 401 (no or wrong
+token), 404 (unknown path), 405 (wrong method; 501 for a method HTTP servers do not know), 408 (body not sent in
+time), 411 (no Content-Length), 413 (Content-Length over `--max-bytes`, refused before the body is read), 415
+(another Content-Type), 500 (the backend failed on a valid model, or a fault of the agent); the agent keeps serving
+after any of them. The body is parsed as an ONNX protobuf only: nothing is unpickled or evaluated.
 
 The token comes from `--token-file` or `$SQUEEZENAS_AGENT_TOKEN` (`read_token` in hardware/client.py, at least
 16 characters) and is compared in constant time. The agent listens on 127.0.0.1 unless `--host` says otherwise;
@@ -26,7 +27,7 @@ forward the port over SSH. Only backends that take ONNX bytes can serve (onnxrun
 
 One measurement at a time: checking and timing a model hold a lock, so timings never overlap; requests are
 otherwise served on threads. Limits (`Limits`, each a command-line option): body size, warm-up runs, repeats,
-batch, threads and input side. One log line per request.
+batch, threads, input side and the largest tensor of the model. One log line per request.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import onnx
-
 from hardware.backends import (
     BACKENDS,
     Backend,
@@ -58,6 +57,7 @@ from hardware.backends import (
     backend,
 )
 from hardware.client import DEFAULT_PORT, ONNX_CONTENT_TYPE, TokenError, read_token
+from hardware.onnx_guard import ModelRefused, check_model
 from hardware.protocol import MeasurementProtocol, measure
 from hardware.provenance import device_name, provenance
 
@@ -84,6 +84,8 @@ class Limits:
     max_batch: int = field(default=64, metadata={"help": "largest batch a request may ask for"})
     max_threads: int = field(default_factory=_cpu_count, metadata={"help": "most CPU threads (default: the cores)"})
     max_side: int = field(default=4096, metadata={"help": "largest input height or width in pixels"})
+    max_tensor_mib: int = field(default=1024, metadata={"help": "largest tensor of the model at the query's input, "
+                                                                "in MiB (shape inference, before running it)"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -165,7 +167,10 @@ class Agent:
     def measure(self, body: bytes, protocol: MeasurementProtocol) -> dict[str, object]:
         """`Measurement.as_dict()` of the ONNX model in `body`, checked and timed while holding the lock."""
         with self.lock:
-            check_onnx(body, protocol.shape)
+            try:
+                check_model(body, protocol.shape, self.limits.max_tensor_mib * MIB)
+            except ModelRefused as error:
+                raise RequestError(HTTPStatus.BAD_REQUEST, str(error)) from None
             try:
                 measurement = measure(body, self.backend, protocol)
             except Exception as error:  # whatever the runtime raises on a valid model is the client's answer
@@ -188,27 +193,6 @@ def _integer(values: dict[str, list[str]], name: str) -> int:
         return int(given[0])
     except ValueError:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"query parameter {name}={given[0]!r} is not an integer") from None
-
-
-def check_onnx(body: bytes, shape: tuple[int, ...]) -> None:
-    """RequestError 400 unless `body` is an ONNX model that onnx.checker accepts, with one input of `shape`."""
-    try:
-        model = onnx.load_model_from_string(body)
-        onnx.checker.check_model(model)
-    except Exception as error:  # protobuf DecodeError, checker ValidationError, or whatever onnx raises
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not a valid ONNX model: {error}") from error
-    initialisers = {tensor.name for tensor in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in initialisers]
-    if len(inputs) != 1:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"the model has {len(inputs)} inputs; the agent feeds one "
-                                                   "(batch x 3 x height x width)")
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != len(shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, shape)):
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"the model's input {inputs[0].name!r} is {'x'.join(map(str, dims)) or 'a scalar'} but "
-                           f"the query asks for {'x'.join(map(str, shape))}; export it at that shape or change "
-                           "batch/height/width")
 
 
 class AgentHandler(BaseHTTPRequestHandler):
