@@ -3,9 +3,14 @@ repository root, and the quickstart experiment with the overrides that make a ru
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -74,3 +79,39 @@ def fast() -> list[str]:
 def run_args(tmp_path: Path, fast: list[str]) -> list[str]:
     """`fast` with the run directory and the measurement store under tmp_path."""
     return [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL server (initdb + pg_ctl, trust auth on 127.0.0.1, a free port), stopped at
+    the end of the session; the test is skipped, saying why, without the server binaries or psycopg2."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not binaries:
+        pytest.skip("PostgreSQL server binaries are absent (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
+    bin_dir = binaries[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="squeezenas-pg-"))
+    as_user = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user the package made
+        folder.chmod(0o755)
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True, timeout=120)
+    try:
+        run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "squeezenas", "--auth=trust"])
+        run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"])
+    except (OSError, subprocess.SubprocessError) as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {getattr(error, 'stderr', None) or error}")
+    try:
+        run([*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "squeezenas", "runs"])
+        yield f"postgresql://squeezenas@127.0.0.1:{port}/runs"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import ExperimentConfig
-from engine.errors import CorruptFile, StudyMismatch
+from engine.errors import ConfigError, CorruptFile, StudyMismatch
 from engine.paths import RunPaths
 
 COLUMNS = ("trial", "strategy", "generation", "lambda", "key", "miou", "latency_ms", "latency_lower_ms",
@@ -49,6 +49,9 @@ def open_study(config: ExperimentConfig) -> optuna.Study:
     try:
         study = optuna.create_study(study_name=config.name, storage=storage_url(config),
                                     directions=["maximize", "minimize"], load_if_exists=True)
+    except ImportError:
+        raise ConfigError(f"search.storage {config.search.storage}: the database driver is not installed (for "
+                          f"PostgreSQL: pip install 'psycopg[binary]')") from None
     except SQLAlchemyError as error:
         raise CorruptFile(f"{storage_url(config)}: not a readable Optuna storage ({type(error).__name__}); delete "
                           f"it (the search starts over) or fix search.storage") from None

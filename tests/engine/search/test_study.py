@@ -3,8 +3,10 @@ scored with changes; Optuna's trials_dataframe gives the evaluations table."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import optuna
 import pandas as pd
 
 from engine.run import main
@@ -22,3 +24,22 @@ def test_a_study_elsewhere_is_refused_after_the_supernet_changes(quickstart, run
     assert main([quickstart, *run_args, storage, "supernet.steps=3", *UP_TO_SEARCH]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "scored with another supernet" in err[0] and "delete the study" in err[0], err
+
+
+def test_a_study_on_a_postgresql_server_gives_the_sqlite_front(quickstart, run_args, tmp_path: Path,
+                                                               postgres: str) -> None:
+    """search.storage on a real PostgreSQL server (a throwaway one): the same trials and front as SQLite from the
+    same supernet and predictor, and a rerun of the search replays from the server without scoring again."""
+    assert main([quickstart, *run_args, "--stages", "space,supernet,latency"]) == 0
+    shutil.copytree(tmp_path / "quickstart", tmp_path / "pg" / "quickstart")
+    assert main([quickstart, *run_args, "--stages", "search"]) == 0
+    on_server = [quickstart, *run_args, f"runs_dir={tmp_path / 'pg'}", f"search.storage={postgres}"]
+    assert main([*on_server, "--stages", "search"]) == 0
+    lite, pg = (pd.read_csv(run / "quickstart" / "evaluations.csv") for run in (tmp_path, tmp_path / "pg"))
+    columns = ["key", "miou", "latency_ms", "front"]
+    pd.testing.assert_frame_equal(lite[columns], pg[columns])
+    assert len(optuna.load_study(study_name="quickstart", storage=postgres).trials) == len(pg)
+    assert not (tmp_path / "pg" / "quickstart" / "study.db").exists()
+    (tmp_path / "pg" / "quickstart" / "front.csv").unlink()  # the search reruns: a replay from the server
+    assert main([*on_server, "--stages", "search"]) == 0
+    assert len(optuna.load_study(study_name="quickstart", storage=postgres).trials) == len(pg)
