@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -67,7 +68,8 @@ def make_run_dir(config: ExperimentConfig) -> None:
 
 @contextmanager
 def exclusive(config: ExperimentConfig, world: World) -> Iterator[None]:
-    """Hold runs/<name>/.lock for the run (main rank): a second run on the same directory stops at once."""
+    """Hold runs/<name>/.lock for the run (main rank): a second run on the same directory stops at once, naming the
+    holder. The lock is the kernel's (flock): it goes with its process, so a killed run leaves no stale lock."""
     if not world.is_main:
         yield
         return
@@ -79,7 +81,7 @@ def exclusive(config: ExperimentConfig, world: World) -> Iterator[None]:
             raise ConfigError(f"{config.run_dir} is in use by another run ({handle.read().strip() or 'pid unknown'});"
                               f" wait for it to finish or give this run another name") from None
         handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
         handle.flush()
         yield
 

@@ -70,6 +70,11 @@ MAX_MESSAGE = 400
 logger = logging.getLogger("hardware.agent")
 
 
+def _memory_mib() -> int:
+    """The machine's physical memory in MiB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
+
+
 def _cpu_count() -> int:
     return os.cpu_count() or 1
 
@@ -86,6 +91,9 @@ class Limits:
     max_side: int = field(default=4096, metadata={"help": "largest input height or width in pixels"})
     max_tensor_mib: int = field(default=1024, metadata={"help": "largest tensor of the model at the query's input, "
                                                                 "in MiB (shape inference, before running it)"})
+    max_memory_mib: int = field(default_factory=lambda: _memory_mib() // 2,
+                                metadata={"help": "all of a model's tensors together at the query's input, in MiB "
+                                                  "(default: half the machine's memory)"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -168,7 +176,7 @@ class Agent:
         """`Measurement.as_dict()` of the ONNX model in `body`, checked and timed while holding the lock."""
         with self.lock:
             try:
-                check_model(body, protocol.shape, self.limits.max_tensor_mib * MIB)
+                check_model(body, protocol.shape, self.limits.max_tensor_mib * MIB, self.limits.max_memory_mib * MIB)
             except ModelRefused as error:
                 raise RequestError(HTTPStatus.BAD_REQUEST, str(error)) from None
             try:

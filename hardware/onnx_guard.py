@@ -4,9 +4,10 @@ A model must parse as an ONNX protobuf, keep its weights inside the file (extern
 the agent's disk: a file-existence and file-size oracle), pass `onnx.checker`, have one input of the query's shape
 (dimensions left symbolic are set to it), hold no control flow (If, Loop, Scan: their subgraphs escape the checks
 below), and give every tensor a static shape at that input under ONNX shape inference, each at most `max_tensor`
-bytes. A 200-byte model that expands to a 40000 x 40000 tensor, or a symbolic one asked at a huge input, is
-refused with a one-line reason instead of taking the agent's memory. Only protobuf parsing and shape inference run:
-nothing is unpickled or evaluated.
+bytes and all of them together (weights, input and every node's output, as if none were freed: an upper bound on
+what a runtime holds) at most `max_memory` bytes. A 200-byte model that expands to a 40000 x 40000 tensor, or a
+symbolic one asked at a huge input, is refused with a one-line reason instead of taking the agent's memory. Only
+protobuf parsing and shape inference run: nothing is unpickled or evaluated.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class ModelRefused(ValueError):
     """The model is not one the agent measures; the message is one line saying why."""
 
 
-def check_model(body: bytes, shape: tuple[int, ...], max_tensor: int) -> onnx.ModelProto:
+def check_model(body: bytes, shape: tuple[int, ...], max_tensor: int, max_memory: int) -> onnx.ModelProto:
     """The parsed model, or ModelRefused (module docstring)."""
     try:
         model = onnx.load_model_from_string(body)
@@ -36,7 +37,11 @@ def check_model(body: bytes, shape: tuple[int, ...], max_tensor: int) -> onnx.Mo
         raise ModelRefused(f"the body is not a valid ONNX model: {error}") from None
     _one_input_of(model, shape)
     _no_control_flow(model)
-    _bounded_tensors(model, shape, max_tensor)
+    total = _bounded_tensors(model, shape, max_tensor) + sum(len(t.SerializeToString()) for t in _tensors_of(model))
+    if total > max_memory:
+        raise ModelRefused(f"the model's tensors at the input {'x'.join(map(str, shape))} add up to "
+                           f"{total / 2**20:,.0f} MiB, over the agent's memory budget of {max_memory / 2**20:,.0f} MiB "
+                           f"(--max-memory-mib)")
     return model
 
 
@@ -79,8 +84,9 @@ def _no_control_flow(model: onnx.ModelProto) -> None:
                            f"networks only")
 
 
-def _bounded_tensors(model: onnx.ModelProto, shape: tuple[int, ...], max_tensor: int) -> None:
-    """Every node output static-shaped at the input `shape` and at most `max_tensor` bytes (the input too)."""
+def _bounded_tensors(model: onnx.ModelProto, shape: tuple[int, ...], max_tensor: int) -> int:
+    """Every node output static-shaped at the input `shape` and at most `max_tensor` bytes (the input too); returns
+    their total bytes."""
     concrete = onnx.ModelProto()
     concrete.CopyFrom(model)
     for dim, size in zip(_input(concrete).type.tensor_type.shape.dim, shape):
@@ -95,6 +101,7 @@ def _bounded_tensors(model: onnx.ModelProto, shape: tuple[int, ...], max_tensor:
     types = {value.name: value.type.tensor_type for value in [*graph.input, *graph.value_info, *graph.output]}
     names = [(_input(inferred).name, "input")] + [(out, node.op_type) for node in graph.node
                                                   for out in node.output if out]
+    total = 0
     for name, op in names:
         kind = types.get(name)
         dims = list(kind.shape.dim) if kind is not None and kind.HasField("shape") else None
@@ -106,3 +113,5 @@ def _bounded_tensors(model: onnx.ModelProto, shape: tuple[int, ...], max_tensor:
             raise ModelRefused(f"tensor {name!r} ({op}) would take {size / 2**20:,.0f} MiB at the input "
                                f"{'x'.join(map(str, shape))}, over the agent's limit of {max_tensor / 2**20:,.0f} "
                                f"MiB (--max-tensor-mib)")
+        total += size
+    return total

@@ -11,13 +11,15 @@ import hashlib
 import http.client
 import json
 import logging
+import resource
 import socket
 import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from hardware.agent import Agent, AgentServer, Limits, main, onnx_backend
@@ -259,3 +261,39 @@ def test_agent_refuses_to_start_with_one_line(argv: list[str], token: str | None
     assert main([*argv, "--port", "0"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("hardware.agent: ") and says in error
+
+
+def bombs() -> dict[str, tuple[str, bytes]]:
+    """Small models that would take gigabytes, or read the agent's disk, if a runtime loaded them: name -> (query,
+    body)."""
+    big = QUERY.replace("batch=1", "batch=64").replace("height=128", "height=4096").replace("width=256", "width=4096")
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["a", "b", "c", "d"])
+    opsets = [helper.make_opsetid("", 17)]
+
+    def model(nodes, initializers) -> bytes:
+        graph = helper.make_graph(nodes, "bomb", [image], [output], initializers)
+        return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+    expand = numpy_helper.from_array(np.array([1, 3, 40000, 40000], dtype=np.int64), "shape")
+    external = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+    external.ClearField("float_data")
+    external.data_location = TensorProto.EXTERNAL
+    external.external_data.add(key="location", value="token")
+    return {
+        "expand to 40000x40000": (QUERY, model([helper.make_node("Expand", ["input", "shape"], ["output"])],
+                                               [expand])),
+        "symbolic at 64x3x4096x4096": (big, model([helper.make_node("Relu", ["input"], ["output"])], [])),
+        "external data": (QUERY, model([helper.make_node("Add", ["input", "w"], ["output"])], [external])),
+    }
+
+
+def test_bombs_are_refused_without_the_agents_memory_growing(server: AgentServer, onnx_model: bytes) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; the agent serves from this process
+    for name, (query, body) in bombs().items():
+        status, answer = send(server, "POST", query, {**AUTH, **ONNX}, body)
+        assert status == 400 and "\n" not in answer["error"], (name, answer)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 256, grown_mib
+    status, answer = send(server, "POST", QUERY, {**AUTH, **ONNX}, onnx_model)
+    assert status == 200 and answer["samples"] == 3

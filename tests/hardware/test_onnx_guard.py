@@ -30,16 +30,16 @@ def test_an_expand_to_a_huge_tensor_is_refused_by_size() -> None:
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], [shape])
     assert len(body) < 400
     with pytest.raises(ModelRefused, match="tensor 'y' \\(Expand\\) would take 18,311 MiB"):
-        check_model(body, (1, 3, 1, 1), 1024 * MIB)
+        check_model(body, (1, 3, 1, 1), 1024 * MIB, 8192 * MIB)
 
 
 def test_a_symbolic_model_at_a_huge_input_is_refused_by_size() -> None:
     symbolic = image(dims=("batch", 3, "height", "width"))
     body = serialised([helper.make_node("Relu", ["x"], ["y"])], [symbolic],
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])])
-    check_model(body, (1, 3, 64, 64), 1024 * MIB)
+    check_model(body, (1, 3, 64, 64), 1024 * MIB, 8192 * MIB)
     with pytest.raises(ModelRefused, match="tensor 'x' \\(input\\) would take 12,288 MiB at the input 64x3x4096x4096"):
-        check_model(body, (64, 3, 4096, 4096), 1024 * MIB)
+        check_model(body, (64, 3, 4096, 4096), 1024 * MIB, 8192 * MIB)
 
 
 def test_external_data_is_refused_before_anything_reads_it(tmp_path) -> None:
@@ -49,7 +49,7 @@ def test_external_data_is_refused_before_anything_reads_it(tmp_path) -> None:
     weight.external_data.add(key="location", value="../../root/.squeezenas-token")
     body = serialised([helper.make_node("Add", ["x", "w"], ["y"])], [image()], [image("y")], [weight])
     with pytest.raises(ModelRefused, match="tensor 'w' keeps its data in an external file"):
-        check_model(body, (1, 3, 8, 8), 1024 * MIB)
+        check_model(body, (1, 3, 8, 8), 1024 * MIB, 8192 * MIB)
 
 
 def test_control_flow_is_refused() -> None:
@@ -58,11 +58,19 @@ def test_control_flow_is_refused() -> None:
     body = serialised([helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)], [image()],
                       [image("y")], [condition])
     with pytest.raises(ModelRefused, match="control flow \\(If\\)"):
-        check_model(body, (1, 3, 8, 8), 1024 * MIB)
+        check_model(body, (1, 3, 8, 8), 1024 * MIB, 8192 * MIB)
 
 
 def test_the_engines_networks_pass() -> None:
     body = to_onnx(build(largest("small"), 0.5, 11), (1, 3, 128, 256))
-    assert check_model(body, (1, 3, 128, 256), 1024 * MIB).graph.node
+    assert check_model(body, (1, 3, 128, 256), 1024 * MIB, 8192 * MIB).graph.node
     with pytest.raises(ModelRefused, match="over the agent's limit of 1 MiB"):
-        check_model(body, (1, 3, 128, 256), MIB)
+        check_model(body, (1, 3, 128, 256), MIB, 8192 * MIB)
+
+
+def test_all_tensors_together_are_held_to_the_memory_budget() -> None:
+    chain = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"]) for i in range(8)]
+    body = serialised(chain, [image(dims=(1, 3, 512, 512))], [image("t8", dims=(1, 3, 512, 512))])
+    check_model(body, (1, 3, 512, 512), 4 * MIB, 28 * MIB)  # 9 tensors of 3 MiB
+    with pytest.raises(ModelRefused, match="add up to 27 MiB, over the agent's memory budget of 20 MiB"):
+        check_model(body, (1, 3, 512, 512), 4 * MIB, 20 * MIB)
