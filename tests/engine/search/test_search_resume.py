@@ -99,3 +99,35 @@ def test_latency_constraint_keeps_the_front_feasible(fast, quickstart, searched:
     evaluations = pd.read_csv(searched / "limited" / "quickstart" / "evaluations.csv")
     assert (evaluations.feasible == (evaluations.latency_ms <= limit)).all()
     assert evaluations.front.any() and (evaluations[evaluations.front].latency_ms <= limit).all()
+
+
+def server_trials(postgres: str, name: str) -> list[str]:
+    """Genotype keys of the complete trials of study `name` on the server (none while it does not exist yet)."""
+    try:
+        study = optuna.load_study(study_name=name, storage=postgres)
+    except KeyError:
+        return []
+    return [t.user_attrs["key"] for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
+
+
+def test_a_search_on_postgresql_with_dask_workers_killed_resumes_to_the_sqlite_front(
+        fast, quickstart, root, searched: Path, postgres: str) -> None:
+    """The supported way to parallelise: the study on a PostgreSQL server, subnets scored by 2 Dask workers; killed
+    with SIGKILL after 10 trials, the same command resumes and ends on the front one process finds with SQLite."""
+    shutil.copytree(searched / "base" / "quickstart", searched / "pg" / "pgkill")
+    command = [quickstart, *overrides(searched / "pg", searched / "store", fast), "name=pgkill",
+               f"search.storage={postgres}", "search.workers=2", "--stages", "search"]
+    process = subprocess.Popen([sys.executable, "-m", "engine.run", *command], cwd=root, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while len(server_trials(postgres, "pgkill")) < 10 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = server_trials(postgres, "pgkill")
+    whole = searched / "whole" / "quickstart"
+    assert 10 <= len(before) < len(trial_keys(whole))
+    assert main(command) == 0
+    after = server_trials(postgres, "pgkill")
+    assert after[: len(before)] == before and sorted(after) == sorted(trial_keys(whole))
+    pd.testing.assert_frame_equal(front(searched / "pg" / "pgkill"), front(whole))
