@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -147,15 +147,20 @@ def test_runs_dir_that_is_a_file_is_one_line(quickstart, tmp_path: Path, capsys)
     assert len(err) == 1 and "runs_dir" in err[0] and "cannot make the run directory" in err[0], err
 
 
-def test_a_second_run_on_the_same_directory_stops(quickstart, run_args, tmp_path: Path, capsys) -> None:
+def test_a_second_run_on_the_same_directory_stops(quickstart, run_args, tmp_path: Path, root: Path, capsys) -> None:
+    """A real first run holds the directory; a second one stops in one line naming it; the first is unaffected."""
     run = tmp_path / "quickstart"
-    run.mkdir()
-    with (run / ".lock").open("a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held.write("pid 4242")
-        held.flush()
-        assert main([quickstart, *run_args, "--stages", "space"]) == 2
+    first = subprocess.Popen([sys.executable, "-m", "engine.run", quickstart, *run_args, "--stages",
+                              "space,supernet,latency,search"], cwd=root, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "space.csv").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second could start"
+    assert main([quickstart, *run_args, "--stages", "space"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "in use by another run (pid 4242)" in err[0], err
-    assert not (run / "space.csv").exists()
+    assert len(err) == 1 and f"{run} is in use by another run (pid {first.pid} on " in err[0], err
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    assert (run / "front.csv").exists() and (run / "run.log").read_text().count("stage space: running") == 1
     assert main([quickstart, *run_args, "--stages", "space"]) == 0
