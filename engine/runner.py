@@ -10,8 +10,8 @@ sections, of every input and of every output (sha256 of the file contents). A st
 says done and every digest still matches; then it is skipped. Otherwise:
 - inputs or configuration changed (an earlier stage reran, or a setting changed): its outputs and work are removed
   and it starts over, so every stage after a changed one reruns in turn;
-- an output is missing or differs from what it wrote (killed mid-write, edited, truncated): it runs again and
-  resumes from its work;
+- an output is missing or differs from what it wrote (killed mid-write, edited, truncated): the changed outputs are
+  removed and it runs again, resuming from its work;
 - a required input is missing: the run stops with one line naming the stage to run first (exit code 2).
 The device is opened before the first stage, and only when a stage that will run needs it, so an unreachable
 agent stops the run before any training. Every stage's start, skip (with why) and finish (with its time) is logged
@@ -250,6 +250,8 @@ class Runner:
             log.info("stage %s: %s (%s)", stage.name, "starting over" if how == "start over" else "running", why)
             if how == "start over":
                 self.clear(stage)
+            else:
+                self.drop_changed_outputs(stage)
             write_json(self.record_path(stage), {"state": "running", **self.snapshot(stage)})
         if world.distributed:
             dist.barrier()
@@ -263,6 +265,16 @@ class Runner:
                       "seconds": time.perf_counter() - start}
             write_json(self.record_path(stage), record)
             log.info("stage %s: finished in %.1f s", stage.name, record["seconds"])
+
+    def drop_changed_outputs(self, stage: Stage) -> None:
+        """Before a stage resumes: remove the outputs that differ from what it recorded writing (edited, truncated),
+        so that its own resume logic (a label whose metrics.json exists is done) never takes them as finished."""
+        record = read_json(self.record_path(stage)) or {}
+        recorded = record.get("outputs", {})
+        for relative, digest in digests(self.paths.root, stage.writes).items():
+            if recorded and recorded.get(relative) != digest:
+                log.info("stage %s: removing %s, changed since the stage wrote it", stage.name, relative)
+                (self.paths.root / relative).unlink()
 
     def clear(self, stage: Stage) -> None:
         """Remove what the stage wrote and its work, before it starts over."""

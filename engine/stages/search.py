@@ -86,5 +86,5 @@ def _measures(config: ExperimentConfig) -> bool:
 
 STAGE = Stage("search", run, reads=(A.supernet, A.predictor), uses=(A.supernet_metrics,),
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.dnas),
-              work=(A.study, A.dnas_dir),
+              work=(A.study.with_name(A.study.name + "*"), A.dnas_dir),  # SQLite's -journal/-wal go with it
               config=("seed", "space", "data", "evaluation", "search", "latency.statistic"), device=_measures)

@@ -93,6 +93,21 @@ def test_a_changed_output_upstream_reruns_what_reads_it(quickstart, fast, runs: 
     assert {name for name in before if after[name] != before[name]} == {"search.json", "report.json"}
 
 
+def test_a_corrupt_retrain_result_is_redone(quickstart, fast, runs: Path, finished: Path) -> None:
+    """selected/<label>/metrics.json truncated: the retrain stage redoes that label (its weights are kept) instead of
+    reading the broken file as done."""
+    run = runs / "quickstart"
+    assert again(quickstart, fast, runs, finished, "--stages", "retrain") == 0
+    label = json.loads((run / "selected" / "selection.json").read_text())["picked"][0]["label"]
+    metrics = run / "selected" / label / "metrics.json"
+    whole = json.loads(metrics.read_text())
+    metrics.write_text(metrics.read_text()[:20])
+    assert again(quickstart, fast, runs, finished, "--stages", "retrain") == 0
+    redone = json.loads(metrics.read_text())
+    assert (redone["key"], redone["retrained_miou"]) == (whole["key"], whole["retrained_miou"])
+    assert "removing selected/" in (run / "run.log").read_text()
+
+
 def test_a_report_killed_mid_write_is_rewritten(quickstart, fast, runs: Path, finished: Path) -> None:
     run = runs / "quickstart"
     whole = (run / "report.html").read_text().replace(str(finished / "quickstart"), str(run))  # names its folder
