@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; the same command resumes the run where it stopped", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -164,6 +164,8 @@ class Runner:
         """("current" | "resume" | "start over", why) for a stage about to run or be skipped."""
         record = read_json(self.record_path(stage))
         if record is None:
+            if digests(self.paths.root, stage.writes + stage.work):
+                return "start over", "its files have no record of what made them"
             return "resume", "not run before"
         now = self.snapshot(stage)
         if record["config"] != now["config"]:

@@ -24,6 +24,10 @@ from hardware.provenance import device_name
 from hardware.store import MeasurementKey, MeasurementStore, space_label
 from spaces import Genotype, build
 
+MEASURING = ("latency.device", "latency.backend", "latency.device_name", "latency.warmup", "latency.repeats",
+             "latency.batch", "latency.threads", "latency.statistic")
+"""The settings a measurement depends on (where, with what, how): the config of a stage that measures."""
+
 STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms"}
 
 

@@ -88,16 +88,16 @@ def strategy_sections(run: Run) -> list[Section]:
 
 
 def audit_sections(run: Run) -> list[Section]:
-    """The fidelity audit, when the run has one or was configured to."""
+    """The fidelity audit, when the run's configuration enables it (files of an earlier, audited run are left out)."""
+    if not nested(run.config, "audit.enabled", False):
+        return []
     if run.audit is not None:
         found = [Section("Proxy fidelity audit", figures.audit_figure(run.audit, run.audit_summary))]
         if run.baseline is not None:
             found.append(Section("Searched vs hand-made at equal measured latency",
                                  tables.baseline_table(run.baseline)))
         return found
-    if nested(run.config, "audit.enabled", False):
-        return [Section("Proxy fidelity audit", None, absent(run, "audit/audit.csv"))]
-    return []
+    return [Section("Proxy fidelity audit", None, absent(run, "audit/audit.csv"))]
 
 
 def render(section: Section, with_plotlyjs: bool) -> str:

@@ -52,7 +52,7 @@ def open_study(config: ExperimentConfig) -> optuna.Study:
     except ImportError:
         raise ConfigError(f"search.storage {config.search.storage}: the database driver is not installed (for "
                           f"PostgreSQL: pip install 'psycopg[binary]')") from None
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
         raise CorruptFile(f"{storage_url(config)}: not a readable Optuna storage ({type(error).__name__}); delete "
                           f"it (the search starts over) or fix search.storage") from None
     digest = scores_digest(config)

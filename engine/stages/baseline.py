@@ -21,7 +21,7 @@ from engine.errors import DeviceError
 from engine.evaluation.inherited import validation_batches
 from engine.evaluation.standalone import standalone_miou
 from engine.files import write_json
-from engine.latency.meter import Meter, latency_of
+from engine.latency.meter import MEASURING, Meter, latency_of
 from engine.latency.model import space_costs
 from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
@@ -115,5 +115,5 @@ def run(ctx: Context) -> None:
 
 
 STAGE = Stage("baseline", run, reads=(A.front,), writes=(A.baseline,), work=(A.trained_dir,),
-              config=("seed", "space", "data", "evaluation", "audit.train", "latency"), ranks="all", device=True,
+              config=("seed", "space", "data", "evaluation", "audit.train", *MEASURING), ranks="all", device=True,
               enabled=lambda config: config.audit.enabled and config.audit.baseline)

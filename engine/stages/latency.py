@@ -144,5 +144,5 @@ def _config(config: ExperimentConfig) -> tuple[str, ...]:
     return ("seed", "space", "latency", *scoring)
 
 
-STAGE = Stage("latency", run, reads=_reads, config=_config, device=True,
+STAGE = Stage("latency", run, reads=_reads, config=_config, device=True, work=(A.inherited_cache,),
               writes=(A.measurements, A.heldout, A.predictor, A.accuracy))

@@ -22,9 +22,9 @@ from engine.data.classes import DATASET_CLASSES
 from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, validation_batches
 from engine.files import write_json
-from engine.latency.meter import Meter
+from engine.latency.meter import MEASURING, Meter
 from engine.paths import ARTEFACTS as A
-from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS
+from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from engine.training.standalone import train_standalone
@@ -86,13 +86,19 @@ def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
     return record
 
 
+def finished(paths: RunPaths, label: str, export: bool) -> bool:
+    """Whether a label's results are all there (its metrics.json, weights and, when exported, model.onnx)."""
+    wanted = [paths.picked_metrics(label), paths.picked_weights(label)] + ([paths.picked_onnx(label)] if export else [])
+    return all(path.exists() for path in wanted)
+
+
 def run(ctx: Context) -> None:
     """Retrain, evaluate, export and re-measure every picked network (module docstring)."""
     config, world = ctx.config, ctx.world
     records, batches = [], None
     for entry in selection(config):
         out = ctx.paths.picked_metrics(entry["label"])
-        if out.exists():
+        if finished(ctx.paths, entry["label"], config.retrain.export):
             records.append(json.loads(out.read_text()))
             continue
         twin = next((r for r in records if r["key"] == entry["key"]), None)
@@ -118,5 +124,5 @@ def _reads(config: ExperimentConfig) -> tuple[str, ...]:
 STAGE = Stage("retrain", run, reads=_reads,
               writes=(A.picked_metrics("*"), A.picked_onnx("*"), A.picked_weights("*")),
               work=(A.picked("*") / CHECKPOINT, A.picked("*") / METRICS_LOG, A.picked("*") / "tensorboard"),
-              config=("seed", "space", "data", "evaluation", "retrain", "latency"), ranks="all",
+              config=("seed", "space", "data", "evaluation", "retrain", *MEASURING), ranks="all",
               device=lambda config: config.retrain.remeasure)

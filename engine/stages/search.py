@@ -80,11 +80,16 @@ def run(ctx: Context) -> None:
     write_outputs(paths, evaluations_table(trials_table(open_study(config))), history)
 
 
+def _config(config: ExperimentConfig) -> tuple[str, ...]:
+    search = [f"search.{name}" for name in type(config.search).model_fields if name != "dnas" or _measures(config)]
+    return ("seed", "space", "data", "evaluation", *search, "latency.statistic")
+
+
 def _measures(config: ExperimentConfig) -> bool:
     return "dnas" in config.search.strategies
 
 
-STAGE = Stage("search", run, reads=(A.supernet, A.predictor), uses=(A.supernet_metrics,),
+STAGE = Stage("search", run, reads=(A.supernet, A.predictor),
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.dnas),
               work=(A.study.with_name(A.study.name + "*"), A.dnas_dir),  # SQLite's -journal/-wal go with it
-              config=("seed", "space", "data", "evaluation", "search", "latency.statistic"), device=_measures)
+              config=_config, device=_measures)

@@ -1,6 +1,5 @@
 """Stage supernet: train the weight-sharing supernet once (engine/training/supernet.py), on every rank under
-torchrun; supernet/ holds its checkpoint and metrics log while it trains, supernet.pt its final weights.
-inherited.jsonl, the inherited-mIoU cache of later stages, goes with the supernet it was scored on."""
+torchrun; supernet/ holds its checkpoint and metrics log while it trains, supernet.pt its final weights."""
 
 from __future__ import annotations
 
@@ -13,5 +12,5 @@ def run(ctx: Context) -> None:
     train_supernet(ctx.config, ctx.world)
 
 
-STAGE = Stage("supernet", run, writes=(A.supernet,), work=(A.supernet_dir, A.inherited_cache),
+STAGE = Stage("supernet", run, writes=(A.supernet,), work=(A.supernet_dir,),
               config=("seed", "space", "data", "supernet"), ranks="all")
