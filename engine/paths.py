@@ -109,6 +109,11 @@ class RunPaths:
         return self.root / "search_cost.json"
 
     @property
+    def dask(self) -> Path:
+        """The scratch folder of a Dask LocalCluster's workers (search.workers > 1)."""
+        return self.root / "dask"
+
+    @property
     def dnas_dir(self) -> Path:
         return self.root / "dnas"
 

@@ -58,11 +58,15 @@ class DaskScorer(AbstractContextManager):
     """Scores on a Dask cluster: a LocalCluster of `workers` processes, or the scheduler at `address`."""
 
     def __init__(self, config: ExperimentConfig, workers: int, address: str | None):
+        import dask
         from distributed import Client, LocalCluster
 
         self.config_json = json.dumps(config.model_dump(mode="json"))
-        self.cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                         dashboard_address=None)
+        scratch = str(config.paths.dask)  # the workers' and the scheduler's scratch, in the run, not /tmp
+        with dask.config.set({"temporary-directory": scratch}):
+            self.cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                             processes=True, dashboard_address=None,
+                                                             local_directory=scratch)
         self.client = Client(address or self.cluster)
 
     def scores(self, genotypes: Sequence[Genotype]) -> Iterator[tuple[Genotype, Record]]:

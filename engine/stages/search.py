@@ -91,5 +91,5 @@ def _measures(config: ExperimentConfig) -> bool:
 
 STAGE = Stage("search", run, reads=(A.supernet, A.predictor),
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.dnas),
-              work=(A.study.with_name(A.study.name + "*"), A.dnas_dir),  # SQLite's -journal/-wal go with it
+              work=(A.study.with_name(A.study.name + "*"), A.dnas_dir, A.dask),  # SQLite's -journal/-wal go with it
               config=_config, device=_measures)

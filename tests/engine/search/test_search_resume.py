@@ -88,6 +88,7 @@ def test_dask_workers_find_the_same_front(fast, quickstart, searched: Path) -> N
     assert main([quickstart, *overrides(searched / "dask", searched / "store", fast), "search.workers=2",
                  "--stages", "search"]) == 0
     pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"))
+    assert (searched / "dask" / "quickstart" / "dask").is_dir()  # the cluster's scratch: in the run, not /tmp
 
 
 def test_latency_constraint_keeps_the_front_feasible(fast, quickstart, searched: Path) -> None:
