@@ -114,6 +114,11 @@ def digests(root: Path, patterns: Sequence[str]) -> Digests:
             if not path.name.startswith(".")}
 
 
+def _first_difference(before: Digests, now: Digests) -> str:
+    """The first file (by name) whose digest differs between two digest maps, or that only one of them has."""
+    return sorted(set(before.items()) ^ set(now.items()))[0][0]
+
+
 def _section(tree: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         tree = tree.get(part) if isinstance(tree, dict) else None
@@ -171,14 +176,12 @@ class Runner:
         if record["config"] != now["config"]:
             return "start over", "its configuration changed"
         if record["inputs"] != now["inputs"]:
-            changed = sorted(set(record["inputs"].items()) ^ set(now["inputs"].items()))
-            return "start over", f"its input {changed[0][0]} changed"
+            return "start over", f"its input {_first_difference(record['inputs'], now['inputs'])} changed"
         if record.get("state") != "done":
             return "resume", "it did not finish"
         outputs = digests(self.paths.root, stage.writes)
         if outputs != record["outputs"]:
-            changed = sorted(set(record["outputs"].items()) ^ set(outputs.items()))
-            return "resume", f"its output {changed[0][0]} is missing or changed"
+            return "resume", f"its output {_first_difference(record['outputs'], outputs)} is missing or changed"
         return "current", "done and current"
 
     def missing_input(self, stage: Stage, planned: set[str]) -> str | None:

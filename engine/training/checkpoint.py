@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from engine.errors import CorruptFile
+from engine.files import atomic
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,14 +46,9 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
+    """Write atomically (engine.files.atomic: a temporary file beside `path`, fsynced, renamed over it)."""
+    with atomic(path, "wb") as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
