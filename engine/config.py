@@ -183,6 +183,12 @@ class SearchConfig(_Strict):
     generations: int = Field(8, ge=1)
     offspring: int | None = Field(None, ge=1, description="None: the population size")
     mutation_rate: float | None = Field(None, gt=0, le=1, description="None: 1 / layers")
+    rounds: int = Field(3, ge=1, description="NSGA-II's generations in this many rounds (at most one a generation); "
+                        "after each but the last the front is measured and the latency predictor refit")
+    measure_per_round: int = Field(8, ge=1, description="most subnets measured after a round (the front's unmeasured "
+                                   "first, then the least certain near it)")
+    measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
+                               "on predictions alone (one-shot predictor)")
     constraints: Constraints = Constraints()
     storage: str | None = Field(None, description="SQLAlchemy URL; None: sqlite:///runs/<name>/study.db")
     workers: int = Field(1, ge=1, description="> 1: a Dask LocalCluster with this many processes")

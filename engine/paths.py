@@ -109,6 +109,25 @@ class RunPaths:
         return self.root / "search_cost.json"
 
     @property
+    def search_dir(self) -> Path:
+        return self.root / "search"
+
+    @property
+    def rounds(self) -> Path:
+        """One row per measuring round: what was measured, the predictor's accuracy on it before, the front."""
+        return self.search_dir / "rounds.csv"
+
+    @property
+    def search_measurements(self) -> Path:
+        """Every subnet the search measured, with its prediction and interval just before."""
+        return self.search_dir / "measurements.csv"
+
+    @property
+    def round_predictors(self) -> Path:
+        """The latency predictor refit after each round, round_<n>/ (work: a resumed search loads them)."""
+        return self.search_dir / "predictors"
+
+    @property
     def dask(self) -> Path:
         """The scratch folder of a Dask LocalCluster's workers (search.workers > 1)."""
         return self.root / "dask"

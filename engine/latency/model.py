@@ -8,12 +8,16 @@ the training measurements better (the additive base's exact leave-one-out error)
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from engine.config import ExperimentConfig
+from engine.files import write_json
 from engine.paths import RunPaths
 from predictors.features import cost_features, one_hot
 from predictors.latency import LatencyRegressor, additive_loo_mape
@@ -53,10 +57,21 @@ def space_costs(config: ExperimentConfig) -> CostTable:
     return cost_table(space.skeleton, tuple(space.input_size), space.width, space.num_classes)
 
 
-def load_latency_model(config: ExperimentConfig) -> LatencyModel:
-    folder = RunPaths(config.run_dir).predictor
+def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> LatencyModel:
+    """The model saved in `folder` (default: the latency stage's runs/<name>/latency/predictor/)."""
+    folder = RunPaths(config.run_dir).predictor if folder is None else folder
     feature_set = json.loads((folder / FEATURES_FILE).read_text())["feature_set"]
     return LatencyModel(LatencyRegressor.load(folder), space_costs(config), feature_set)
+
+
+def save_latency_model(model: LatencyModel, folder: Path) -> None:
+    """The regressor's JSON files and the feature set, written beside `folder` and then moved over it."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.regressor.save(tmp)
+    write_json(tmp / FEATURES_FILE, {"feature_set": model.feature_set})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 def fit_predictor(costs: CostTable, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:

@@ -1,29 +1,38 @@
 """NSGA-II over the genotypes of a run: pymoo's algorithm (engine/search/operators.py) driven by ask/tell, each
-genome scored (engine/evaluation/scoring.py, here or on Dask workers) and predicted (the latency model), and every
-evaluation stored at once as one Optuna trial (engine/search/study.py).
+genome scored (engine/evaluation/scoring.py, here or on Dask workers) and its latency taken from the measuring
+rounds (engine/search/rounds.py: measured where measured, predicted otherwise), every evaluation stored at once as
+one Optuna trial (engine/search/study.py).
+
+Rounds: the generations are cut into `search.rounds` blocks; after each block but the last, a round measures the
+front's unmeasured subnets and the least certain near it and refits the predictor, and every subnet's latency is
+refreshed, the algorithm's surviving population included (re-ranked by pymoo's survival). After the last
+generation (and any other strategy), `close` measures the front until it holds no unmeasured point or
+`search.measure_limit` is spent, and completes every trial with its final latency.
 
 Resuming: the algorithm is replayed from the same seed; genomes whose trial exists take their stored mIoU instead
-of being scored again, and predicted latency is recomputed from the same predictor, so a run killed at any point
-ends with the same front as an uninterrupted one. Hypervolume per generation: objectives (-mIoU, latency /
-reference) against the reference point (0, 1), the reference latency being 1.1 x the largest genotype's prediction.
+of being scored again, measurements come from the measurement store and the rounds' predictors from their folders,
+so a run killed at any point ends with the same front as an uninterrupted one. Hypervolume per generation:
+objectives (-mIoU, latency / reference) against the reference point (0, 1), the reference latency being 1.1 x the
+largest genotype's first prediction.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import create_trial
+from pymoo.core.individual import calc_cv
 from rich.progress import Progress
 
 from engine.config import ExperimentConfig
 from engine.evaluation.scoring import open_scorer
-from engine.latency.model import LatencyModel
 from engine.search import fronts
 from engine.search import operators as nsga
-from engine.search.study import finished, open_study
+from engine.search.rounds import Rounds
+from engine.search.study import add_scored, complete, open_study, scored
 from spaces import Genotype, largest, smallest
 from spaces.space import skeleton, space_of
 
@@ -31,36 +40,42 @@ from spaces.space import skeleton, space_of
 class Search:
     """One NSGA-II search of an experiment (module docstring)."""
 
-    def __init__(self, config: ExperimentConfig, latency: LatencyModel):
+    def __init__(self, config: ExperimentConfig, rounds: Rounds):
         self.config = config
-        self.latency = latency
+        self.rounds = rounds
         self.skeleton = config.space.skeleton
         self.layers = skeleton(self.skeleton).num_layers
         self.names = [c.name for c in space_of(self.skeleton).candidates]
         self.distributions = {f"layer_{i:02d}": CategoricalDistribution(self.names) for i in range(self.layers)}
-        self.reference = 1.1 * float(latency.predict([largest(self.skeleton)])[0][0])
+        self.reference = 1.1 * float(rounds.model.predict([largest(self.skeleton)])[0][0])
         limits = config.search.constraints
         self.limits = [(column, limit) for column, limit in (("latency_ms", limits.max_latency_ms),
                                                               ("macs", limits.max_macs)) if limit is not None]
 
     def describe(self, genotypes: list[Genotype], origin: dict) -> list[dict]:
-        """Everything but mIoU: where it comes from (strategy, generation or lambda), costs, predicted latency with
-        its interval, feasibility."""
-        predicted, lower, upper = self.latency.predict(genotypes)
-        costs = self.latency.costs
-        rows = []
-        for g, mean, low, high in zip(genotypes, predicted, lower, upper):
-            row = {"key": g.key, **origin, "macs": int(costs.genotype_macs(g)),
-                   "params": int(costs.genotype_params(g)), "latency_ms": float(mean),
-                   "latency_lower_ms": float(low), "latency_upper_ms": float(high)}
-            row["feasible"] = all(row[column] <= limit for column, limit in self.limits)
-            rows.append(row)
+        """Everything but mIoU: where it comes from (strategy, generation or lambda), costs, latency (measured or
+        predicted, with the prediction's interval), feasibility."""
+        costs = self.rounds.model.costs
+        rows = [{"key": g.key, **origin, "macs": int(costs.genotype_macs(g)), "params": int(costs.genotype_params(g)),
+                 **latency} for g, latency in zip(genotypes, self.rounds.latency(genotypes))]
+        for row in rows:
+            row["feasible"] = self.feasible(row)
         return rows
+
+    def feasible(self, row: dict) -> bool:
+        return all(row[column] <= limit for column, limit in self.limits)
+
+    def refresh(self, rows: list[dict]) -> list[dict]:
+        """The rows with the latency the rounds know now (and feasibility under it)."""
+        latency = self.rounds.latency([Genotype.from_key(row["key"]) for row in rows])
+        fresh = [{**row, **new} for row, new in zip(rows, latency)]
+        for row in fresh:
+            row["feasible"] = self.feasible(row)
+        return fresh
 
     def store(self, study: optuna.Study, genotype: Genotype, row: dict, miou: float) -> None:
         params = {f"layer_{i:02d}": name for i, name in enumerate(genotype.names)}
-        study.add_trial(create_trial(params=params, distributions=self.distributions,
-                                     values=[miou, row["latency_ms"]], user_attrs=row))
+        add_scored(study, params, self.distributions, {**row, "miou": miou})
 
     def evaluate(self, study: optuna.Study, done: dict[str, dict], genotypes: list[Genotype], origin: dict,
                  scorer) -> list[dict]:
@@ -86,15 +101,16 @@ class Search:
         return fronts.hypervolume(F, [0.0, 1.0])
 
     def run(self, device) -> list[dict]:
-        """The whole NSGA-II search, its trials stored as it goes; returns the hypervolume per generation. The
-        study's user attribute nsga2_seconds accumulates its time over resumed runs."""
+        """The whole NSGA-II search and its rounds, trials stored as it goes; returns the hypervolume per
+        generation. The study's user attribute nsga2_seconds accumulates its time over resumed runs."""
         settings = self.config.search
         study = open_study(self.config)
-        done = finished(study)
+        done = scored(study)
         choices = [len(self.names)] * self.layers
         initial = np.array([largest(self.skeleton).choices, smallest(self.skeleton).choices])
         algorithm = nsga.algorithm(choices, settings.population, settings.offspring, initial, settings.mutation_rate)
         nsga.start(algorithm, nsga.GenomeProblem(choices, 2, len(self.limits)), settings.generations, self.config.seed)
+        per_round = math.ceil(settings.generations / min(settings.rounds, settings.generations))
         history, seen = [], {}
         spent, start = study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
         with open_scorer(self.config, device) as scorer, Progress() as progress:
@@ -106,23 +122,66 @@ class Search:
                     algorithm.tell()
                     continue
                 genotypes = [Genotype(self.skeleton, tuple(map(int, x))) for x in population.get("X").astype(int)]
-                rows = self.evaluate(study, done, genotypes, {"strategy": "nsga2", "generation": generation}, scorer)
-                F, G = self.objectives(rows)
-                population.set("F", F)
-                if self.limits:
-                    population.set("G", G)
+                origin = {"strategy": "nsga2", "generation": generation, "round": len(self.rounds.records) + 1}
+                rows = self.evaluate(study, done, genotypes, origin, scorer)
+                self.tell(population, rows)
                 algorithm.tell(infills=population)
                 seen.update((row["key"], row) for row in rows)
-                history.append({"generation": generation, "evaluations": len(seen),
-                                "hypervolume": self.hypervolume(list(seen.values()))})
                 generation += 1
+                if generation % per_round == 0 and algorithm.has_next() and self.rounds.left > 0:
+                    seen = self.round(algorithm, seen, generation - 1)
+                history.append({"generation": generation - 1, "evaluations": len(seen),
+                                "hypervolume": self.hypervolume(list(seen.values()))})
                 progress.update(task, completed=generation)
                 study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
         return history
 
+    def tell(self, population, rows: list[dict]) -> None:
+        """Set a population's objectives (and constraints) from its rows."""
+        F, G = self.objectives(rows)
+        population.set("F", F)
+        if self.limits:
+            population.set("G", G)
+            population.set("CV", np.array([calc_cv(G=g) for g in G]).reshape(-1, 1))
+
+    def round(self, algorithm, seen: dict[str, dict], generation: int) -> dict[str, dict]:
+        """A measuring round after `generation`: measure, refit, refresh every row and the algorithm's population
+        (re-ranked by its survival, as pymoo would after a generation)."""
+        record = self.rounds.measure(list(seen.values()), "search", generation)
+        seen = {row["key"]: row for row in self.refresh(list(seen.values()))}
+        record.update(self.front_state(list(seen.values())))
+        population = algorithm.pop
+        self.tell(population, [seen[Genotype(self.skeleton, tuple(map(int, x))).key] for x in
+                               population.get("X").astype(int)])
+        algorithm.pop = algorithm.survival.do(algorithm.problem, population, n_survive=len(population),
+                                              algorithm=algorithm, random_state=algorithm.random_state)
+        return seen
+
+    def front_state(self, rows: list[dict]) -> dict:
+        """The front's size, how many of its points are unmeasured, and the search's measurements so far."""
+        feasible = [row for row in rows if row["feasible"]]
+        mask = fronts.pareto_mask(fronts.minimised([r["miou"] for r in feasible], [r["latency_ms"] for r in feasible]))
+        front = [row for row, member in zip(feasible, mask) if member]
+        return {"front_size": len(front), "measured_total": len(self.rounds.spent),
+                "front_unmeasured": sum(row["latency_source"] != "measured" for row in front)}
+
+    def close(self) -> dict:
+        """After every strategy: measure the front until it holds no unmeasured point or the limit is spent, then
+        complete every trial with its final latency. Returns the last front state."""
+        study = open_study(self.config)
+        rows = self.refresh(list(scored(study).values()))
+        state = self.front_state(rows)
+        while state["front_unmeasured"] and self.rounds.left > 0:
+            record = self.rounds.measure(rows, "closing", None)
+            rows = self.refresh(rows)
+            state = self.front_state(rows)
+            record.update(state)
+        complete(study, {row["key"]: row for row in rows})
+        return state
+
     def score(self, found: list[tuple[Genotype, dict]], device) -> list[dict]:
         """Rows of genotypes another strategy found (each with its origin), scored and stored like NSGA-II's."""
         study = open_study(self.config)
-        done = finished(study)
+        done = scored(study)
         with open_scorer(self.config, device) as scorer:
             return [self.evaluate(study, done, [genotype], origin, scorer)[0] for genotype, origin in found]

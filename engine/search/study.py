@@ -1,9 +1,12 @@
-"""The Optuna trial store: every evaluated subnet of a run is one complete trial of one study.
+"""The Optuna trial store: every evaluated subnet of a run is one trial of one study.
 
-params = per-layer candidate names, values = (inherited mIoU, predicted latency), user attributes = genotype key,
-MACs, params, the predicted interval, strategy, generation (NSGA-II) or lambda (DNAS) and feasibility. The study
-lives in runs/<name>/study.db (SQLite) or at `search.storage` (any SQLAlchemy URL, e.g. PostgreSQL), records the
-latency predictor's digest and refuses to mix trials of two predictors.
+params = per-layer candidate names; user attributes = genotype key, inherited mIoU, MACs, params, strategy,
+generation and round (NSGA-II) or lambda (DNAS), and the latency fields of engine/search/rounds.py. A subnet's trial
+is added RUNNING as soon as it is scored (with its mIoU, so a resumed search never scores it again) and completed
+when the search ends, with values (inherited mIoU, latency ms): its measurement where the search has one, its
+prediction otherwise (user attribute latency_source), since measurements made in later rounds replace predictions.
+The study lives in runs/<name>/study.db (SQLite) or at `search.storage` (any SQLAlchemy URL, e.g. PostgreSQL),
+records the latency predictor's digest and refuses to mix trials of two predictors.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import warnings
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState, create_trial
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import ExperimentConfig
 from engine.errors import ConfigError, CorruptFile, StudyMismatch
 from engine.paths import RunPaths
+from engine.search.rounds import LATENCY_FIELDS
 
-COLUMNS = ("trial", "strategy", "generation", "lambda", "key", "miou", "latency_ms", "latency_lower_ms",
-           "latency_upper_ms", "macs", "params", "feasible")
+COLUMNS = ("trial", "strategy", "generation", "round", "lambda", "key", "miou", *LATENCY_FIELDS, "macs", "params",
+           "feasible")
+METRICS = ["inherited mIoU", "latency ms (measured; predicted where not)"]
+RESUMABLE = (TrialState.RUNNING, TrialState.COMPLETE)
 
 
 def storage_url(config: ExperimentConfig) -> str:
@@ -60,7 +68,7 @@ def open_study(config: ExperimentConfig) -> optuna.Study:
     if stored is None and not study.trials:
         with warnings.catch_warnings():  # set_metric_names is marked experimental; optuna-dashboard shows it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["inherited mIoU", "predicted latency ms"])
+            study.set_metric_names(METRICS)
         study.set_user_attr("scored_with", digest)
     elif stored != digest:
         raise StudyMismatch(f"{storage_url(config)}: study {config.name!r} holds trials scored with another supernet, "
@@ -70,19 +78,55 @@ def open_study(config: ExperimentConfig) -> optuna.Study:
     return study
 
 
-def finished(study: optuna.Study) -> dict[str, dict]:
-    """User attributes and mIoU of every complete trial, by genotype key."""
-    return {t.user_attrs["key"]: {**t.user_attrs, "miou": t.values[0], "trial": t.number}
-            for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])}
+def scored(study: optuna.Study) -> dict[str, dict]:
+    """User attributes (mIoU among them) of every scored subnet, running or complete, by genotype key."""
+    return {t.user_attrs["key"]: {**t.user_attrs, "trial": t.number}
+            for t in study.get_trials(deepcopy=False, states=RESUMABLE) if "miou" in t.user_attrs}
+
+
+def add_scored(study: optuna.Study, params: dict[str, str], distributions: dict[str, BaseDistribution],
+               attrs: dict) -> None:
+    """A scored subnet as a running trial, its mIoU and description in its user attributes (one transaction)."""
+    study.add_trial(create_trial(state=TrialState.RUNNING, params=params, distributions=distributions,
+                                 user_attrs=_plain(attrs)))
+
+
+def complete(study: optuna.Study, rows: dict[str, dict]) -> int:
+    """Complete the running trials of `rows`' keys with their final latency fields and values (mIoU, latency_ms);
+    returns how many. A trial another search sharing the study completed first is left as it is."""
+    done = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        row = rows.get(trial.user_attrs.get("key"))
+        if row is None:
+            continue
+        try:
+            for name, value in _plain({name: row[name] for name in (*LATENCY_FIELDS, "feasible")}).items():
+                study._storage.set_trial_user_attr(trial._trial_id, name, value)  # no public call for a running trial
+            study.tell(trial.number, [row["miou"], row["latency_ms"]])
+            done += 1
+        except UpdateFinishedTrialError:
+            continue
+    return done
+
+
+def _plain(attrs: dict) -> dict:
+    """JSON-ready user attributes: NaN as None, numpy scalars as Python ones."""
+    plain = {}
+    for name, value in attrs.items():
+        value = value.item() if hasattr(value, "item") else value
+        plain[name] = None if isinstance(value, float) and value != value else value
+    return plain
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """Every complete trial as one row of COLUMNS, by trial number (Optuna's trials_dataframe)."""
-    frame = study.trials_dataframe(attrs=("number", "values", "user_attrs", "state"), multi_index=False)
-    if frame.empty:
+    """Every scored subnet (running or complete trial) as one row of COLUMNS, by trial number, from its user
+    attributes (Optuna's trials_dataframe)."""
+    frame = study.trials_dataframe(attrs=("number", "user_attrs", "state"), multi_index=False)
+    if frame.empty or "user_attrs_miou" not in frame:
         return pd.DataFrame(columns=list(COLUMNS))
-    frame = frame[frame.state == TrialState.COMPLETE.name]
-    miou = next(name for name in frame.columns if name.startswith("values"))  # the first objective, named or not
-    frame = frame.rename(columns={"number": "trial", miou: "miou"}).rename(
-        columns=lambda name: name.removeprefix("user_attrs_"))
-    return frame.reindex(columns=list(COLUMNS)).sort_values("trial").reset_index(drop=True)
+    frame = frame[frame.state.isin([state.name for state in RESUMABLE]) & frame.user_attrs_miou.notna()]
+    frame = frame.rename(columns={"number": "trial"}).rename(columns=lambda name: name.removeprefix("user_attrs_"))
+    table = frame.reindex(columns=list(COLUMNS)).sort_values("trial").reset_index(drop=True)
+    numeric = [name for name in COLUMNS if name not in ("strategy", "key", "latency_source", "feasible")]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    return table

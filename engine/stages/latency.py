@@ -14,11 +14,8 @@ runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,7 +27,7 @@ from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
 from engine.latency.meter import latency_of
-from engine.latency.model import FEATURES_FILE, LatencyModel, fit_predictor, space_costs
+from engine.latency.model import LatencyModel, fit_predictor, save_latency_model, space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
@@ -74,20 +71,10 @@ def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Geno
     return [subset[i] for i in active(lower, upper, miou, count, taken)]
 
 
-def save_predictor(model: LatencyModel, folder: Path) -> None:
-    """The regressor's JSON files and the feature set, written beside `folder` and then moved over it."""
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.regressor.save(tmp)
-    write_json(tmp / FEATURES_FILE, {"feature_set": model.feature_set})
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
 def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel) -> None:
     write_csv(paths.measurements, pd.DataFrame(rows))
     write_csv(paths.heldout, heldout)
-    save_predictor(model, paths.predictor)
+    save_latency_model(model, paths.predictor)
     report = accuracy_report(heldout.measured_ms.to_numpy(), heldout.predicted_ms.to_numpy())
     write_json(paths.accuracy, report.as_dict())
 

@@ -64,8 +64,9 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
     diff = export_checked(network, shape, config.paths.picked_onnx(entry["label"])) if config.retrain.export else None
     return {
         "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
-        "predicted_ms": float(searched.latency_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
-        "predicted_upper_ms": float(searched.latency_upper_ms), "inherited_miou": float(searched.miou),
+        "predicted_ms": float(searched.predicted_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
+        "predicted_upper_ms": float(searched.latency_upper_ms), "search_measured_ms": _number(searched.measured_ms),
+        "inherited_miou": float(searched.miou),
         "retrained_miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
         "iou": [None if math.isnan(v) else v for v in result["iou"]],
         "class_names": list(DATASET_CLASSES[config.data.kind]),
@@ -73,6 +74,10 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
         "retrain_steps": config.retrain.train.steps,
     }
+
+
+def _number(value) -> float | None:
+    return None if pd.isna(value) else float(value)
 
 
 def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:

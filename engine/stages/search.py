@@ -1,19 +1,26 @@
-"""Stage search: the strategies of search.strategies, then the joint front of every evaluated subnet.
+"""Stage search: the strategies of search.strategies, the measuring rounds, then the joint front of every evaluated
+subnet, each front point measured on the device.
 
-NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and predicted
-latency (min), optional max-latency / max-MACs constraints. DNAS (engine/search/sweep.py): the differentiable
-search's lambda sweep, whose genotypes are scored and stored the same way. Every evaluation is one Optuna trial
+NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and latency (min:
+the measurement where the run has one, the prediction otherwise), optional max-latency / max-MACs constraints, in
+rounds that measure the front and refit the predictor (engine/search/rounds.py). DNAS (engine/search/sweep.py): the
+differentiable search's lambda sweep, whose genotypes are scored and stored the same way. Then the front is
+measured until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
 (engine/search/study.py).
 
 Writes evaluations.csv (every evaluated subnet, from the study), front.csv / front.json (the feasible
-non-dominated set of all strategies' subnets, pymoo's non-dominated sorting), hypervolume.csv (NSGA-II, per
-generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search, DNAS's warm-up,
-lambdas and lookup table); with DNAS also dnas/dnas.csv.
+non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with measured_ms, measured_p90_ms and
+predicted_ms), search/rounds.csv (per round: what was measured, the predictor's out-of-sample accuracy on it, the
+front), search/measurements.csv (the search's measurements with the prediction each had before), hypervolume.csv
+(NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search,
+DNAS's warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured points); with DNAS
+also dnas/dnas.csv.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -21,16 +28,19 @@ import torch
 
 from engine.config import ExperimentConfig
 from engine.files import write_csv, write_json
+from engine.latency.meter import MEASURING
 from engine.latency.model import load_latency_model
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
 from engine.search import fronts
 from engine.search.nsga2 import Search
+from engine.search.rounds import Rounds
 from engine.search.study import open_study, trials_table
 from engine.search.sweep import run_dnas
 from spaces import Genotype
 
+log = logging.getLogger(__name__)
 
 def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Every evaluated subnet with its front membership (feasible and non-dominated), by trial number."""
@@ -43,7 +53,9 @@ def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict]) -> None:
+def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rounds: Rounds) -> None:
+    write_csv(paths.rounds, rounds.table())
+    write_csv(paths.search_measurements, pd.DataFrame(rounds.spent, columns=MEASURED_COLUMNS))
     write_csv(paths.evaluations, table)
     front = table[table.front].sort_values("latency_ms")
     records = front.astype(object).where(front.notna(), None).to_dict(orient="records")
@@ -51,6 +63,10 @@ def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict]) -> 
     write_json(paths.front_json, front_json, default=_plain)
     write_csv(paths.hypervolume, pd.DataFrame(history, columns=["generation", "evaluations", "hypervolume"]))
     write_csv(paths.front, front)
+
+
+MEASURED_COLUMNS = ("round", "key", "measured_ms", "measured_p90_ms", "predicted_before_ms", "lower_ms", "upper_ms",
+                    "cv")
 
 
 def _plain(value):
@@ -68,7 +84,8 @@ def nsga2_cost(paths: RunPaths, seconds: float) -> dict:
 def run(ctx: Context) -> None:
     """The search stage (module docstring)."""
     config, paths, device = ctx.config, ctx.paths, ctx.world.device
-    search = Search(config, load_latency_model(config))
+    rounds = Rounds(config, load_latency_model(config), ctx.meter)
+    search = Search(config, rounds)
     history, cost = [], {"device": str(device), "threads": torch.get_num_threads()}
     if "nsga2" in config.search.strategies:
         history = search.run(device)
@@ -76,20 +93,32 @@ def run(ctx: Context) -> None:
     if "dnas" in config.search.strategies:
         evaluated = trials_table(open_study(config))
         cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == "nsga2"])
+    state = search.close()
+    cost["measuring"] = {"measured": len(rounds.spent), "limit": config.search.measure_limit, **state}
+    if state["front_unmeasured"]:
+        log.warning("%d of the %d front points are not measured (search.measure_limit %d is spent): their latency is "
+                    "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit)
     write_json(paths.search_cost, cost)
-    write_outputs(paths, evaluations_table(trials_table(open_study(config))), history)
+    write_outputs(paths, evaluations_table(trials_table(open_study(config))), history, rounds)
 
 
 def _config(config: ExperimentConfig) -> tuple[str, ...]:
-    search = [f"search.{name}" for name in type(config.search).model_fields if name != "dnas" or _measures(config)]
-    return ("seed", "space", "data", "evaluation", *search, "latency.statistic")
+    search = [f"search.{name}" for name in type(config.search).model_fields if name != "dnas" or _dnas(config)]
+    measuring = MEASURING if _measures(config) else ("latency.statistic",)
+    return ("seed", "space", "data", "evaluation", *search, *measuring)
 
 
-def _measures(config: ExperimentConfig) -> bool:
+def _dnas(config: ExperimentConfig) -> bool:
     return "dnas" in config.search.strategies
 
 
-STAGE = Stage("search", run, reads=(A.supernet, A.predictor),
-              writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.dnas),
-              work=(A.study.with_name(A.study.name + "*"), A.dnas_dir, A.dask),  # SQLite's -journal/-wal go with it
+def _measures(config: ExperimentConfig) -> bool:
+    return _dnas(config) or config.search.measure_limit > 0
+
+
+STAGE = Stage("search", run, reads=(A.supernet, A.predictor, A.measurements, A.heldout),
+              writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.rounds,
+                      A.search_measurements, A.dnas),
+              work=(A.study.with_name(A.study.name + "*"), A.round_predictors, A.dnas_dir, A.dask),
               config=_config, device=_measures)
+"""work: the study with SQLite's -journal/-wal files, the rounds' predictors, DNAS's checkpoints, Dask's scratch."""

@@ -1,4 +1,9 @@
-"""Stage select: pick networks from the front: the highest mIoU under each latency budget, and the knee.
+"""Stage select: pick networks from the front: the highest mIoU under each latency budget, and the knee, by
+measured latency.
+
+Only front points with a measurement (measured_ms, the search's `latency.statistic`) are picked: a front point left
+unmeasured (search.measure_limit spent) is named in the notes. When no front point is measured (measure_limit 0:
+the search ran on predictions alone) the picks are made on predicted latency and the notes say so.
 
 The knee is the front point farthest from the straight line through the front's two ends, both objectives scaled
 to [0, 1] over the front (the point where trading latency for mIoU stops paying off). A budget that no front point
@@ -22,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def under_budget(front: pd.DataFrame, budget_ms: float) -> pd.Series | None:
-    """The highest-mIoU front row whose predicted latency is within the budget (None when none is)."""
+    """The highest-mIoU front row whose latency is within the budget (None when none is)."""
     fits = front[front.latency_ms <= budget_ms]
     return None if fits.empty else fits.loc[fits.miou.idxmax()]
 
@@ -58,11 +63,22 @@ def pick(front: pd.DataFrame, budgets_ms: dict[str, float], with_knee: bool) -> 
     return picked, notes
 
 
+def measured(front: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The front points to pick from, with latency_ms their measurement, and the notes on those left out."""
+    has = front.measured_ms.notna()
+    if not has.any():
+        return front, ["no front point is measured (search.measure_limit 0): picked by predicted latency; the "
+                       "retrain stage measures the picks"]
+    notes = [f"front point {key} is not measured (search.measure_limit spent): not picked" for key in front.key[~has]]
+    return front[has].assign(latency_ms=front.measured_ms[has]), notes
+
+
 def run(ctx: Context) -> None:
     """The selection stage (module docstring)."""
     paths = ctx.paths
-    front = pd.read_csv(paths.front)
+    front, skipped = measured(pd.read_csv(paths.front))
     picked, notes = pick(front, ctx.config.selection.budgets_ms, ctx.config.selection.knee)
+    notes = skipped + notes
     for entry in picked:
         write_text(paths.picked_genotype(entry["label"]), Genotype.from_key(entry["key"]).to_json())
     for note in notes:

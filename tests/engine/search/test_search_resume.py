@@ -1,5 +1,6 @@
-"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front; Dask
-workers find the same front as one process; a latency constraint keeps the front feasible."""
+"""A search killed with SIGKILL resumes without scoring a finished trial again and ends on the same front (killed
+while scoring, during a round's measurements, during a refit: nothing measured twice); Dask workers find the same
+front as one process; a latency constraint keeps the front feasible; through a device agent, the rounds measure."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ import pandas as pd
 import pytest
 
 from engine.run import main
+from hardware.store import MeasurementKey
 
 SEARCH = ["search.population=8", "search.generations=5", "evaluation.val_images=8"]
 
 
-def complete_trials(db: Path) -> int:
+def scored_trials(db: Path) -> int:
+    """Trials stored so far (a scored subnet is a running trial until the search completes it)."""
     if not db.exists():
         return 0
     try:
         with sqlite3.connect(db, timeout=1) as connection:
-            return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            return connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
     except sqlite3.OperationalError:  # the tables are not created yet, or the file is locked for a moment
         return 0
 
@@ -35,9 +38,44 @@ def overrides(runs: Path, store: Path, fast: list[str]) -> list[str]:
     return [f"runs_dir={runs}", f"latency.store={store}", *fast, *SEARCH]
 
 
+def study_of(run: Path) -> optuna.Study:
+    return optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'study.db'}")
+
+
 def trial_keys(run: Path) -> list[str]:
-    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
-    return [t.user_attrs["key"] for t in study.trials]
+    return [t.user_attrs["key"] for t in study_of(run).trials]
+
+
+KILLER = """
+import os, signal, sys
+from engine.latency.meter import Meter
+from engine.run import main
+from hardware.store import MeasurementKey
+from engine.search import rounds
+
+if sys.argv[1] == "measuring":  # SIGKILL at the search's third measurement: two of the first round are stored
+    measure_network, calls = Meter.measure_network, []
+    def killing(self, network):
+        calls.append(network)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return measure_network(self, network)
+    Meter.measure_network = killing
+else:  # SIGKILL while the second round's refit is being saved: half its files written
+    save = rounds.save_latency_model
+    def killing(model, folder):
+        if folder.name == "round_02":
+            model.regressor.save(folder.with_name(".round_02.partial"))
+            os.kill(os.getpid(), signal.SIGKILL)
+        save(model, folder)
+    rounds.save_latency_model = killing
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def store_rows(store: Path) -> pd.DataFrame:
+    (path,) = store.glob("*.csv")
+    return pd.read_csv(path)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +84,7 @@ def searched(tmp_path_factory, quickstart: str, fast: list[str]) -> Path:
     root = tmp_path_factory.mktemp("search")
     assert main([quickstart, *overrides(root / "base", root / "store", fast),
                  "--stages", "space,supernet,latency"]) == 0
+    shutil.copytree(root / "store", root / "store_base")  # the latency stage's measurements only
     shutil.copytree(root / "base", root / "whole")
     assert main([quickstart, *overrides(root / "whole", root / "store", fast), "--stages", "search"]) == 0
     return root
@@ -68,7 +107,7 @@ def test_killed_search_resumes_to_the_same_front(fast, quickstart, root, searche
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 240
-    while complete_trials(killed / "study.db") < 10 and process.poll() is None and time.monotonic() < deadline:
+    while scored_trials(killed / "study.db") < 10 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -78,9 +117,42 @@ def test_killed_search_resumes_to_the_same_front(fast, quickstart, root, searche
     assert main([quickstart, *overrides(searched / "killed", store, fast), "--stages", "search"]) == 0
     after = trial_keys(killed)
     assert after[: len(before)] == before and len(after) == len(set(after)) == total
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study_of(killed).trials)
     pd.testing.assert_frame_equal(front(killed), front(whole))
     hypervolume = [pd.read_csv(run / "hypervolume.csv") for run in (killed, whole)]
     pd.testing.assert_frame_equal(*hypervolume)
+
+
+@pytest.mark.parametrize("where", ["measuring", "refit"])
+def test_a_search_killed_in_a_round_resumes_without_measuring_or_scoring_twice(fast, quickstart, root, where: str,
+                                                                               searched: Path) -> None:
+    """SIGKILL during a round's measurements or its refit; the same command finishes without measuring a genotype
+    twice (one store row per genotype) or scoring a trial twice, and an uninterrupted search given the same
+    measurements ends on the same front."""
+    runs, store = searched / f"kill-{where}", searched / f"store-{where}"
+    shutil.copytree(searched / "base", runs)
+    shutil.copytree(searched / "store_base", store)
+    command = [quickstart, *overrides(runs, store, fast), "--stages", "search"]
+    killed = subprocess.run([sys.executable, "-c", KILLER, where, *command], cwd=root, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    run = runs / "quickstart"
+    before = trial_keys(run)
+    assert before and not (run / "front.csv").exists()
+    assert main(command) == 0
+    after = trial_keys(run)
+    assert after[: len(before)] == before and len(after) == len(set(after))
+    rows = store_rows(store)
+    assert not rows.duplicated(list(MeasurementKey._fields)).any()
+    rounds = pd.read_csv(run / "search" / "rounds.csv")
+    front_rows = pd.read_csv(run / "front.csv")
+    assert rounds.measured.sum() == len(pd.read_csv(run / "search" / "measurements.csv")) > 0
+    assert (front_rows.latency_source == "measured").all() and front_rows.measured_ms.notna().all()
+
+    again = searched / f"again-{where}"
+    shutil.copytree(searched / "base", again)
+    assert main([quickstart, *overrides(again, store, fast), "--stages", "search"]) == 0
+    assert len(store_rows(store)) == len(rows)  # everything was measured already
+    pd.testing.assert_frame_equal(front(again / "quickstart"), front(run))
 
 
 def test_dask_workers_find_the_same_front(fast, quickstart, searched: Path) -> None:
@@ -103,12 +175,12 @@ def test_latency_constraint_keeps_the_front_feasible(fast, quickstart, searched:
 
 
 def server_trials(postgres: str, name: str) -> list[str]:
-    """Genotype keys of the complete trials of study `name` on the server (none while it does not exist yet)."""
+    """Genotype keys of the stored trials of study `name` on the server (none while it does not exist yet)."""
     try:
         study = optuna.load_study(study_name=name, storage=postgres)
     except KeyError:
         return []
-    return [t.user_attrs["key"] for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])]
+    return [t.user_attrs["key"] for t in study.get_trials(deepcopy=False)]
 
 
 def test_a_search_on_postgresql_with_dask_workers_killed_resumes_to_the_sqlite_front(

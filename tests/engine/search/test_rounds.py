@@ -1,0 +1,138 @@
+"""The measuring rounds of a search (engine/search/rounds.py) on a real run's latency stage, with a recording meter:
+what a round measures first, a round with nothing new to measure, the out-of-sample accuracy it records, a refit
+saved and loaded, the device needed only when something is to be measured; and the trials' values at the end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from engine.config import load
+from engine.errors import DeviceError
+from engine.latency.model import load_latency_model
+from engine.run import main
+from engine.search.rounds import Rounds, out_of_sample
+from hardware.protocol import LatencyStats, Measurement
+from spaces import Genotype, sample
+
+
+class RecordingMeter:
+    """A made-up deterministic latency per genotype (1 ms plus its candidate indices / 100); records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def measure(self, genotypes: list[Genotype], what: str) -> list[Measurement]:
+        self.calls.extend(g.key for g in genotypes)
+        return [Measurement(LatencyStats(*self.ms(g), 0.01, 3), {}) for g in genotypes]
+
+    @staticmethod
+    def ms(genotype: Genotype) -> tuple[float, float, float, float]:
+        base = 1.0 + sum(genotype.choices) / 100
+        return base, base, 1.1 * base, 0.9 * base  # median, mean, p90, min
+
+
+@pytest.fixture(scope="module")
+def latency_run(tmp_path_factory, quickstart: str, fast: list[str]) -> list[str]:
+    """Overrides of a run that finished space, supernet and latency."""
+    root = tmp_path_factory.mktemp("rounds")
+    args = [f"runs_dir={root}", f"latency.store={root / 'store'}", *fast]
+    assert main([quickstart, *args, "--stages", "space,supernet,latency"]) == 0
+    return [quickstart, *args]
+
+
+def rounds_of(latency_run: list[str], meter, *overrides: str) -> Rounds:
+    config = load(latency_run[0], [*latency_run[1:], *overrides])
+    return Rounds(config, load_latency_model(config), meter)
+
+
+def rows_of(rounds: Rounds, genotypes: list[Genotype], miou: list[float]) -> list[dict]:
+    return [{"key": g.key, "miou": m, "feasible": True, **latency}
+            for g, m, latency in zip(genotypes, miou, rounds.latency(genotypes))]
+
+
+def test_a_round_with_nothing_new_to_measure_measures_and_refits_nothing(latency_run) -> None:
+    rounds = rounds_of(latency_run, None)  # no device: it must not be needed
+    measured = [Genotype.from_key(key) for key in list(rounds.measured)[:6]]
+    rows = rows_of(rounds, measured, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert all(row["latency_source"] == "measured" and row["latency_ms"] == row["measured_ms"] for row in rows)
+    record = rounds.measure(rows, "search", 1)
+    assert record["measured"] == 0 and "mape" not in record and not rounds.folder.exists()
+    assert math.isnan(rounds.table().mape.iloc[0]) and rounds.spent == []
+
+
+def test_the_front_is_measured_first_then_the_least_certain(latency_run) -> None:
+    meter = RecordingMeter()
+    rounds = rounds_of(latency_run, meter, "search.measure_per_round=3")
+    known = Genotype.from_key(next(iter(rounds.measured)))
+    fresh = [g for g in (sample("small", seed) for seed in range(100, 140)) if g.key not in rounds.measured][:12]
+    miou = list(np.linspace(0.1, 0.6, len(fresh)))
+    rows = rows_of(rounds, [known, *fresh], [0.0, *miou])
+    feasible = [row for row in rows if row["key"] != known.key]
+    front = {row["key"] for row in feasible if not any(
+        o["miou"] >= row["miou"] and o["latency_ms"] <= row["latency_ms"] and o is not row and
+        (o["miou"] > row["miou"] or o["latency_ms"] < row["latency_ms"]) for o in rows)}
+    chosen = rounds.candidates(rows, 3, front_only=False)
+    assert len(chosen) == 3 and known.key not in chosen
+    assert set(chosen[: min(3, len(front))]) <= front
+    assert rounds.candidates(rows, 50, front_only=True) and set(rounds.candidates(rows, 50, front_only=True)) == front
+
+    record = rounds.measure(rows, "search", 0)
+    assert meter.calls == chosen and record["measured"] == 3 and 0 <= record["coverage"] <= 100
+    assert {row["key"] for row in rounds.spent} == set(chosen) and (rounds.folder / "round_01").is_dir()
+    after = {row["key"]: row for row in rows_of(rounds, fresh, miou)}
+    for key in chosen:  # the objective is now the measurement; the prediction before it is kept
+        assert after[key]["latency_source"] == "measured" and after[key]["latency_ms"] == after[key]["measured_ms"]
+        assert after[key]["predicted_before_ms"] == next(r["predicted_before_ms"] for r in rounds.spent if
+                                                         r["key"] == key)
+    again = rounds_of(latency_run, None, "search.measure_per_round=3")  # a resumed search loads the refit
+    assert again.refit(1).predict(fresh)[0].tolist() == rounds.model.predict(fresh)[0].tolist()
+
+
+def test_measuring_without_a_device_is_one_clear_error(latency_run) -> None:
+    rounds = rounds_of(latency_run, None)
+    fresh = [g for g in (sample("small", seed) for seed in range(200, 210)) if g.key not in rounds.measured]
+    with pytest.raises(DeviceError, match="search.measure_limit"):
+        rounds.measure(rows_of(rounds, fresh, [0.5] * len(fresh)), "search", 0)
+
+
+def test_the_limit_bounds_what_a_search_measures(latency_run) -> None:
+    meter = RecordingMeter()
+    rounds = rounds_of(latency_run, meter, "search.measure_per_round=8", "search.measure_limit=5")
+    fresh = [g for g in (sample("small", seed) for seed in range(300, 330)) if g.key not in rounds.measured]
+    rows = rows_of(rounds, fresh, list(np.linspace(0.1, 0.6, len(fresh))))
+    assert rounds.measure(rows, "search", 0)["measured"] == 5 and rounds.left == 0
+    assert rounds.measure(rows, "closing", None)["measured"] == 0 and len(meter.calls) == 5
+
+
+def test_out_of_sample_accuracy_by_hand() -> None:
+    measured = np.array([1.0, 2.0, 4.0, 8.0])
+    predicted = np.array([1.05, 1.5, 4.0, 9.0])
+    result = out_of_sample(measured, predicted, predicted * 0.9, predicted * 1.1)
+    assert result["mape"] == pytest.approx(100 * (0.05 + 0.25 + 0 + 0.125) / 4)
+    assert result["within_10"] == 50.0 and result["kendall_tau"] == pytest.approx(1.0)
+    assert result["coverage"] == 50.0 and result["nominal_coverage"] == 90.0
+
+
+def test_trials_end_complete_with_the_measured_latency_as_their_value(latency_run) -> None:
+    assert main([*latency_run, "--stages", "search"]) == 0
+    config = load(latency_run[0], latency_run[1:])
+    study = optuna.load_study(study_name=config.name, storage=f"sqlite:///{config.paths.study}")
+    evaluations = pd.read_csv(config.paths.evaluations).set_index("trial")
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert study.metric_names == ["inherited mIoU", "latency ms (measured; predicted where not)"]
+    for trial in study.trials:
+        row = evaluations.loc[trial.number]
+        assert trial.values == pytest.approx([row.miou, row.latency_ms])
+        assert trial.user_attrs["latency_source"] == row.latency_source
+        if row.latency_source == "measured":
+            assert trial.values[1] == pytest.approx(trial.user_attrs["measured_ms"])
+    front = pd.read_csv(config.paths.front)
+    assert (front.latency_source == "measured").all() and front.predicted_ms.notna().all()
+    assert {"measured_ms", "measured_p90_ms", "predicted_ms"} <= set(front.columns)
+    assert Path(config.paths.rounds).exists() and Path(config.paths.search_measurements).exists()
