@@ -106,11 +106,16 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
                   f"input {config.space.input_size[0]}x{config.space.input_size[1]}, data {config.data.kind}")
     if paths.evaluations.exists():
         evaluations = pd.read_csv(paths.evaluations)
-        console.print(f"  {len(evaluations)} subnets evaluated, {int(evaluations.front.sum())} on the front")
+        front = evaluations[evaluations.front]
+        unmeasured = int((front.latency_source != "measured").sum())
+        measuring = "all measured" if not unmeasured else \
+            f"{unmeasured} not measured (search.measure_limit {config.search.measure_limit} spent or 0)"
+        console.print(f"  {len(evaluations)} subnets evaluated, {len(front)} on the front ({measuring})")
     for folder in sorted(paths.selected_dir.glob("*/metrics.json")):
         m = json.loads(folder.read_text())
-        measured = f"{m['measured']['median_ms']:.2f} ms measured" if m.get("measured") else "not re-measured"
-        console.print(f"  {m['label']:<8} {m['key']}: predicted {m['predicted_ms']:.2f} ms, "
+        searched = f"search measured {m['search_measured_ms']:.2f} ms, " if m.get("search_measured_ms") else ""
+        measured = f"re-measured {m['measured']['median_ms']:.2f} ms" if m.get("measured") else "not re-measured"
+        console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "
                       f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}")
     if paths.selection.exists():
         notes = notes + json.loads(paths.selection.read_text()).get("notes", [])

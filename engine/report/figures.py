@@ -1,6 +1,8 @@
-"""The report's Plotly figures: the search trade-off (every subnet, the front, the picked networks before and after
-retraining, the latency budgets), NSGA-II's front beside the DNAS sweep, the latency predictor's parity plot,
-hypervolume per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
+"""The report's Plotly figures: the search trade-off (every subnet and the front at the search's latency, measured
+points filled and predicted ones hollow, each measured front point's prediction beside it, the picked networks
+before and after retraining, the latency budgets), NSGA-II's front beside the DNAS sweep, the latency predictor's
+parity plot (the latency stage's held-out genotypes), its accuracy per measuring round of the search, hypervolume
+per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
 
 from __future__ import annotations
 
@@ -11,46 +13,154 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.report.formatting import fmt, is_missing, si
-from engine.report.load import Pick, Run, column, nested, nsga2_front, nsga2_rows
+from engine.report.load import (
+    Pick,
+    Run,
+    column,
+    is_measured,
+    latency_source,
+    nested,
+    nsga2_front,
+    nsga2_rows,
+    numbers,
+    prediction_before,
+)
 
 LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
 SUBNET_HOVER = ("%{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms %{customdata[3]}<br>"
                 "MACs %{customdata[1]}, params %{customdata[2]}, feasible %{customdata[4]}<extra></extra>")
+FRONT_COLOR = "#d62728"
+
+
+def interval_text(lower: Any, upper: Any) -> str:
+    return f"[{fmt(lower, '.2f')}, {fmt(upper, '.2f')}] ms"
+
+
+def latency_text(source: str, predicted: Any, lower: Any, upper: Any) -> str:
+    """How a subnet's latency was found: 'measured (predicted 12.10 ms, 90 % interval [...])' or 'predicted, ...'."""
+    if source == "measured":
+        return f"measured (final predictor {fmt(predicted, '.2f')} ms, 90 % interval {interval_text(lower, upper)})"
+    return f"predicted, 90 % interval {interval_text(lower, upper)}"
 
 
 def subnet_hover(table: pd.DataFrame) -> list[list[str]]:
-    """customdata rows for a table of evaluations: key, MACs, params, latency interval, feasibility."""
-    return [[escape(str(key)), si(macs), si(params), f"[{fmt(lower, '.2f')}, {fmt(upper, '.2f')}] ms",
+    """customdata rows for a table of evaluations: key, MACs, params, how its latency was found, feasibility."""
+    return [[escape(str(key)), si(macs), si(params), latency_text(source, predicted, lower, upper),
              "yes" if feasible else "no"]
-            for key, macs, params, lower, upper, feasible in zip(
-                table["key"], column(table, "macs"), column(table, "params"), column(table, "latency_lower_ms"),
-                column(table, "latency_upper_ms"), column(table, "feasible", True))]
+            for key, macs, params, source, predicted, lower, upper, feasible in zip(
+                table["key"], column(table, "macs"), column(table, "params"), latency_source(table),
+                column(table, "predicted_ms"), column(table, "latency_lower_ms"), column(table, "latency_upper_ms"),
+                column(table, "feasible", True))]
 
 
-def evaluations_trace(evaluations: pd.DataFrame) -> go.Scatter:
-    """Every evaluated subnet, coloured by generation; infeasible ones drawn as crosses."""
+def symbols(table: pd.DataFrame) -> list[str]:
+    """Marker symbols: filled where the latency is measured, hollow where predicted; a cross where infeasible."""
+    return [("circle" if ok else "x") + ("" if measured else "-open")
+            for ok, measured in zip(column(table, "feasible", True), is_measured(table))]
+
+
+def evaluations_trace(evaluations: pd.DataFrame, measured: bool, generations: tuple[float, float],
+                      colorbar: bool) -> go.Scatter:
+    """The evaluated subnets whose latency is measured (filled markers) or predicted (hollow), coloured by
+    generation on the scale `generations` shared by both; infeasible ones drawn as crosses."""
+    rows = evaluations[is_measured(evaluations) == measured]
     return go.Scatter(
-        x=evaluations["latency_ms"], y=evaluations["miou"], mode="markers", name="evaluated subnets",
-        customdata=subnet_hover(evaluations), hovertemplate=SUBNET_HOVER,
-        marker={"size": 7, "opacity": 0.75, "color": column(evaluations, "generation", 0),
-                "colorscale": "Viridis", "colorbar": {"title": {"text": "generation"}, "thickness": 14, "dtick": 1},
-                "symbol": ["circle" if ok else "x" for ok in column(evaluations, "feasible", True)]})
+        x=rows["latency_ms"], y=rows["miou"], mode="markers",
+        name="evaluated subnets: measured" if measured else "evaluated subnets: predicted only",
+        customdata=subnet_hover(rows), hovertemplate=SUBNET_HOVER,
+        marker={"size": 7, "opacity": 0.75, "color": column(rows, "generation", 0), "colorscale": "Viridis",
+                "cmin": generations[0], "cmax": generations[1], "showscale": colorbar,
+                "colorbar": {"title": {"text": "generation"}, "thickness": 14, "dtick": 1},
+                "symbol": symbols(rows), "line": {"width": 0 if measured else 1.5}})
+
+
+def evaluations_traces(evaluations: pd.DataFrame) -> list[go.Scatter]:
+    """Every evaluated subnet, measured and predicted-only apart (empty groups left out); one colour bar."""
+    generation = numbers(evaluations, "generation").fillna(0)
+    scale = (float(generation.min()), float(generation.max())) if len(generation) else (0.0, 0.0)
+    groups = [measured for measured in (True, False) if (is_measured(evaluations) == measured).any()]
+    return [evaluations_trace(evaluations, measured, scale, colorbar=index == 0)
+            for index, measured in enumerate(groups)]
 
 
 def front_trace(front: pd.DataFrame, name: str = "Pareto front") -> go.Scatter:
-    """A front as a staircase (the attainment surface) through its points, sorted by latency."""
+    """A front as a staircase (the attainment surface) through its points, sorted by latency; a point is filled
+    where its latency is measured, hollow where predicted."""
     front = front.sort_values(["latency_ms", "miou"], ascending=[True, False])
     return go.Scatter(
         x=front["latency_ms"], y=front["miou"], mode="lines+markers", name=name, line_shape="hv",
-        line={"color": "#d62728", "width": 2}, marker={"size": 8, "color": "#d62728"},
+        line={"color": FRONT_COLOR, "width": 2},
+        marker={"size": 9, "color": FRONT_COLOR, "symbol": symbols(front), "line": {"width": 2, "color": FRONT_COLOR}},
         customdata=subnet_hover(front), hovertemplate=SUBNET_HOVER)
 
 
+def before_intervals(measurements: pd.DataFrame | None) -> dict[str, tuple[Any, Any]]:
+    """key -> (lower, upper): the interval the search had for a subnet just before measuring it."""
+    if measurements is None:
+        return {}
+    last = measurements.drop_duplicates("key", keep="last")
+    return {str(key): (lower, upper) for key, lower, upper in zip(
+        last["key"], column(last, "lower_ms"), column(last, "upper_ms"))}
+
+
+def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None) -> list[str]:
+    """Hover text of a measured front point's prediction: measured, predicted before measuring, final predictor."""
+    before = before_intervals(measurements)
+    texts = []
+    for key, ms, p90, earlier, predicted, lower, upper in zip(
+            front["key"], front["latency_ms"], column(front, "measured_p90_ms"), column(front, "predicted_before_ms"),
+            column(front, "predicted_ms"), column(front, "latency_lower_ms"), column(front, "latency_upper_ms")):
+        lines = [escape(str(key)), f"measured {fmt(ms, '.2f')} ms (p90 {fmt(p90, '.2f')} ms)"]
+        if not is_missing(earlier):
+            low, high = before.get(str(key), (None, None))
+            lines.append(f"predicted before measuring {fmt(earlier, '.2f')} ms, 90 % interval "
+                         f"{interval_text(low, high)}")
+        else:
+            lines.append("measured before the search (latency stage)")
+        lines.append(f"final predictor {fmt(predicted, '.2f')} ms, 90 % interval {interval_text(lower, upper)}")
+        texts.append("<br>".join(lines))
+    return texts
+
+
+def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None) -> list[go.Scatter]:
+    """Beside each measured front point its prediction (the one before measuring where the search measured it,
+    the final predictor's otherwise): a small marker joined to the measured point by a thin line."""
+    measured = front[is_measured(front)]
+    predicted = prediction_before(measured)
+    keep = predicted.notna()
+    measured, predicted = measured[keep], predicted[keep]
+    if measured.empty:
+        return []
+    name = "front: prediction beside measurement"
+    xs = [x for ms, guess in zip(measured["latency_ms"], predicted) for x in (guess, ms, None)]
+    ys = [y for miou in measured["miou"] for y in (miou, miou, None)]
+    return [
+        go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name, showlegend=False, hoverinfo="skip",
+                   line={"color": FRONT_COLOR, "width": 1, "dash": "dot"}),
+        go.Scatter(x=predicted, y=measured["miou"], mode="markers", name=name, legendgroup=name,
+                   marker={"symbol": "line-ns-open", "size": 11, "color": FRONT_COLOR, "line": {"width": 2}},
+                   text=prediction_hover(measured, measurements), hovertemplate="%{text}<extra></extra>"),
+    ]
+
+
+def pick_latency(pick: Pick) -> tuple[Any, bool]:
+    """A pick's latency as the search knew it: its measurement, or (True) its prediction when it has none."""
+    measured = pick.get("search_measured_ms")
+    return (pick.get("predicted_ms"), True) if is_missing(measured) else (measured, False)
+
+
+def pick_label(pick: Pick, predicted: bool) -> str:
+    """'small', 'small (not retrained; latency predicted)', ..."""
+    notes = ([] if pick.retrained else ["not retrained"]) + (["latency predicted"] if predicted else [])
+    return f"{pick.label} ({'; '.join(notes)})" if notes else pick.label
+
+
 def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any]]:
-    """(label, latency, mIoU) of each pick: predicted/inherited, or (after) measured/retrained where known."""
+    """(label, latency, mIoU) of each pick: the search's measurement (its prediction when unmeasured) and inherited
+    mIoU, or (after) the retrain stage's re-measurement and retrained mIoU where known."""
     points = []
     for pick in picks:
-        x, y = pick.get("predicted_ms"), pick.get("inherited_miou")
+        (x, predicted), y = pick_latency(pick), pick.get("inherited_miou")
         if after:
             median, retrained = pick.measured("median_ms"), pick.get("retrained_miou")
             if is_missing(median) and is_missing(retrained):
@@ -58,13 +168,17 @@ def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any]]:
             x = x if is_missing(median) else median
             y = y if is_missing(retrained) else retrained
         if not (is_missing(x) or is_missing(y)):
-            points.append((pick.label if pick.retrained else f"{pick.label} (not retrained)", x, y))
+            points.append((pick_label(pick, predicted and not after), x, y))
     return points
 
 
+PICK_NAMES = {False: "picked: search latency (measured), inherited mIoU",
+              True: "picked: retrain re-measurement, retrained mIoU"}
+
+
 def picks_trace(points: list[tuple[str, Any, Any]], after: bool) -> go.Scatter:
-    """Picked networks as stars: filled and labelled at predicted/inherited, open at measured/retrained."""
-    name = "picked: measured latency, retrained mIoU" if after else "picked: predicted latency, inherited mIoU"
+    """Picked networks as stars: filled and labelled where the search put them, open after retraining."""
+    name = PICK_NAMES[after]
     return go.Scatter(
         x=[x for _, x, _ in points], y=[y for _, _, y in points], name=name,
         mode="markers" if after else "markers+text", text=[escape(label) for label, _, _ in points],
@@ -75,11 +189,11 @@ def picks_trace(points: list[tuple[str, Any, Any]], after: bool) -> go.Scatter:
 
 
 def add_pick_arrows(figure: go.Figure, picks: list[Pick]) -> None:
-    """An arrow from each pick's predicted/inherited point to its measured/retrained point."""
-    before = {label: (x, y) for label, x, y in pick_points(picks, after=False)}
-    for label, x, y in pick_points(picks, after=True):
-        if label in before and before[label] != (x, y):
-            ax, ay = before[label]
+    """An arrow from each pick's search point to its re-measured/retrained point."""
+    for pick in picks:
+        before, after = pick_points([pick], after=False), pick_points([pick], after=True)
+        if before and after and before[0][1:] != after[0][1:]:
+            (_, ax, ay), (_, x, y) = before[0], after[0]
             figure.add_annotation(x=x, y=y, ax=ax, ay=ay, xref="x", yref="y", axref="x", ayref="y", text="",
                                   showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555",
                                   standoff=9, startstandoff=9)
@@ -101,14 +215,25 @@ def add_budgets(figure: go.Figure, picks: list[Pick], config: dict[str, Any]) ->
                          annotation_font_size=11)
 
 
+def latency_words(run: Run) -> str:
+    """What the trade-off's latency is: 'latency, measured where measured' once the search measured any subnet,
+    'predicted latency' when it measured none."""
+    tables = [table for table in (run.evaluations, run.front) if table is not None]
+    if any(is_measured(table).any() for table in tables):
+        return "latency (measured; predicted where not measured)"
+    return "predicted latency"
+
+
 def tradeoff_figure(run: Run) -> go.Figure:
-    """Inherited-weight mIoU vs predicted latency of every subnet, the front, the picks and the budgets."""
+    """Inherited-weight mIoU vs latency (the search's objective: measured where measured) of every subnet, the
+    front with the prediction beside each measured point, the picks and the budgets."""
     figure = go.Figure()
     if run.evaluations is not None:
-        figure.add_trace(evaluations_trace(nsga2_rows(run.evaluations)))
+        figure.add_traces(evaluations_traces(nsga2_rows(run.evaluations)))
     if run.dnas is not None:
         figure.add_trace(dnas_trace(run.dnas, measured=False))
     if run.front is not None:
+        figure.add_traces(prediction_traces(run.front, run.search_measurements))
         figure.add_trace(front_trace(run.front))
     for after in (False, True):
         points = pick_points(run.picks, after)
@@ -116,29 +241,33 @@ def tradeoff_figure(run: Run) -> go.Figure:
             figure.add_trace(picks_trace(points, after))
     add_pick_arrows(figure, run.picks)
     add_budgets(figure, run.picks, run.config)
+    words = latency_words(run)
     figure.update_layout(
-        title={"text": "Search: mIoU (inherited weights) vs predicted latency", "y": 0.98},
-        xaxis_title="latency (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=620,
-        margin={"t": 110}, template="plotly_white")
+        title={"text": f"Search: mIoU (inherited weights) vs {words}", "y": 0.98},
+        xaxis_title=f"{words} (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=620,
+        margin={"t": 130}, template="plotly_white")
     return figure
 
 
 def dnas_trace(dnas: pd.DataFrame, measured: bool) -> go.Scatter:
-    """DNAS genotypes, one per lambda, at predicted (filled diamonds) or measured (open) latency."""
+    """DNAS genotypes, one per lambda: at the latency the search ended with (filled diamonds; measured where
+    measured, as latency_source says) or at the DNAS sweep's own measurement (open)."""
     x = dnas["measured_ms"] if measured else dnas["latency_ms"]
-    name = "DNAS: measured latency" if measured else "DNAS genotype per λ (predicted latency)"
+    name = "DNAS: measured latency" if measured else "DNAS genotype per λ (search latency)"
+    sources = ["measured"] * len(dnas) if measured else latency_source(dnas)
     return go.Scatter(
         x=x, y=dnas["miou"], mode="markers" if measured else "markers+text", name=name,
         text=[f"λ={lam:g}" for lam in dnas["lambda"]], textposition="bottom right",
-        customdata=[[escape(str(key)), si(macs)] for key, macs in zip(dnas["key"], dnas["macs"])],
+        customdata=[[escape(str(key)), si(macs), source]
+                    for key, macs, source in zip(dnas["key"], dnas["macs"], sources)],
         marker={"symbol": "diamond-open" if measured else "diamond", "size": 12, "color": "#1f77b4",
                 "line": {"width": 2, "color": "#1f77b4"}},
-        hovertemplate="%{text} %{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms, MACs %{customdata[1]}"
-                      "<extra></extra>")
+        hovertemplate="%{text} %{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms (%{customdata[2]}), "
+                      "MACs %{customdata[1]}<extra></extra>")
 
 
 def strategies_figure(run: Run) -> go.Figure:
-    """NSGA-II's own front beside the DNAS sweep, on inherited mIoU vs predicted latency."""
+    """NSGA-II's own front beside the DNAS sweep, on inherited mIoU vs latency (measured where measured)."""
     figure = go.Figure()
     if run.evaluations is not None:
         figure.add_trace(front_trace(nsga2_front(run.evaluations), name="NSGA-II front"))
@@ -146,15 +275,16 @@ def strategies_figure(run: Run) -> go.Figure:
     if run.dnas["measured_ms"].notna().any():
         figure.add_trace(dnas_trace(run.dnas, measured=True))
     figure.update_layout(title={"text": "NSGA-II front and the DNAS λ sweep (inherited mIoU)", "y": 0.98},
-                         xaxis_title="latency (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=520,
-                         margin={"t": 110}, template="plotly_white")
+                         xaxis_title=f"{latency_words(run)} (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE,
+                         height=520, margin={"t": 110}, template="plotly_white")
     return figure
 
 
 def parity_title(accuracy: dict[str, Any] | None) -> str:
+    """The parity figure's title: the latency stage's predictor (before the search refit it) and its accuracy."""
     if accuracy is None:
-        return "Latency predictor on held-out measurements"
-    return (f"Latency predictor on held-out measurements: MAPE {fmt(accuracy.get('mape'), '.2f', ' %')}, "
+        return "Latency stage's predictor on held-out measurements"
+    return (f"Latency stage's predictor on held-out measurements: MAPE {fmt(accuracy.get('mape'), '.2f', ' %')}, "
             f"within ±10 % {fmt(accuracy.get('within_10'), '.1f', ' %')}, "
             f"Kendall τ {fmt(accuracy.get('kendall_tau'), '.3f')}")
 
@@ -186,6 +316,38 @@ def parity_figure(heldout: pd.DataFrame, accuracy: dict[str, Any] | None) -> go.
         yaxis_title="predicted latency (ms)", legend=LEGEND_ABOVE, height=640, margin={"t": 110},
         template="plotly_white", xaxis={"range": span, "constrain": "domain"},
         yaxis={"range": span, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"})
+    return figure
+
+
+def round_names(rounds: pd.DataFrame) -> list[str]:
+    """'round 2: search, after generation 5, 8 measured' for each round, as hover text."""
+    return [f"round {number}: {escape(str(phase))}"
+            + ("" if is_missing(generation) else f", after generation {generation:.0f}")
+            + f", {fmt(measured, '.0f')} measured"
+            for number, phase, generation, measured in zip(rounds["round"], column(rounds, "phase", ""),
+                                                           numbers(rounds, "generation"), column(rounds, "measured"))]
+
+
+ROUND_SERIES = (("mape", "MAPE", "#d62728"), ("within_10", "within ±10 %", "#2ca02c"),
+                ("coverage", "interval coverage", "#1f77b4"))
+
+
+def rounds_figure(rounds: pd.DataFrame) -> go.Figure:
+    """The predictor's accuracy on each round's measured subnets before it saw them (percent), with the intervals'
+    nominal coverage; a round that measured nothing is a gap."""
+    names = round_names(rounds)
+    figure = go.Figure([
+        go.Scatter(x=rounds["round"], y=numbers(rounds, name), mode="lines+markers", name=label,
+                   line={"color": color}, text=names,
+                   hovertemplate="%{text}<br>" + label + " %{y:.1f} %<extra></extra>")
+        for name, label, color in ROUND_SERIES])
+    figure.add_trace(go.Scatter(x=rounds["round"], y=numbers(rounds, "nominal_coverage"), mode="lines",
+                                name="nominal coverage", line={"color": "#1f77b4", "dash": "dash", "width": 1},
+                                hovertemplate="nominal coverage %{y:.0f} %<extra></extra>"))
+    figure.update_layout(title="Latency predictor on each round's subnets, before measuring them (out of sample)",
+                         xaxis_title="measuring round", yaxis_title="percent", xaxis={"dtick": 1},
+                         yaxis={"rangemode": "tozero"}, legend=LEGEND_ABOVE, height=420, margin={"t": 100},
+                         template="plotly_white")
     return figure
 
 

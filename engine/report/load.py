@@ -2,9 +2,13 @@
 names), gathered into one `Run`.
 
 Nothing is re-derived here except what joins the files: the picked networks (selected/selection.json, in its
-order, joined with their front.csv rows and, once retrained, selected/<label>/metrics.json) and NSGA-II's own
-front (pymoo's non-dominated sorting of its feasible subnets, engine/search/fronts.py). Absent files are None
-(or an empty list).
+order, joined with their front.csv rows and, once retrained, selected/<label>/metrics.json), the DNAS genotypes'
+latency as the search ended with it (evaluations.csv) and NSGA-II's own front (pymoo's non-dominated sorting of
+its feasible subnets, engine/search/fronts.py). Absent files are None (or an empty list).
+
+Latency: a subnet's latency_ms is the search's objective, its measurement where the search has one and the
+prediction otherwise (latency_source); runs made before the search measured have neither latency_source nor
+measured_ms, and their latency is the prediction (`latency_source` says so).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from engine.search.fronts import minimised, pareto_mask
 log = logging.getLogger(__name__)
 
 FRONT_FIELDS = {  # front.csv column -> the name metrics.json gives it
-    "latency_ms": "predicted_ms", "latency_lower_ms": "predicted_lower_ms", "latency_upper_ms": "predicted_upper_ms",
+    "predicted_ms": "predicted_ms", "latency_lower_ms": "predicted_lower_ms", "latency_upper_ms": "predicted_upper_ms",
+    "measured_ms": "search_measured_ms",
     "miou": "inherited_miou", "macs": "macs", "params": "params",
 }
 
@@ -65,6 +70,13 @@ class Run:
     dnas: pd.DataFrame | None = None
     search_cost: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    rounds: pd.DataFrame | None = None  # search/rounds.csv; empty (not None) when the search measured in no round
+    search_measurements: pd.DataFrame | None = None
+
+    @property
+    def measuring(self) -> dict[str, Any] | None:
+        """search_cost.json's "measuring": measured, limit, front_size, front_unmeasured, measured_total."""
+        return (self.search_cost or {}).get("measuring")
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -83,12 +95,21 @@ def load_table(path: Path) -> pd.DataFrame | None:
     return table if len(table) else None
 
 
+def load_rows(path: Path) -> pd.DataFrame | None:
+    """A CSV file with header, kept when it has no rows (an empty table); None when it is absent."""
+    if not path.exists():
+        return None
+    return pd.read_csv(path) if path.stat().st_size else pd.DataFrame()
+
+
 def front_values(front: pd.DataFrame | None, key: str) -> dict[str, Any]:
     """The front.csv row of `key` under metrics.json's names; {} when it is not there."""
     rows = front[front["key"] == key] if front is not None else None
     if rows is None or rows.empty:
         return {}
     row = rows.iloc[0]
+    if "predicted_ms" not in row:  # a run made before the search measured: its latency_ms is the prediction
+        row = row.rename({"latency_ms": "predicted_ms"})
     return {name: row[column] for column, name in FRONT_FIELDS.items() if column in row}
 
 
@@ -111,11 +132,11 @@ def load_picks(paths: RunPaths, front: pd.DataFrame | None) -> list[Pick]:
 def load_run(run_dir: Path) -> Run:
     """All report inputs of a run directory."""
     paths = RunPaths(run_dir)
-    front = load_table(paths.front)
+    front, evaluations = load_table(paths.front), load_table(paths.evaluations)
     return Run(
         directory=run_dir,
         config=load_config(paths.config),
-        evaluations=load_table(paths.evaluations),
+        evaluations=evaluations,
         front=front,
         hypervolume=load_table(paths.hypervolume),
         heldout=load_table(paths.heldout),
@@ -123,9 +144,11 @@ def load_run(run_dir: Path) -> Run:
         picks=load_picks(paths, front),
         audit=load_table(paths.audit),
         audit_summary=read_json(paths.audit_summary),
-        dnas=load_table(paths.dnas),
+        dnas=searched_latency(load_table(paths.dnas), evaluations),
         search_cost=read_json(paths.search_cost),
         baseline=read_json(paths.baseline),
+        rounds=load_rows(paths.rounds),
+        search_measurements=load_table(paths.search_measurements),
     )
 
 
@@ -158,3 +181,40 @@ def feasible_front(table: pd.DataFrame) -> pd.DataFrame:
 def nsga2_front(evaluations: pd.DataFrame) -> pd.DataFrame:
     """NSGA-II's own front: its feasible non-dominated subnets."""
     return feasible_front(nsga2_rows(evaluations))
+
+
+def numbers(table: pd.DataFrame, name: str) -> pd.Series:
+    """A column as floats (NaN where empty or absent)."""
+    return pd.to_numeric(column(table, name), errors="coerce").astype(float)
+
+
+def latency_source(table: pd.DataFrame) -> pd.Series:
+    """'measured' or 'predicted': what each row's latency_ms is. Without the latency_source column (a run made before
+    the search measured) 'measured' where measured_ms is known, 'predicted' otherwise."""
+    if "latency_source" in table:
+        return table["latency_source"].fillna("predicted").astype(str)
+    return numbers(table, "measured_ms").notna().map({True: "measured", False: "predicted"})
+
+
+def is_measured(table: pd.DataFrame) -> pd.Series:
+    """True for the rows whose latency_ms is a measurement."""
+    return latency_source(table) == "measured"
+
+
+def prediction_before(table: pd.DataFrame) -> pd.Series:
+    """The prediction to set beside each row's latency: the one the search had just before measuring it
+    (predicted_before_ms), else the final predictor's (predicted_ms), else latency_ms (a run before measuring)."""
+    return numbers(table, "predicted_before_ms").fillna(numbers(table, "predicted_ms")).fillna(
+        numbers(table, "latency_ms"))
+
+
+def searched_latency(dnas: pd.DataFrame | None, evaluations: pd.DataFrame | None) -> pd.DataFrame | None:
+    """dnas/dnas.csv with each genotype's latency_ms and latency_source as the search ended with them (its
+    evaluations.csv row: measured where the search measured it); dnas.csv's own where it has no row."""
+    if dnas is None or evaluations is None:
+        return dnas
+    rows = evaluations.assign(latency_source=latency_source(evaluations)).drop_duplicates("key").set_index("key")
+    final = dnas["key"].map(rows["latency_ms"])
+    source = dnas["key"].map(rows["latency_source"])
+    return dnas.assign(latency_ms=final.fillna(dnas["latency_ms"]).astype(float),
+                       latency_source=source.where(final.notna(), "predicted"))

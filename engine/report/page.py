@@ -1,11 +1,12 @@
 """The run report's page: its sections in order and `write_report`, which writes run_dir/report.html.
 
 The page reads only the files the earlier stages wrote (engine/report/load.py) and shows a summary table, the
-search trade-off, the latency predictor's parity plot and accuracy, hypervolume per generation, per-class IoU and a
-table of the picked networks, then, where the run has them, the search strategies side by side and the fidelity
-audit. plotly.js is embedded once, so the page opens without network access; each figure's div id is the slug of
-its heading, so the same files give the same bytes. A section whose input files are absent is replaced by a
-one-line note naming them.
+search trade-off (latency measured where measured), the latency predictor's parity plot and accuracy on the latency
+stage's held-out genotypes, the predictor in the search loop (its accuracy on each measuring round's subnets before
+it saw them), hypervolume per generation, per-class IoU and a table of the picked networks, then, where the run has
+them, the search strategies side by side and the fidelity audit. plotly.js is embedded once, so the page opens
+without network access; each figure's div id is the slug of its heading, so the same files give the same bytes. A
+section whose input files are absent is replaced by a one-line note naming them.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ p.note { color: #8a5300; background: #fff6e5; padding: 0.4em 0.8em; border-left:
 
 @dataclass
 class Section:
-    """One heading of the page and its body: a figure, an HTML fragment, or None with the note saying why."""
+    """One heading of the page and its body: a figure, an HTML fragment, or None with the note saying why; `lead`, an
+    HTML fragment shown before a body (not before the note)."""
 
     heading: str
     body: go.Figure | str | None
     note: str = ""
+    lead: str = ""
 
     @property
     def slug(self) -> str:
@@ -68,6 +71,7 @@ def sections(run: Run) -> list[Section]:
                 absent(run, "latency/heldout.csv")),
         Section("Latency predictor accuracy", tables.accuracy_table(run.accuracy) if run.accuracy else None,
                 absent(run, "latency/accuracy.json")),
+        search_loop_section(run),
         Section("Hypervolume", figures.hypervolume_figure(run.hypervolume) if run.hypervolume is not None else None,
                 absent(run, "hypervolume.csv")),
         Section("Per-class IoU", figures.iou_figure(picks_with_iou) if picks_with_iou else None,
@@ -75,6 +79,19 @@ def sections(run: Run) -> list[Section]:
         Section("Picked networks", tables.picks_table(run.picks) if run.picks else None,
                 absent(run, "selected/selection.json")),
     ] + strategy_sections(run) + audit_sections(run)
+
+
+def search_loop_section(run: Run) -> Section:
+    """The latency predictor in the search's measuring rounds: the front's measured share, a table and a figure per
+    round; a note when search/rounds.csv is absent or holds no round."""
+    heading = "Latency predictor in the search loop"
+    if run.rounds is None:
+        return Section(heading, None, absent(run, "search/rounds.csv"))
+    if run.rounds.empty:
+        limit = nested(run.config, "search.measure_limit", "?")
+        return Section(heading, None, f"The search measured in no round (search/rounds.csv has no rows; "
+                                      f"search.measure_limit {limit}): its latency is predicted throughout.")
+    return Section(heading, figures.rounds_figure(run.rounds), lead=tables.search_loop_text(run))
 
 
 def strategy_sections(run: Run) -> list[Section]:
@@ -101,10 +118,11 @@ def audit_sections(run: Run) -> list[Section]:
 
 
 def render(section: Section, with_plotlyjs: bool) -> str:
-    """A section's heading and body; a figure's div id is the section's slug."""
+    """A section's heading and body (after its lead); a figure's div id is the section's slug."""
     heading = f"<h2>{escape(section.heading)}</h2>"
     if section.body is None:
         return f'{heading}\n<p class="note">{escape(section.note)}</p>'
+    heading = heading + section.lead
     if isinstance(section.body, go.Figure):
         return heading + section.body.to_html(full_html=False, include_plotlyjs=with_plotlyjs, config=PLOT_CONFIG,
                                               div_id=section.slug)

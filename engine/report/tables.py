@@ -1,6 +1,6 @@
-"""The report's HTML tables: the run summary, the picked networks, the latency predictor's accuracy, each search
-strategy's cost with how NSGA-II's front and the DNAS genotypes dominate each other, and the hand-made baseline.
-Every cell is escaped in `html_table`."""
+"""The report's HTML tables: the run summary, the picked networks, the latency predictor's accuracy (on the latency
+stage's held-out genotypes, and per measuring round of the search), each search strategy's cost with how NSGA-II's
+front and the DNAS genotypes dominate each other, and the hand-made baseline. Every cell is escaped in `html_table`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from engine.report.formatting import MISSING, fmt, is_missing, si
-from engine.report.load import Pick, Run, nested, nsga2_front, nsga2_rows
+from engine.report.load import Pick, Run, is_measured, nested, nsga2_front, nsga2_rows, numbers
 from engine.search.fronts import dominated_by, minimised
 
 
@@ -49,8 +49,24 @@ def pick_text(pick: Pick) -> str:
     return f"{pick.label} ({pick.key})" if pick.retrained else f"{pick.label} ({pick.key}, not retrained)"
 
 
+def front_text(front: pd.DataFrame | None) -> str:
+    """'7 (7 measured)': the front's size and how many of its points have a measured latency."""
+    return MISSING if front is None else f"{len(front)} ({int(is_measured(front).sum())} measured)"
+
+
+def measurements_text(run: Run) -> str:
+    """'23 in 4 rounds (limit 40)': the subnets the search measured, from search_cost.json and search/rounds.csv."""
+    measuring = run.measuring or {}
+    count = measuring.get("measured_total", measuring.get("measured"))
+    if count is None:
+        return MISSING
+    rounds = "" if run.rounds is None else f" in {len(run.rounds)} rounds"
+    return f"{count}{rounds} (limit {measuring.get('limit', MISSING)})"
+
+
 def summary_table(run: Run) -> str:
-    """Run name, skeleton, data, device/backend, trials, front size and picked networks."""
+    """Run name, skeleton, data, device/backend, trials, front size (how much of it measured), the search's
+    measurements and picked networks."""
     config = run.config
     device = f"{nested(config, 'latency.device', MISSING)} / {nested(config, 'latency.backend', MISSING)}"
     rows = [
@@ -59,7 +75,8 @@ def summary_table(run: Run) -> str:
         ["data", str(nested(config, "data.kind", MISSING))],
         ["device / backend", device],
         ["trials (evaluated subnets)", trials_text(run)],
-        ["front size", MISSING if run.front is None else str(len(run.front))],
+        ["front size", front_text(run.front)],
+        ["measured by the search", measurements_text(run)],
         ["picked networks", ", ".join(pick_text(pick) for pick in run.picks) or MISSING],
     ]
     return html_table(None, rows)
@@ -70,20 +87,31 @@ def budget_text(pick: Pick) -> str:
 
 
 def predicted_text(pick: Pick) -> str:
-    """'12.34 [11.50, 13.20]': the predicted latency and its interval."""
+    """'12.34 [11.50, 13.20]': the final predictor's latency and its 90 % interval."""
     interval = f"[{fmt(pick.get('predicted_lower_ms'), '.2f')}, {fmt(pick.get('predicted_upper_ms'), '.2f')}]"
     return f"{fmt(pick.get('predicted_ms'), '.2f')} {interval}"
 
 
+def search_measured_text(pick: Pick) -> str:
+    """The search's measurement of the pick, or 'not measured' (picked on its prediction)."""
+    value = pick.get("search_measured_ms")
+    return "not measured" if is_missing(value) else fmt(value, ".2f")
+
+
+PICK_HEADER = ["label", "key", "budget", "search: measured ms", "predictor: ms [90 % interval]",
+               "retrain re-measurement: median ms", "retrain re-measurement: p90 ms", "inherited mIoU",
+               "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
+
+
 def picks_table(picks: list[Pick]) -> str:
-    """One row per picked network: prediction, re-measurement, mIoU before/after retraining, costs, ONNX check;
-    a network not retrained yet shows its front values and says so."""
-    header = ["label", "key", "budget", "predicted ms [interval]", "measured median ms", "measured p90 ms",
-              "inherited mIoU", "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
+    """One row per picked network: the search's measurement, the prediction with its interval, the retrain stage's
+    re-measurement, mIoU before/after retraining, costs, ONNX check; a network not retrained yet shows its front
+    values and says so."""
     rows = [[
         pick.label,
         pick.key,
         budget_text(pick),
+        search_measured_text(pick),
         predicted_text(pick),
         fmt(pick.measured("median_ms"), ".2f"),
         fmt(pick.measured("p90_ms"), ".2f"),
@@ -93,11 +121,11 @@ def picks_table(picks: list[Pick]) -> str:
         si(pick.get("params")),
         fmt(pick.get("onnx_max_abs_diff"), ".2e"),
     ] for pick in picks]
-    return html_table(header, rows, key_column=1)
+    return html_table(PICK_HEADER, rows, key_column=1)
 
 
 def accuracy_table(accuracy: dict[str, Any]) -> str:
-    """The latency predictor's held-out accuracy figures."""
+    """The latency predictor's accuracy on the latency stage's held-out genotypes."""
     rows = [
         ["held-out measurements", fmt(accuracy.get("count"), "d")],
         ["MAPE", fmt(accuracy.get("mape"), ".2f", " %")],
@@ -147,10 +175,13 @@ def cost_table(run: Run) -> str:
 
 
 def dominance_text(front: pd.DataFrame, dnas: pd.DataFrame) -> str:
-    """How many points of each method a point of the other dominates, on inherited mIoU and predicted latency."""
+    """How many points of each method a point of the other dominates, on inherited mIoU and the search's latency
+    (measured where measured, predicted otherwise)."""
     f_front, f_dnas = (minimised(table.miou, table.latency_ms) for table in (front, dnas))
     dnas_beaten, front_beaten = int(dominated_by(f_dnas, f_front).sum()), int(dominated_by(f_front, f_dnas).sum())
-    return (f"On inherited mIoU and predicted latency, NSGA-II's front dominates {dnas_beaten} of the "
+    measured = sum(int(is_measured(table).sum()) for table in (front, dnas))
+    latency = "latency (measured where measured, predicted otherwise)" if measured else "predicted latency"
+    return (f"On inherited mIoU and {latency}, NSGA-II's front dominates {dnas_beaten} of the "
             f"{len(dnas)} DNAS genotypes; DNAS genotypes dominate {front_beaten} of its {len(front)} points.")
 
 
@@ -165,3 +196,65 @@ def baseline_table(baseline: dict[str, Any]) -> str:
             f"{fmt(baseline.get('miou_difference'), '+.4f')} at a measured latency ratio of "
             f"{fmt(baseline.get('latency_ratio'), '.3f')}.</p>")
     return html_table(["network", "genotype", "measured latency", "MACs", "stand-alone mIoU"], rows, 1) + text
+
+
+def front_counts(run: Run) -> tuple[Any, Any]:
+    """(front size, unmeasured front points): search_cost.json's "measuring", else front.csv's latency_source."""
+    if run.measuring is not None:
+        return run.measuring.get("front_size"), run.measuring.get("front_unmeasured")
+    if run.front is None:
+        return None, None
+    return len(run.front), int((~is_measured(run.front)).sum())
+
+
+def measuring_text(run: Run) -> str:
+    """One line: how many front points are measured out of the front's size (and, when some are not, that
+    search.measure_limit was spent), then how many subnets the search measured."""
+    (size, unmeasured), measuring = front_counts(run), run.measuring or {}
+    limit, count = measuring.get("limit"), measuring.get("measured_total", measuring.get("measured"))
+    if size is None or unmeasured is None:
+        return ""
+    if not unmeasured:
+        text = f"All {size} front points are measured."
+    elif limit is None:
+        text = f"{size - unmeasured} of the {size} front points are measured; {unmeasured} keep their prediction."
+    else:
+        text = (f"{size - unmeasured} of the {size} front points are measured: search.measure_limit ({limit}) was "
+                f"spent, the other {unmeasured} keep their predicted latency.")
+    return text if count is None else f"{text} The search measured {count} subnets (limit {fmt(limit, 'd')})."
+
+
+def coverage_text(coverage: Any, nominal: Any) -> str:
+    """'86.0 % / 90 %': the share of measurements inside the interval against its nominal level."""
+    return f"{fmt(coverage, '.1f', ' %')} / {fmt(nominal, '.0f', ' %')}"
+
+
+ROUND_HEADER = ["round", "phase", "after generation", "evaluated", "measured", "MAPE", "within ±10 %", "Kendall τ",
+                "coverage / nominal", "front size", "front unmeasured", "measured in all"]
+
+
+def rounds_table(rounds: pd.DataFrame) -> str:
+    """One row per measuring round: what it measured, the predictor's accuracy on those subnets before it saw them
+    (out of sample), and the front after it."""
+    generation = numbers(rounds, "generation")
+    rows = [[
+        fmt(row.get("round"), ".0f"),
+        str(row.get("phase", MISSING)),
+        fmt(gen, ".0f") if not is_missing(gen) else "after the search",
+        fmt(row.get("evaluated"), ".0f"),
+        fmt(row.get("measured"), ".0f"),
+        fmt(row.get("mape"), ".2f", " %"),
+        fmt(row.get("within_10"), ".1f", " %"),
+        fmt(row.get("kendall_tau"), ".3f"),
+        coverage_text(row.get("coverage"), row.get("nominal_coverage")),
+        fmt(row.get("front_size"), ".0f"),
+        fmt(row.get("front_unmeasured"), ".0f"),
+        fmt(row.get("measured_total"), ".0f"),
+    ] for row, gen in zip(rounds.to_dict(orient="records"), generation)]
+    return html_table(ROUND_HEADER, rows)
+
+
+def search_loop_text(run: Run) -> str:
+    """The search-loop section's words and table: the front's measured share, then one row per round."""
+    line = measuring_text(run)
+    return (f"<p>{escape(line)}</p>" if line else "") + rounds_table(run.rounds)

@@ -9,23 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from engine.report.page import write_report
+from tests.engine.report.pages import figure, section, table_rows, trace, traces, values
 
-SUBNETS = [  # strategy, key, mIoU, latency ms, feasible
-    ("nsga2", "g", 0.40, 5.0, True),
-    ("nsga2", "a", 0.50, 10.0, True),
-    ("nsga2", "a-copy", 0.50, 10.0, True),  # a tie: on the front with its twin
-    ("nsga2", "d", 0.70, 15.0, False),  # infeasible: would dominate b, c and e
-    ("nsga2", "b", 0.60, 20.0, True),
-    ("nsga2", "c", 0.55, 20.0, True),  # same latency as b, lower mIoU
-    ("nsga2", "e", 0.60, 30.0, True),  # same mIoU as b, higher latency
-    ("nsga2", "f", 0.65, 40.0, True),
-    ("dnas", "h", 0.68, 25.0, True),  # dominates e and f
-    ("dnas", "i", 0.58, 22.0, True),  # dominated by b
+SUBNETS = [  # strategy, key, mIoU, latency ms, feasible, who measured it (search, the latency stage, none)
+    ("nsga2", "g", 0.40, 5.0, True, "stage"),
+    ("nsga2", "a", 0.50, 10.0, True, "none"),  # left unmeasured: search.measure_limit spent
+    ("nsga2", "a-copy", 0.50, 10.0, True, "search"),  # a tie: on the front with its twin
+    ("nsga2", "d", 0.70, 15.0, False, "none"),  # infeasible: would dominate b, c and e
+    ("nsga2", "b", 0.60, 20.0, True, "search"),
+    ("nsga2", "c", 0.55, 20.0, True, "none"),  # same latency as b, lower mIoU
+    ("nsga2", "e", 0.60, 30.0, True, "none"),  # same mIoU as b, higher latency
+    ("nsga2", "f", 0.65, 40.0, True, "search"),
+    ("dnas", "h", 0.68, 25.0, True, "search"),  # dominates e and f
+    ("dnas", "i", 0.58, 22.0, True, "none"),  # dominated by b
 ]
+DNAS_SCORED_MS = [26.0, 22.0]  # dnas.csv's latency of h and i, predicted when they were scored (h measured later)
 
 
 def pymoo_front(table: pd.DataFrame) -> set[str]:
@@ -36,13 +39,21 @@ def pymoo_front(table: pd.DataFrame) -> set[str]:
 
 
 def evaluations() -> pd.DataFrame:
-    table = pd.DataFrame(SUBNETS, columns=["strategy", "key", "miou", "latency_ms", "feasible"])
+    """The subnets as evaluations.csv holds them: latency_ms measured where measured (then the final prediction is
+    5 % under it, the one before measuring 10 % under), predicted otherwise."""
+    table = pd.DataFrame(SUBNETS, columns=["strategy", "key", "miou", "latency_ms", "feasible", "measured_by"])
     table.insert(0, "trial", range(len(table)))
     table["generation"] = [0 if strategy == "nsga2" else None for strategy in table.strategy]
-    table["latency_lower_ms"], table["latency_upper_ms"] = table.latency_ms * 0.9, table.latency_ms * 1.1
+    measured = table.measured_by != "none"
+    table["latency_source"] = np.where(measured, "measured", "predicted")
+    table["predicted_ms"] = table.latency_ms.where(~measured, table.latency_ms * 0.95)
+    table["latency_lower_ms"], table["latency_upper_ms"] = table.predicted_ms * 0.9, table.predicted_ms * 1.1
+    table["measured_ms"] = table.latency_ms.where(measured)
+    table["measured_p90_ms"] = table.measured_ms * 1.1
+    table["predicted_before_ms"] = (table.latency_ms * 0.9).where(table.measured_by == "search")
     table["macs"], table["params"] = (table.latency_ms * 1e7).astype(int), 1_000_000
     table["front"] = table.key.isin(pymoo_front(table))
-    return table
+    return table.drop(columns="measured_by")
 
 
 def write_search(run_dir: Path, budgets_ms: dict[str, float]) -> pd.DataFrame:
@@ -52,7 +63,8 @@ def write_search(run_dir: Path, budgets_ms: dict[str, float]) -> pd.DataFrame:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     table.to_csv(run_dir / "evaluations.csv", index=False)
     table[table.front].sort_values("latency_ms").to_csv(run_dir / "front.csv", index=False)
-    dnas = table[table.strategy == "dnas"].assign(**{"lambda": [0.1, 1.0], "measured_ms": [None, None]})
+    dnas = table[table.strategy == "dnas"].assign(**{"lambda": [0.1, 1.0], "latency_ms": DNAS_SCORED_MS,
+                                                     "measured_ms": [None, None]})
     (run_dir / "dnas").mkdir()
     dnas[["lambda", "key", "miou", "latency_ms", "measured_ms", "macs"]].to_csv(run_dir / "dnas" / "dnas.csv",
                                                                                  index=False)
@@ -68,32 +80,14 @@ def write_selection(run_dir: Path, picked: list[tuple[str, str, float | None]], 
     for entry in entries:
         if entry["label"] in retrained:
             row = front.loc[entry["key"]]
-            metrics = {**entry, "predicted_ms": row.latency_ms, "inherited_miou": row.miou,
+            metrics = {**entry, "predicted_ms": row.predicted_ms, "predicted_lower_ms": row.latency_lower_ms,
+                       "predicted_upper_ms": row.latency_upper_ms,
+                       "search_measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
+                       "inherited_miou": row.miou,
                        "retrained_miou": row.miou + 0.02, "iou": [0.9, 0.4], "class_names": ["road", "sky"],
                        "measured": {"median_ms": row.latency_ms * 1.1, "p90_ms": row.latency_ms * 1.2}}
             (run_dir / "selected" / entry["label"]).mkdir()
             (run_dir / "selected" / entry["label"] / "metrics.json").write_text(json.dumps(metrics))
-
-
-def figure(page: str, div_id: str) -> tuple[list[dict], dict]:
-    """The traces and the layout Plotly draws in the figure whose div id is `div_id`."""
-    start = page.index("Plotly.newPlot(", page.index(f'<div id="{div_id}"'))
-    decoder = json.JSONDecoder()
-    rest = page[page.index("[", start):]
-    data, end = decoder.raw_decode(rest)
-    layout, _ = decoder.raw_decode(rest[end:].lstrip(", "))
-    return data, layout
-
-
-def trace(data: list[dict], name: str) -> dict:
-    return next(item for item in data if item["name"] == name)
-
-
-def table_rows(page: str, heading: str) -> list[list[str]]:
-    """The body rows (cell texts) of the table under `heading`."""
-    section = page.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
-    body = section.split("<tbody>", 1)[1]
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
 
 
 def test_picks_under_any_label_appear_retrained_or_not(tmp_path: Path) -> None:
@@ -102,16 +96,22 @@ def test_picks_under_any_label_appear_retrained_or_not(tmp_path: Path) -> None:
                     retrained={"fast"})
     page = write_report(tmp_path).read_text(encoding="utf-8")
 
+    header = re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))
+    assert header[3:7] == ["search: measured ms", "predictor: ms [90 % interval]",
+                           "retrain re-measurement: median ms", "retrain re-measurement: p90 ms"]
     rows = table_rows(page, "Picked networks")
     assert [row[0] for row in rows] == ["edge-1", "fast", "knee"]
-    edge, fast, _ = rows
-    assert edge[2] == "≤ 12 ms" and edge[3].startswith("10.00 [9.00, 11.00]") and edge[7] == "not retrained"
-    assert fast[2] == "≤ 1000 ms" and fast[4] == "22.00" and fast[7] == "0.6200"
+    edge, fast, knee = rows
+    assert edge[2:5] == ["≤ 12 ms", "not measured", "10.00 [9.00, 11.00]"] and edge[8] == "not retrained"
+    assert fast[2:9] == ["≤ 1000 ms", "20.00", "19.00 [17.10, 20.90]", "22.00", "24.00", "0.6000", "0.6200"]
+    assert knee[2:5] == ["knee (no budget)", "10.00", "9.50 [8.55, 10.45]"]
 
     data, layout = figure(page, "search-trade-off")
-    assert trace(data, "picked: predicted latency, inherited mIoU")["text"] == [
-        "edge-1 (not retrained)", "fast", "knee (not retrained)"]
-    assert trace(data, "picked: measured latency, retrained mIoU")["text"] == ["fast"]
+    searched = trace(data, "picked: search latency (measured), inherited mIoU")
+    assert searched["text"] == ["edge-1 (not retrained; latency predicted)", "fast", "knee (not retrained)"]
+    assert searched["x"] == [10.0, 20.0, 10.0]
+    remeasured = trace(data, "picked: retrain re-measurement, retrained mIoU")
+    assert remeasured["text"] == ["fast"] and remeasured["x"] == [22.0]
     budgets = [note["text"] for note in layout["annotations"] if note["text"]]
     assert budgets == ["edge-1 ≤ 12 ms", "fast ≤ 1000 ms"]
     iou, _ = figure(page, "per-class-iou")
@@ -129,5 +129,39 @@ def test_fronts_agree_with_pymoo_with_ties_and_an_infeasible_point(tmp_path: Pat
     assert [row[0] for row in trace(tradeoff, "Pareto front")["customdata"]] == ["g", "a", "a-copy", "b", "h"]
     strategies, _ = figure(page, "search-strategies-nsga-ii-and-dnas")
     assert {row[0] for row in trace(strategies, "NSGA-II front")["customdata"]} == nsga2
-    assert ("NSGA-II's front dominates 1 of the 2 DNAS genotypes; DNAS genotypes dominate 1 of its 5 points"
-            in page)
+    assert ("On inherited mIoU and latency (measured where measured, predicted otherwise), NSGA-II's front dominates "
+            "1 of the 2 DNAS genotypes; DNAS genotypes dominate 1 of its 5 points" in page)
+
+
+def test_measured_points_are_filled_and_predicted_ones_hollow(tmp_path: Path) -> None:
+    write_search(tmp_path, {})
+    data, layout = figure(write_report(tmp_path).read_text(encoding="utf-8"), "search-trade-off")
+
+    front = trace(data, "Pareto front")
+    assert [row[0] for row in front["customdata"]] == ["g", "a", "a-copy", "b", "h"]
+    assert front["marker"]["symbol"] == ["circle", "circle-open", "circle", "circle", "circle"]
+    assert front["customdata"][1][3].startswith("predicted") and front["customdata"][3][3].startswith("measured")
+    measured, predicted = (trace(data, f"evaluated subnets: {name}") for name in ("measured", "predicted only"))
+    assert [row[0] for row in measured["customdata"]] == ["g", "a-copy", "b", "f"]
+    assert set(measured["marker"]["symbol"]) == {"circle"}
+    assert [row[0] for row in predicted["customdata"]] == ["a", "d", "c", "e"]
+    assert predicted["marker"]["symbol"] == ["circle-open", "x-open", "circle-open", "circle-open"]
+    assert [measured["marker"]["showscale"], predicted["marker"]["showscale"]] == [True, False]
+    assert values(trace(data, "DNAS genotype per λ (search latency)")["x"]) == [25.0, 22.0]  # h measured after scoring
+    assert "measured" in layout["xaxis"]["title"]["text"] and "measured" in layout["title"]["text"]
+
+
+def test_each_measured_front_point_has_its_prediction_beside_it(tmp_path: Path) -> None:
+    write_search(tmp_path, {})
+    data, _ = figure(write_report(tmp_path).read_text(encoding="utf-8"), "search-trade-off")
+
+    lines, markers = traces(data, "front: prediction beside measurement")
+    # g was measured by the latency stage: beside it the final prediction
+    assert values(markers["x"]) == pytest.approx([4.75, 9.0, 18.0, 22.5])
+    assert values(markers["y"]) == [0.40, 0.50, 0.60, 0.68]
+    assert lines["mode"] == "lines" and lines["x"] == pytest.approx(
+        [4.75, 5.0, None, 9.0, 10.0, None, 18.0, 20.0, None, 22.5, 25.0, None])
+    g, _, b, _ = markers["text"]
+    assert "measured 5.00 ms" in g and "latency stage" in g and "final predictor 4.75 ms" in g
+    assert "measured 20.00 ms (p90 22.00 ms)" in b and "predicted before measuring 18.00 ms" in b
+    assert "final predictor 19.00 ms, 90 % interval [17.10, 20.90] ms" in b

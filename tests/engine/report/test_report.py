@@ -20,6 +20,7 @@ import yaml
 
 from engine.report.page import write_report
 from engine.search.fronts import minimised, pareto_mask
+from tests.engine.report.pages import figure, table_rows, trace, values
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
@@ -34,8 +35,15 @@ DRAWN_POINTS = """(() => {
 })()"""  # name and number of drawn markers of each trace of the first graph
 BUDGETS = {"small": 12.0, "large": 25.0, "knee": None}  # as selection.json lists them; knee has no budget
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-COLUMNS = ["trial", "generation", "key", "miou", "latency_ms", "latency_lower_ms", "latency_upper_ms", "macs",
-           "params", "feasible", "front"]
+
+COLUMNS = ["trial", "strategy", "generation", "round", "lambda", "key", "miou", "latency_ms", "latency_source",
+           "predicted_ms", "latency_lower_ms", "latency_upper_ms", "measured_ms", "measured_p90_ms",
+           "predicted_before_ms", "macs", "params", "feasible", "front"]
+ROUND_COLUMNS = ["round", "phase", "generation", "evaluated", "measured", "mape", "within_10", "kendall_tau",
+                 "coverage", "nominal_coverage", "front_size", "front_unmeasured", "measured_total"]
+MEASUREMENT_COLUMNS = ["round", "key", "measured_ms", "measured_p90_ms", "predicted_before_ms", "lower_ms", "upper_ms",
+                       "cv"]
+PER_ROUND = 4  # search.measure_per_round of the made-up runs
 
 
 def non_dominated(table: pd.DataFrame) -> pd.Series:
@@ -53,30 +61,101 @@ def hypervolume(table: pd.DataFrame, reference_ms: float = 50.0) -> float:
     return float(sum((edge - lat) * miou for lat, miou, edge in zip(front["latency_ms"], front["miou"], edges)))
 
 
-def evaluations(rng: np.random.Generator, count: int = 60, generations: int = 3) -> pd.DataFrame:
+def subnets(rng: np.random.Generator, count: int, generations: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Evaluated subnets at their predicted latency (none measured yet) and each one's latency on the device."""
     keys: list[str] = []
     while len(keys) < count:
         key = "small:" + "-".join(map(str, rng.integers(0, 13, size=10)))
         keys += [key] if key not in keys else []
     generation = np.repeat(np.arange(generations), count // generations)
-    latency = rng.uniform(5, 40, count)
-    miou = 0.25 + 0.35 * (1 - np.exp(-latency / 12)) + 0.03 * generation + rng.normal(0, 0.03, count)
+    device = rng.uniform(5, 40, count)
+    predicted = device * (1 + rng.normal(0, 0.08, count))
+    miou = 0.25 + 0.35 * (1 - np.exp(-device / 12)) + 0.03 * generation + rng.normal(0, 0.03, count)
     table = pd.DataFrame({
-        "trial": np.arange(count), "generation": generation, "key": keys, "miou": miou, "latency_ms": latency,
-        "latency_lower_ms": latency * 0.92, "latency_upper_ms": latency * 1.08, "macs": (latency * 1e8).astype(int),
-        "params": rng.integers(300_000, 3_000_000, count), "feasible": latency < 38, "front": False})
+        "trial": np.arange(count), "strategy": "nsga2", "generation": generation, "round": generation + 1,
+        "lambda": np.nan, "key": keys, "miou": miou, "latency_ms": predicted, "latency_source": "predicted",
+        "predicted_ms": predicted, "latency_lower_ms": predicted * 0.92, "latency_upper_ms": predicted * 1.08,
+        "measured_ms": np.nan, "measured_p90_ms": np.nan, "predicted_before_ms": np.nan,
+        "macs": (device * 1e8).astype(int), "params": rng.integers(300_000, 3_000_000, count), "feasible": True,
+        "front": False})
+    return table, device
+
+
+def measure(table: pd.DataFrame, rows: pd.Index, device: np.ndarray, before: np.ndarray | None) -> None:
+    """The rows' latency becomes their measurement (`before`: the prediction the search had just before)."""
+    at = table.index.get_indexer(rows)
+    table.loc[rows, ["latency_ms", "measured_ms", "measured_p90_ms"]] = np.stack(
+        [device[at], device[at], device[at] * 1.08], axis=1)
+    table.loc[rows, "latency_source"] = "measured"
+    if before is not None:
+        table.loc[rows, "predicted_before_ms"] = before[at]
+    table["feasible"] = table.latency_ms < 38
+
+
+def accuracy_before(measured: np.ndarray, before: np.ndarray) -> dict:
+    """The round's out-of-sample accuracy, as engine/search/rounds.py records it (interval ±10 % of `before`)."""
+    relative = np.abs(before - measured) / measured
+    tau = pd.Series(measured).corr(pd.Series(before), method="kendall") if len(measured) > 1 else np.nan
+    inside = (before * 0.9 <= measured) & (measured <= before * 1.1)
+    return {"mape": 100 * relative.mean(), "within_10": 100 * (relative <= 0.1).mean(), "kendall_tau": tau,
+            "coverage": 100 * inside.mean(), "nominal_coverage": 90}
+
+
+def unmeasured_front(table: pd.DataFrame, seen: pd.Series) -> pd.Index:
+    """The front points of the `seen` rows whose latency is predicted, by latency."""
+    rows = table[seen]
+    front = rows[non_dominated(rows)]
+    return front[front.latency_source == "predicted"].sort_values("latency_ms").index
+
+
+def measuring_round(table: pd.DataFrame, seen: pd.Series, phase: str, generation: int | None, device: np.ndarray,
+                    before: np.ndarray, history: dict, limit: int) -> None:
+    """Measure the unmeasured front points of the `seen` rows (by latency, at most PER_ROUND, within `limit`),
+    recording the round and its measurements in `history`."""
+    todo = unmeasured_front(table, seen)[:min(PER_ROUND, limit - len(history["measurements"]))]
+    number = len(history["rounds"]) + 1
+    at = table.index.get_indexer(todo)
+    record = {"round": number, "phase": phase, "generation": generation, "evaluated": int(seen.sum()),
+              "measured": len(todo), **accuracy_before(device[at], before[at])}
+    history["measurements"] += [
+        {"round": number, "key": table.key[row], "measured_ms": device[i], "measured_p90_ms": device[i] * 1.08,
+         "predicted_before_ms": before[i], "lower_ms": before[i] * 0.9, "upper_ms": before[i] * 1.1, "cv": 0.02}
+        for row, i in zip(todo, at)]
+    measure(table, todo, device, before)
+    after = table[seen][non_dominated(table[seen])]
+    record.update(front_size=len(after), front_unmeasured=int((after.latency_source == "predicted").sum()),
+                  measured_total=len(history["measurements"]))
+    history["rounds"].append(record)
+
+
+def evaluations(rng: np.random.Generator, count: int = 60, generations: int = 3, limit: int = 1000) -> tuple[
+        pd.DataFrame, dict]:
+    """Every evaluated subnet as the search stage writes it, and its measuring history (rounds and measurements):
+    a few measured by the latency stage, a round after each generation but the last, then closing rounds until the
+    front is measured or `limit` measurements are spent."""
+    table, device = subnets(rng, count, generations)
+    before = table.predicted_ms.to_numpy() * (1 + rng.normal(0, 0.05, count))
+    measure(table, table.index[rng.choice(count, 4, replace=False)], device, before=None)  # the latency stage's
+    history: dict = {"rounds": [], "measurements": []}
+    for generation in range(generations - 1):
+        measuring_round(table, table.generation <= generation, "search", generation, device, before, history, limit)
+    everything = pd.Series(True, index=table.index)
+    while len(unmeasured_front(table, everything)) and len(history["measurements"]) < limit:
+        measuring_round(table, everything, "closing", None, device, before, history, limit)
     table["front"] = non_dominated(table)
-    return table[COLUMNS]
+    return table[COLUMNS], history
 
 
 def pick(front: pd.DataFrame, label: str, budget: float | None, rng: np.random.Generator) -> dict:
+    """A picked front point's metrics.json (picked by measured latency), re-measured under a budget."""
     row = front[front.latency_ms <= budget].iloc[-1] if budget is not None else front.iloc[len(front) // 2]
     iou = [float(v) for v in rng.uniform(0.2, 0.95, len(CLASS_NAMES))]
     iou[3] = None
     remeasured = {"median_ms": row.latency_ms * 1.05, "p90_ms": row.latency_ms * 1.12,
                   "mean_ms": row.latency_ms * 1.06, "cv": 0.03, "runs": 50}
-    return {"label": label, "key": row.key, "budget_ms": budget, "predicted_ms": row.latency_ms,
+    return {"label": label, "key": row.key, "budget_ms": budget, "predicted_ms": row.predicted_ms,
             "predicted_lower_ms": row.latency_lower_ms, "predicted_upper_ms": row.latency_upper_ms,
+            "search_measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
             "inherited_miou": row.miou, "retrained_miou": row.miou + 0.05, "iou": iou, "class_names": CLASS_NAMES,
             "measured": remeasured if budget is not None else None, "onnx_max_abs_diff": 3.1e-6,
             "macs": int(row.macs), "params": int(row.params)}
@@ -99,13 +178,24 @@ def accuracy(table: pd.DataFrame) -> dict:
             "spearman_rho": float(table.measured_ms.corr(table.predicted_ms, method="spearman"))}
 
 
-def write_search(run_dir: Path, rng: np.random.Generator) -> pd.DataFrame:
-    """evaluations.csv and front.csv; returns the front."""
+def write_search(run_dir: Path, rng: np.random.Generator, limit: int = 1000, rounds: bool = True) -> pd.DataFrame:
+    """evaluations.csv, front.csv and search_cost.json, with `rounds` search/rounds.csv and search/measurements.csv
+    (without them: a run made before the search measured); returns the front."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    table = evaluations(rng)
+    table, history = evaluations(rng, limit=limit)
     front = table[table.front].sort_values("latency_ms")
     table.to_csv(run_dir / "evaluations.csv", index=False)
     front.to_csv(run_dir / "front.csv", index=False)
+    if rounds:
+        (run_dir / "search").mkdir()
+        pd.DataFrame(history["rounds"], columns=ROUND_COLUMNS).to_csv(run_dir / "search" / "rounds.csv", index=False)
+        pd.DataFrame(history["measurements"], columns=MEASUREMENT_COLUMNS).to_csv(
+            run_dir / "search" / "measurements.csv", index=False)
+    spent = len(history["measurements"])
+    measuring = {"measured": spent, "limit": limit, "front_size": len(front),
+                 "front_unmeasured": int((front.latency_source == "predicted").sum()), "measured_total": spent}
+    cost = {"device": "cpu", "threads": 2, "nsga2": {"supernet_s": 50.0, "search_s": 30.0, "total_s": 80.0}}
+    (run_dir / "search_cost.json").write_text(json.dumps({**cost, **({"measuring": measuring} if rounds else {})}))
     return front
 
 
@@ -161,15 +251,68 @@ def test_the_same_files_give_the_same_bytes(tmp_path: Path) -> None:
     page = first.decode("utf-8")
     assert UUID.search(page) is None
     assert re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', page) == [
-        "search-trade-off", "latency-predictor", "hypervolume", "per-class-iou"]
+        "search-trade-off", "latency-predictor", "latency-predictor-in-the-search-loop", "hypervolume",
+        "per-class-iou"]
 
 
 def test_report_with_only_the_search_files(tmp_path: Path) -> None:
-    front = write_search(tmp_path, np.random.default_rng(1))
+    front = write_search(tmp_path, np.random.default_rng(1), rounds=False)
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert all(key in page for key in front.key) and "Pareto front" in page
-    for name in ("latency/heldout.csv", "latency/accuracy.json", "hypervolume.csv", "selected/&lt;label&gt;"):
+    for name in ("latency/heldout.csv", "latency/accuracy.json", "search/rounds.csv", "hypervolume.csv",
+                 "selected/&lt;label&gt;"):
         assert f"Left out: {name}" in page
+    assert 'id="latency-predictor-in-the-search-loop"' not in page
+
+
+def test_search_loop_section_has_a_row_per_round(report: tuple[Path, pd.DataFrame]) -> None:
+    path, front = report
+    page = path.read_text(encoding="utf-8")
+    rounds = pd.read_csv(path.parent / "search" / "rounds.csv")
+    assert len(rounds) == 4 and len(front) == 7 and (front.latency_source == "measured").all()
+
+    rows = table_rows(page, "Latency predictor in the search loop")
+    assert [row[0] for row in rows] == ["1", "2", "3", "4"]
+    assert [row[1:3] for row in rows] == [["search", "0"], ["search", "1"], ["closing", "after the search"],
+                                          ["closing", "after the search"]]
+    first = rounds.iloc[0]
+    assert rows[0][3:] == ["20", "4", f"{first.mape:.2f} %", f"{first.within_10:.1f} %", f"{first.kendall_tau:.3f}",
+                           f"{first.coverage:.1f} % / 90 %", str(first.front_size), str(first.front_unmeasured), "4"]
+    assert rows[-1][7] == "—"  # Kendall tau of a round that measured one subnet
+    assert "<p>All 7 front points are measured. The search measured 13 subnets (limit 1000).</p>" in page
+    assert ["front size", "7 (7 measured)"] in table_rows(page, "Summary")
+    assert ["measured by the search", "13 in 4 rounds (limit 1000)"] in table_rows(page, "Summary")
+
+    data, _ = figure(page, "latency-predictor-in-the-search-loop")
+    assert [item["name"] for item in data] == ["MAPE", "within ±10 %", "interval coverage", "nominal coverage"]
+    assert values(trace(data, "MAPE")["y"]) == pytest.approx(rounds.mape.tolist())
+    assert values(trace(data, "nominal coverage")["y"]) == [90.0] * 4
+
+
+def test_a_spent_measuring_limit_leaves_front_points_predicted(tmp_path: Path) -> None:
+    front = write_search(tmp_path, np.random.default_rng(1), limit=10)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    measured = front.latency_source == "measured"
+    assert (len(front), int(measured.sum())) == (11, 7)
+
+    assert ("7 of the 11 front points are measured: search.measure_limit (10) was spent, the other 4 keep their "
+            "predicted latency.") in page
+    assert ["front size", "11 (7 measured)"] in table_rows(page, "Summary")
+    data, _ = figure(page, "search-trade-off")
+    symbols = trace(data, "Pareto front")["marker"]["symbol"]
+    assert symbols.count("circle") == 7 and symbols.count("circle-open") == 4
+    beside = trace(data, "front: prediction beside measurement")
+    assert len(values(beside["x"])) == 7
+    assert values(beside["x"]) == pytest.approx(front[measured].predicted_before_ms.fillna(
+        front[measured].predicted_ms).tolist())
+
+
+def test_a_search_without_rounds_says_so(tmp_path: Path) -> None:
+    write_search(tmp_path, np.random.default_rng(1))
+    pd.DataFrame(columns=ROUND_COLUMNS).to_csv(tmp_path / "search" / "rounds.csv", index=False)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "The search measured in no round (search/rounds.csv has no rows" in page
+    assert "Left out: search/rounds.csv" not in page
 
 
 def test_report_draws_in_chromium(report: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
@@ -184,13 +327,18 @@ def test_report_draws_in_chromium(report: tuple[Path, pd.DataFrame], tmp_path: P
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(path.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=15000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5", timeout=15000)
         traces = page.evaluate(DRAWN_POINTS)
         graphs = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
-    assert graphs == 4
+    assert graphs == 5
+    table = pd.read_csv(path.parent / "evaluations.csv")
+    measured = table.latency_source == "measured"
+    assert {"name": "evaluated subnets: measured", "n": int(measured.sum())} in traces
+    assert {"name": "evaluated subnets: predicted only", "n": int((~measured).sum())} in traces
     assert {"name": "Pareto front", "n": len(front)} in traces
+    assert [t["n"] for t in traces if t["name"] == "front: prediction beside measurement"] == [0, len(front)]
     png = (tmp_path / "report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000

@@ -1,10 +1,12 @@
 """The measuring rounds of a search (engine/search/rounds.py) on a real run's latency stage, with a recording meter:
 what a round measures first, a round with nothing new to measure, the out-of-sample accuracy it records, a refit
-saved and loaded, the device needed only when something is to be measured; and the trials' values at the end."""
+saved and loaded, the device needed only when something is to be measured; the trials' values at the end; the
+rounds through a device agent."""
 
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,11 @@ from engine.errors import DeviceError
 from engine.latency.model import load_latency_model
 from engine.run import main
 from engine.search.rounds import Rounds, out_of_sample
+from hardware.agent import Agent, AgentServer, Limits, onnx_backend
 from hardware.protocol import LatencyStats, Measurement
 from spaces import Genotype, sample
+
+TOKEN = "rounds-test-token-0123456789"
 
 
 class RecordingMeter:
@@ -136,3 +141,34 @@ def test_trials_end_complete_with_the_measured_latency_as_their_value(latency_ru
     assert (front.latency_source == "measured").all() and front.predicted_ms.notna().all()
     assert {"measured_ms", "measured_p90_ms", "predicted_ms"} <= set(front.columns)
     assert Path(config.paths.rounds).exists() and Path(config.paths.search_measurements).exists()
+
+
+def test_the_rounds_measure_through_a_device_agent(quickstart, fast: list[str], tmp_path: Path) -> None:
+    """latency.device=agent: the latency stage and every round measure through the client and the store; the front
+    ends measured, and the requests the agent served are the store's rows."""
+    agent = Agent(onnx_backend("onnxruntime-cpu"), TOKEN, Limits(max_threads=1))
+    served = []
+    measure = agent.measure
+    agent.measure = lambda *args, **kwargs: served.append(1) or measure(*args, **kwargs)
+    server = AgentServer(("127.0.0.1", 0), agent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    try:
+        args = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast, "latency.device=agent",
+                "latency.backend=onnxruntime-cpu", f"latency.agent.url=http://127.0.0.1:{server.server_port}",
+                f"latency.agent.token_file={token}", "search.generations=4", "search.rounds=2"]
+        assert main([quickstart, *args, "--stages", "space,supernet,latency,search"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    run = tmp_path / "quickstart"
+    rounds = pd.read_csv(run / "search" / "rounds.csv")
+    front = pd.read_csv(run / "front.csv")
+    assert rounds.measured.sum() > 0 and (front.latency_source == "measured").all()
+    (store,) = (tmp_path / "store").glob("*.csv")
+    assert store.stem == agent.device and len(pd.read_csv(store)) == len(served)
+    stage = pd.read_csv(run / "latency" / "measurements.csv")
+    assert len(served) == len(stage) + rounds.measured.sum()
