@@ -174,15 +174,33 @@ class DnasConfig(_Strict):
         return value
 
 
+class SurrogateConfig(_Strict):
+    """search.accuracy_surrogate: MSuNAS's loop (engine/search/surrogate.py). Each of `search.rounds` rounds fits
+    an inherited-mIoU predictor to the subnets truly evaluated so far, runs `search.generations` generations of
+    `search.algorithm` on it, and truly evaluates `per_round` of what it found."""
+
+    enabled: bool = False
+    initial: int | None = Field(None, ge=8, description="subnets truly evaluated before the first fit, the "
+                                "extremes and random ones (None: search.population)")
+    per_round: int = Field(8, ge=1, description="subnets truly evaluated per round: the surrogate's front, spread "
+                           "over latency, and its most uncertain candidates")
+    kinds: list[Literal["ridge", "gp", "trees", "mlp"]] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
+                                                                description="regressors tried each round")
+    members: int = Field(5, ge=1, le=50, description="bootstrap copies of the chosen regressor (its uncertainty)")
+
+
 class SearchConfig(_Strict):
     """The search stage: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask scores."""
 
     strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1)
     dnas: DnasConfig = DnasConfig()
+    algorithm: Literal["nsga2", "smsemoa", "unsga3", "agemoea"] = Field(
+        "nsga2", description="pymoo's algorithm of the evolutionary strategy (engine/search/operators.py)")
     population: int = Field(24, ge=4)
     generations: int = Field(8, ge=1)
     offspring: int | None = Field(None, ge=1, description="None: the population size")
     mutation_rate: float | None = Field(None, gt=0, le=1, description="None: 1 / layers")
+    accuracy_surrogate: SurrogateConfig = SurrogateConfig()
     rounds: int = Field(3, ge=1, description="NSGA-II's generations in this many rounds (at most one a generation); "
                         "after each but the last the front is measured and the latency predictor refit")
     measure_per_round: int = Field(8, ge=1, description="most subnets measured after a round (the front's unmeasured "

@@ -123,6 +123,11 @@ class RunPaths:
         return self.search_dir / "measurements.csv"
 
     @property
+    def surrogate(self) -> Path:
+        """One row per surrogate round: the regressor chosen, its cross-validated and out-of-sample Kendall tau."""
+        return self.search_dir / "surrogate.csv"
+
+    @property
     def round_predictors(self) -> Path:
         """The latency predictor refit after each round, round_<n>/ (work: a resumed search loads them)."""
         return self.search_dir / "predictors"

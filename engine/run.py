@@ -126,6 +126,13 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
     console.print(f"  trials: optuna-dashboard sqlite:///{paths.study}")
 
 
+class Arguments(argparse.ArgumentParser):
+    """argparse with its mistakes in one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (python -m engine.run --help)\n")
+
+
 def parse_stages(text: str | None) -> set[str]:
     if text is None:
         return set(STAGE_NAMES)
@@ -137,8 +144,16 @@ def parse_stages(text: str | None) -> set[str]:
     return chosen
 
 
+def check_enabled(config: ExperimentConfig, stages: set[str]) -> None:
+    """Stages named in --stages that the configuration disables are a mistake, said in one line."""
+    off = [stage for stage in STAGES if stage.name in stages and not stage.enabled(config)]
+    if off:
+        settings = " ".join(f"{setting}=true" for setting in off[0].enabled_by.split(" and "))
+        raise ConfigError(f"--stages {off[0].name}: the configuration disables this stage; add {settings}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.run", description=__doc__.splitlines()[0])
+    parser = Arguments(prog="python -m engine.run", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="experiment YAML, e.g. experiments/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. space.width=0.25")
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_NAMES)} (default: all)")
@@ -146,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stages = parse_stages(args.stages)
         config = load(args.config, args.overrides)
+        if args.stages is not None:
+            check_enabled(config, stages)
         world = init_world(config.supernet.device)
         try:
             run(config, world, stages)

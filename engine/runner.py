@@ -78,6 +78,7 @@ class Stage:
     ranks: Literal["main", "all"] = "main"
     device: bool | Callable[[ExperimentConfig], bool] = False
     enabled: Callable[[ExperimentConfig], bool] = _always
+    enabled_by: str = ""  # the settings `enabled` reads, for messages ("audit.enabled")
 
     def __post_init__(self) -> None:
         for name in ("writes", "work"):
@@ -191,9 +192,22 @@ class Runner:
                 continue
             producer = self._producer_of(pattern)
             if producer not in planned:
+                needed = self._needed(producer, planned) | planned | {stage.name}
+                order = ",".join(s.name for s in self.stages if s.name in needed)
                 return (f"stage {stage.name} needs {pattern}, which stage {producer} writes: run stage {producer} "
-                        f"first (--stages {producer},{stage.name}, or no --stages)")
+                        f"first (--stages {order}, or no --stages)")
         return None
+
+    def _needed(self, name: str, planned: set[str]) -> set[str]:
+        """Stage `name` and, recursively, the stages that write its required inputs that are absent and that no
+        planned stage writes."""
+        stage = next((s for s in self.stages if s.name == name), None)
+        needed = {name}
+        for pattern in stage.declared("reads", self.ctx.config) if stage else ():
+            producer = self._producer_of(pattern)
+            if not _matches(self.paths.root, pattern) and producer not in planned | needed:
+                needed |= self._needed(producer, planned | needed)
+        return needed
 
     def _producer_of(self, pattern: str) -> str:
         return self.producer.get(pattern) or next(

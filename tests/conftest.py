@@ -115,3 +115,24 @@ def postgres() -> Iterator[str]:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Mark the reports of tests that use the PostgreSQL server, for the summary line below."""
+    outcome = yield
+    if "postgres" in getattr(item, "fixturenames", ()):
+        outcome.get_result().user_properties.append(("postgres", True))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line saying how the tests against a real PostgreSQL server went (CI's log shows it ran)."""
+    outcomes = {}
+    for state in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(state, []):
+            if ("postgres", True) in getattr(report, "user_properties", ()):
+                if report.when == "call" or report.outcome != "passed":
+                    outcomes.setdefault(state, []).append(report.nodeid.split("::")[-1])
+    if outcomes:
+        counts = ", ".join(f"{len(names)} {state}" for state, names in outcomes.items())
+        terminalreporter.write_line(f"PostgreSQL server tests: {counts} ({'; '.join(sum(outcomes.values(), []))})")

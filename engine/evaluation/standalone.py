@@ -15,5 +15,5 @@ from spaces import Genotype
 def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
                     batches: list[Batch]) -> float:
     network = train_standalone(genotype, config.data, config.audit.train, folder, world, config.space.width,
-                               config.seed)
+                               config.seed, section="audit.train")
     return evaluate(network, batches, config.space.num_classes, world.device)["miou"]

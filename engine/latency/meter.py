@@ -2,7 +2,8 @@
 
 The device is this machine (a backend of hardware/backends.py) or a device agent reached over HTTP
 (`python -m hardware.agent` on the target, hardware/client.py here). Every measurement goes through the store, so a
-genotype measured by any earlier run is not measured again. Agent failures become DeviceError (exit code 2).
+genotype measured by any earlier run (with at least as many timed runs) is not measured again. Agent failures become
+DeviceError (exit code 2).
 """
 
 from __future__ import annotations
@@ -80,10 +81,16 @@ class Meter:
         except AgentError as error:
             raise DeviceError(f"latency.agent.url {self.config.latency.agent.url}: {error}") from None
 
+    def usable(self, measurement: Measurement | None) -> bool:
+        """Whether a stored measurement serves this protocol: made with at least as many timed runs (the store's
+        key leaves warm-up and repeats out, so a quick measurement is not taken for a careful one)."""
+        return measurement is not None and measurement.stats.samples >= self.protocol.repeats
+
     def measure(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
-        """Stored measurements of the genotypes, measuring (and storing) the missing ones."""
+        """Stored measurements of the genotypes, measuring (and storing) the missing ones and those stored with
+        fewer timed runs than the protocol's."""
         stored = self.store.load()
-        missing = [g for g in dict.fromkeys(genotypes) if self.key(g) not in stored]
+        missing = [g for g in dict.fromkeys(genotypes) if not self.usable(stored.get(self.key(g)))]
         space = self.config.space
         for genotype in track(missing, description=f"measuring {what} on {self.store.device}"):
             measurement = self.measure_network(build(genotype, space.width, space.num_classes))
@@ -126,8 +133,9 @@ def _stored_enough(config: ExperimentConfig, name: str) -> bool:
     store = MeasurementStore(name, config.latency.store)
     space = experiment_space(config)
     protocol = protocol_of(config)
-    rows = [key for key in store.load() if key.space == space and key.resolution == protocol.resolution
-            and key.backend == config.latency.backend]
+    rows = [key for key, measurement in store.load().items() if key.space == space
+            and key.resolution == protocol.resolution and key.backend == config.latency.backend
+            and measurement.stats.samples >= protocol.repeats]
     return len(rows) >= config.latency.measurements + config.latency.heldout
 
 

@@ -70,6 +70,7 @@ class Run:
     dnas: pd.DataFrame | None = None
     search_cost: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    surrogate: pd.DataFrame | None = None  # search/surrogate.csv, with search.accuracy_surrogate
     rounds: pd.DataFrame | None = None  # search/rounds.csv; empty (not None) when the search measured in no round
     search_measurements: pd.DataFrame | None = None
 
@@ -148,6 +149,7 @@ def load_run(run_dir: Path) -> Run:
         search_cost=read_json(paths.search_cost),
         baseline=read_json(paths.baseline),
         rounds=load_rows(paths.rounds),
+        surrogate=load_table(paths.surrogate),
         search_measurements=load_table(paths.search_measurements),
     )
 

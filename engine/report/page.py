@@ -78,7 +78,15 @@ def sections(run: Run) -> list[Section]:
                 absent(run, "selected/<label>/metrics.json with per-class iou")),
         Section("Picked networks", tables.picks_table(run.picks) if run.picks else None,
                 absent(run, "selected/selection.json")),
-    ] + strategy_sections(run) + audit_sections(run)
+    ] + surrogate_sections(run) + strategy_sections(run) + audit_sections(run)
+
+
+def surrogate_sections(run: Run) -> list[Section]:
+    """The accuracy surrogate per round, when the run's configuration enables it."""
+    if not nested(run.config, "search.accuracy_surrogate.enabled", False):
+        return []
+    body = tables.surrogate_table(run.surrogate) if run.surrogate is not None else None
+    return [Section("Accuracy surrogate per round", body, absent(run, "search/surrogate.csv"))]
 
 
 def search_loop_section(run: Run) -> Section:

@@ -1,19 +1,20 @@
-"""NSGA-II over the genotypes of a run: pymoo's algorithm (engine/search/operators.py) driven by ask/tell, each
-genome scored (engine/evaluation/scoring.py, here or on Dask workers) and its latency taken from the measuring
-rounds (engine/search/rounds.py: measured where measured, predicted otherwise), every evaluation stored at once as
-one Optuna trial (engine/search/study.py).
+"""The evolutionary strategy over the genotypes of a run (strategy "nsga2": NSGA-II, or the pymoo algorithm that
+`search.algorithm` names, SMS-EMOA, U-NSGA-III or AGE-MOEA, with the same operators, engine/search/operators.py),
+driven by ask/tell, each genome scored (engine/evaluation/scoring.py, here or on Dask workers) and its latency taken
+from the measuring rounds (engine/search/rounds.py: measured where measured, predicted otherwise), every evaluation
+stored at once as one Optuna trial (engine/search/study.py).
 
 Rounds: the generations are cut into `search.rounds` blocks; after each block but the last, a round measures the
 front's unmeasured subnets and the least certain near it and refits the predictor, and every subnet's latency is
-refreshed, the algorithm's surviving population included (re-ranked by pymoo's survival). After the last
-generation (and any other strategy), `close` measures the front until it holds no unmeasured point or
-`search.measure_limit` is spent, and completes every trial with its final latency.
+refreshed, the algorithm's surviving population included (re-ranked by pymoo's survival). After the last generation
+(and any other strategy), `close` measures the front until it holds no unmeasured point or `search.measure_limit` is
+spent, and completes every trial with its final latency.
 
-Resuming: the algorithm is replayed from the same seed; genomes whose trial exists take their stored mIoU instead
-of being scored again, measurements come from the measurement store and the rounds' predictors from their folders,
-so a run killed at any point ends with the same front as an uninterrupted one. Hypervolume per generation:
-objectives (-mIoU, latency / reference) against the reference point (0, 1), the reference latency being 1.1 x the
-largest genotype's first prediction.
+Resuming: the algorithm is replayed from the same seed; genomes whose trial exists take their stored mIoU instead of
+being scored again, measurements come from the measurement store and the rounds' predictors from their folders, so a
+run killed at any point ends with the same front as an uninterrupted one. Hypervolume per generation: objectives
+(-mIoU, latency / reference) against the reference point (0, 1), the reference latency being 1.1 x the largest
+genotype's first prediction.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pymoo.core.individual import calc_cv
 from rich.progress import Progress
 
 from engine.config import ExperimentConfig
+from engine.errors import ConfigError
 from engine.evaluation.scoring import open_scorer
 from engine.search import fronts
 from engine.search import operators as nsga
@@ -108,13 +110,13 @@ class Search:
         done = scored(study)
         choices = [len(self.names)] * self.layers
         initial = np.array([largest(self.skeleton).choices, smallest(self.skeleton).choices])
-        algorithm = nsga.algorithm(choices, settings.population, settings.offspring, initial, settings.mutation_rate)
+        algorithm = self.algorithm(choices, initial)
         nsga.start(algorithm, nsga.GenomeProblem(choices, 2, len(self.limits)), settings.generations, self.config.seed)
         per_round = math.ceil(settings.generations / min(settings.rounds, settings.generations))
         history, seen = [], {}
         spent, start = study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
         with open_scorer(self.config, device) as scorer, Progress() as progress:
-            task = progress.add_task("NSGA-II generations", total=settings.generations)
+            task = progress.add_task(f"{settings.algorithm} generations", total=settings.generations)
             generation = 0
             while algorithm.has_next():
                 population = algorithm.ask()
@@ -136,6 +138,14 @@ class Search:
                 study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
         return history
 
+    def algorithm(self, choices: list[int], initial: np.ndarray):
+        settings = self.config.search
+        try:
+            return nsga.algorithm(choices, settings.population, settings.offspring, initial, settings.mutation_rate,
+                                  settings.algorithm)
+        except ImportError as error:
+            raise ConfigError(f"search.algorithm {settings.algorithm}: {error}") from None
+
     def tell(self, population, rows: list[dict]) -> None:
         """Set a population's objectives (and constraints) from its rows."""
         F, G = self.objectives(rows)
@@ -144,12 +154,17 @@ class Search:
             population.set("G", G)
             population.set("CV", np.array([calc_cv(G=g) for g in G]).reshape(-1, 1))
 
-    def round(self, algorithm, seen: dict[str, dict], generation: int) -> dict[str, dict]:
-        """A measuring round after `generation`: measure, refit, refresh every row and the algorithm's population
-        (re-ranked by its survival, as pymoo would after a generation)."""
+    def measure_round(self, seen: dict[str, dict], generation: int) -> dict[str, dict]:
+        """A measuring round after `generation`: measure, refit, refresh every row."""
         record = self.rounds.measure(list(seen.values()), "search", generation)
         seen = {row["key"]: row for row in self.refresh(list(seen.values()))}
         record.update(self.front_state(list(seen.values())))
+        return seen
+
+    def round(self, algorithm, seen: dict[str, dict], generation: int) -> dict[str, dict]:
+        """A measuring round, then the algorithm's population refreshed (re-ranked by its survival, as pymoo would
+        after a generation)."""
+        seen = self.measure_round(seen, generation)
         population = algorithm.pop
         self.tell(population, [seen[Genotype(self.skeleton, tuple(map(int, x))).key] for x in
                                population.get("X").astype(int)])

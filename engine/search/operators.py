@@ -24,7 +24,10 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.sms import SMSEMOA
+from pymoo.algorithms.moo.unsga3 import UNSGA3
 from pymoo.core.duplicate import ElementwiseDuplicateElimination
 from pymoo.core.individual import Individual
 from pymoo.core.mutation import Mutation
@@ -32,6 +35,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
 from pymoo.operators.crossover.ux import UniformCrossover
+from pymoo.util.ref_dirs import get_reference_directions
 
 Objective = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 """Maps genomes [n, n_var] (int) to objectives F [n, n_obj] and constraints G [n, n_ieq_constr] (or None)."""
@@ -149,18 +153,44 @@ class KeyDuplicateElimination(ElementwiseDuplicateElimination):
         return is_duplicate
 
 
+ALGORITHMS = ("nsga2", "smsemoa", "unsga3", "agemoea")
+"""pymoo's multi-objective algorithms the search can run, all with the operators above: NSGA-II (Deb et al. 2002),
+SMS-EMOA (hypervolume-contribution survival, Beume et al. 2007), U-NSGA-III (reference directions, Seada & Deb
+2016; das-dennis directions, one per population member) and AGE-MOEA (adaptive geometry estimation, Panichella
+2019; pymoo needs numba for it)."""
+
+
 def algorithm(choices: Sequence[int], population: int, offspring: int | None = None,
-              initial: np.ndarray | None = None, mutation_rate: float | None = None) -> NSGA2:
-    """NSGA-II over genomes of `choices`: `population` survivors, `offspring` (default `population`) new genomes
-    per generation, `initial` genomes placed first in the first generation, gene mutation rate (1/n_var)."""
+              initial: np.ndarray | None = None, mutation_rate: float | None = None,
+              name: str = "nsga2") -> GeneticAlgorithm:
+    """pymoo's algorithm `name` (ALGORITHMS) over genomes of `choices`: `population` survivors, `offspring`
+    (default `population`) new genomes per generation, `initial` genomes placed first in the first generation,
+    gene mutation rate (1/n_var)."""
     counts = _choice_counts(choices)
     if initial is not None:
         initial = _checked_initial(initial, counts)
     if population < 2:
-        raise ValueError(f"NSGA-II needs a population of at least 2, got {population}")
-    return NSGA2(pop_size=population, n_offsprings=offspring, sampling=GenomeSampling(initial),
-                 crossover=GenomeCrossover(), mutation=GenomeMutation(mutation_rate),
-                 eliminate_duplicates=KeyDuplicateElimination())
+        raise ValueError(f"the search needs a population of at least 2, got {population}")
+    operators = {"pop_size": population, "n_offsprings": offspring, "sampling": GenomeSampling(initial),
+                 "crossover": GenomeCrossover(), "mutation": GenomeMutation(mutation_rate),
+                 "eliminate_duplicates": KeyDuplicateElimination()}
+    if name == "nsga2":
+        return NSGA2(**operators)
+    if name == "smsemoa":
+        return SMSEMOA(**operators)
+    if name == "unsga3":
+        return UNSGA3(get_reference_directions("das-dennis", 2, n_partitions=population - 1), **operators)
+    if name == "agemoea":
+        return _agemoea()(**operators)
+    raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+
+
+def _agemoea() -> type[GeneticAlgorithm]:
+    try:
+        from pymoo.algorithms.moo.age import AGEMOEA
+    except Exception:  # pymoo raises a bare Exception when numba is missing
+        raise ImportError("pymoo's AGE-MOEA needs numba: pip install numba") from None
+    return AGEMOEA
 
 
 def _checked_initial(initial: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -175,12 +205,12 @@ def _checked_initial(initial: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return rows.astype(int)
 
 
-def start(algorithm: NSGA2, problem: GenomeProblem, generations: int, seed: int) -> None:
+def start(algorithm: GeneticAlgorithm, problem: GenomeProblem, generations: int, seed: int) -> None:
     """Set a fresh algorithm up for `generations` generations (the first is the initial population), seeded."""
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
 
 
-def tell(algorithm: NSGA2, pop: Population, F: np.ndarray, G: np.ndarray | None = None) -> None:
+def tell(algorithm: GeneticAlgorithm, pop: Population, F: np.ndarray, G: np.ndarray | None = None) -> None:
     """Hand the objective (and constraint) values of an asked population back to the algorithm."""
     pop.set("F", np.asarray(F, dtype=float).reshape(len(pop), -1))
     if G is not None:
@@ -188,7 +218,7 @@ def tell(algorithm: NSGA2, pop: Population, F: np.ndarray, G: np.ndarray | None 
     algorithm.tell(infills=pop)
 
 
-def evolve(algorithm: NSGA2, problem: GenomeProblem, objective: Objective, generations: int,
+def evolve(algorithm: GeneticAlgorithm, problem: GenomeProblem, objective: Objective, generations: int,
            seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Run the ask/tell loop; yields each generation's genomes and objective values once told."""
     start(algorithm, problem, generations, seed)

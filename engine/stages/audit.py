@@ -67,4 +67,5 @@ def run(ctx: Context) -> None:
 
 STAGE = Stage("audit", run, reads=(A.front, A.supernet), writes=(A.audit, A.audit_summary),
               work=(A.trained_dir,), config=("seed", "space", "data", "evaluation", "audit.genotypes", "audit.train"),
-              ranks="all", enabled=lambda config: config.audit.enabled)
+              ranks="all", enabled=lambda config: config.audit.enabled,
+              enabled_by="audit.enabled")

@@ -116,4 +116,5 @@ def run(ctx: Context) -> None:
 
 STAGE = Stage("baseline", run, reads=(A.front,), writes=(A.baseline,), work=(A.trained_dir,),
               config=("seed", "space", "data", "evaluation", "audit.train", *MEASURING), ranks="all", device=True,
-              enabled=lambda config: config.audit.enabled and config.audit.baseline)
+              enabled=lambda config: config.audit.enabled and config.audit.baseline,
+              enabled_by="audit.enabled and audit.baseline")

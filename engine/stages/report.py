@@ -9,7 +9,8 @@ from engine.paths import ARTEFACTS as A
 from engine.report import write_report
 from engine.runner import Context, Stage
 
-INPUTS = (A.space, A.evaluations, A.front, A.hypervolume, A.search_cost, A.rounds, A.search_measurements, A.dnas,
+INPUTS = (A.space, A.evaluations, A.front, A.hypervolume, A.search_cost, A.rounds, A.search_measurements, A.surrogate,
+          A.dnas,
           A.heldout, A.accuracy, A.selection, A.picked_metrics("*"), A.audit, A.audit_summary, A.baseline)
 
 

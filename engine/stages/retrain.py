@@ -41,7 +41,8 @@ def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, wor
     supernet = None
     if retrain.init == "inherited":
         supernet = load_supernet(config, space.num_classes, world.device).cpu()
-    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet)
+    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet,
+                            section="retrain.train")
 
 
 def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) -> dict | None:

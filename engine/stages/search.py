@@ -37,6 +37,7 @@ from engine.search import fronts
 from engine.search.nsga2 import Search
 from engine.search.rounds import Rounds
 from engine.search.study import open_study, trials_table
+from engine.search.surrogate import SurrogateSearch
 from engine.search.sweep import run_dnas
 from spaces import Genotype
 
@@ -87,8 +88,9 @@ def run(ctx: Context) -> None:
     rounds = Rounds(config, load_latency_model(config), ctx.meter)
     search = Search(config, rounds)
     history, cost = [], {"device": str(device), "threads": torch.get_num_threads()}
+    surrogate = SurrogateSearch(search) if config.search.accuracy_surrogate.enabled else None
     if "nsga2" in config.search.strategies:
-        history = search.run(device)
+        history = surrogate.run(device) if surrogate else search.run(device)
         cost["nsga2"] = nsga2_cost(paths, float(open_study(config).user_attrs.get("nsga2_seconds", float("nan"))))
     if "dnas" in config.search.strategies:
         evaluated = trials_table(open_study(config))
@@ -100,6 +102,8 @@ def run(ctx: Context) -> None:
                     "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit)
     write_json(paths.search_cost, cost)
     write_outputs(paths, evaluations_table(trials_table(open_study(config))), history, rounds)
+    if surrogate:
+        write_csv(paths.surrogate, surrogate.table())
 
 
 def _config(config: ExperimentConfig) -> tuple[str, ...]:
@@ -118,7 +122,7 @@ def _measures(config: ExperimentConfig) -> bool:
 
 STAGE = Stage("search", run, reads=(A.supernet, A.predictor, A.measurements, A.heldout),
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.rounds,
-                      A.search_measurements, A.dnas),
+                      A.search_measurements, A.surrogate, A.dnas),
               work=(A.study.with_name(A.study.name + "*"), A.round_predictors, A.dnas_dir, A.dask),
               config=_config, device=_measures)
 """work: the study with SQLite's -journal/-wal files, the rounds' predictors, DNAS's checkpoints, Dask's scratch."""

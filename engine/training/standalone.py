@@ -30,8 +30,10 @@ def initial_network(genotype: Genotype, width: float, num_classes: int, seed: in
 
 
 def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig, out_dir: Path, world: World,
-                     width: float = 1.0, seed: int = 0, supernet: Supernet | None = None) -> Network:
-    """Train the genotype's network; returns it (loaded from <out>/weights.pt when that exists)."""
+                     width: float = 1.0, seed: int = 0, supernet: Supernet | None = None,
+                     section: str = "train") -> Network:
+    """Train the genotype's network; returns it (loaded from <out>/weights.pt when that exists). `section`: where
+    `settings` sit in the configuration (retrain.train, audit.train), for the NaN message."""
     dataset = train_set(data, seed)
     network = initial_network(genotype, width, dataset.num_classes, seed, supernet)
     final = out_dir / WEIGHTS
@@ -43,7 +45,7 @@ def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig
         sync_batchnorm(network, world.device)
     batches = step_batches(dataset, settings.batch_size, seed, settings.steps, world.rank, world.size,
                            settings.num_workers)
-    train(network, batches, settings, out_dir, world)
+    train(network, batches, settings, out_dir, world, section=section)
     if world.is_main:
         checkpoint.save(final, {"model": checkpoint.cpu_state(network), "genotype": genotype.key})
     return network

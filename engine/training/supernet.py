@@ -41,7 +41,7 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
     def paths(step: int):
         return step_paths(skeleton, settings.sampling, config.seed, step, settings.sandwich_paths)
 
-    train(supernet, batches, settings, config.paths.supernet_dir, world, paths)
+    train(supernet, batches, settings, config.paths.supernet_dir, world, paths, section="supernet")
     if world.is_main:
         checkpoint.save(final, {"model": checkpoint.cpu_state(supernet), "skeleton": config.space.skeleton})
     return final

@@ -128,8 +128,9 @@ def _on_device(batches: Batches, device: torch.device) -> Batches:
 
 
 def train(model: nn.Module, batches: Batches, settings: TrainConfig, out_dir: Path, world: World,
-          paths: Callable[[int], list[PathStep]] | None = None) -> nn.Module:
-    """Train `model` for settings.steps steps, resuming from out_dir/checkpoint.pt; returns the trained model."""
+          paths: Callable[[int], list[PathStep]] | None = None, section: str = "train") -> nn.Module:
+    """Train `model` for settings.steps steps, resuming from out_dir/checkpoint.pt; returns the trained model.
+    `section`: where `settings` sit in the configuration (supernet, retrain.train, ...), for the NaN message."""
     state = build_state(model, settings, world)
 
     def step(index: int, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
@@ -141,7 +142,7 @@ def train(model: nn.Module, batches: Batches, settings: TrainConfig, out_dir: Pa
 
     metrics = MetricsLog(out_dir / METRICS_LOG, METRICS, row, settings.log_every, world.is_main)
     hooks = standard_hooks(out_dir, settings.checkpoint_every, metrics, "training",
-                           "lower train.lr or add train.warmup_steps", world)
+                           f"lower {section}.lr or add {section}.warmup_steps", world)
     model.train()
     Loop(step, _on_device(batches, world.device), settings.steps, vars(state), hooks).run()
     return model

@@ -92,6 +92,11 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["latency.threads=100000"], "latency.threads: Input should be less than or equal to 1024"),
     (["latency.threads=1000"], "latency.threads 1000 exceeds this machine's"),
     (["latency.pool=200000000"], "latency.pool: Input should be less than or equal to 100000"),
+    (["search.measure_per_round=0"], "search.measure_per_round: Input should be greater than or equal to 1"),
+    (["search.measure_limit=-1"], "search.measure_limit: Input should be greater than or equal to 0"),
+    (["--stages", "audit"], "--stages audit: the configuration disables this stage; add audit.enabled=true"),
+    (["audit.enabled=true", "audit.baseline=false", "--stages", "baseline,report"],
+     "--stages baseline: the configuration disables this stage; add audit.enabled=true audit.baseline=true"),
 ])
 def test_bad_config_is_one_line_and_nonzero(quickstart, overrides: list[str], message: str, tmp_path: Path,
                                             capsys) -> None:
@@ -107,6 +112,18 @@ def test_unreadable_config_file(content: bytes | None, message: str, tmp_path: P
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and message in err[0], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
+    (["--stages"], "error: argument --stages: expected one argument"),
+    ([], "error: the following arguments are required: config"),
+])
+def test_command_line_mistakes_are_one_line(argv: list[str], message: str, quickstart, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([quickstart, *argv] if argv else argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and err[0].startswith(message), err
 
 
 def test_missing_config_file(tmp_path: Path, capsys) -> None:

@@ -137,9 +137,13 @@ def test_select_on_an_empty_run_names_the_stage_to_run_first(quickstart, run_arg
     assert main([quickstart, *run_args, "--stages", "select"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "front.csv" in err[0] and "run stage search first" in err[0], err
+    assert "(--stages supernet,latency,search,select, or no --stages)" in err[0], err  # the whole chain
     assert main([quickstart, *run_args, "--stages", "search"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run stage supernet first" in err[0], err
+    assert main([quickstart, *run_args, "--stages", "supernet,search"]) == 2  # the supernet runs: latency is missing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run stage latency first (--stages supernet,latency,search," in err[0], err
 
 
 def test_an_atomic_write_interrupted_keeps_the_old_file(tmp_path: Path) -> None:

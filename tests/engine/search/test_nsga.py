@@ -16,6 +16,7 @@ from pymoo.optimize import minimize
 
 from engine.search.fronts import hypervolume, pareto_mask
 from engine.search.operators import (
+    ALGORITHMS,
     GenomeMutation,
     GenomeProblem,
     GenomeSampling,
@@ -107,15 +108,25 @@ def test_initial_genomes_are_checked():
         algorithm(CHOICES, population=8, initial=np.array([[0, 0]]))
 
 
-def run_recorded(objective, seed: int, n_ieq_constr: int = 0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def named(name: str):
+    """pymoo's algorithm `name` with the search's operators; skipped when pymoo cannot build it here (numba)."""
+    if name == "agemoea":
+        pytest.importorskip("numba", reason="pymoo's AGE-MOEA needs numba")
+    return lambda choices, **settings: algorithm(choices, name=name, **settings)
+
+
+def run_recorded(objective, seed: int, n_ieq_constr: int = 0,
+                 name: str = "nsga2") -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Every generation's genomes, and the final population's genomes and objectives."""
-    nsga = algorithm([4] * 6, population=10, initial=np.array([[0] * 6, [3] * 6]))
+    nsga = algorithm([4] * 6, population=10, initial=np.array([[0] * 6, [3] * 6]), name=name)
     asked = [X for X, _ in evolve(nsga, GenomeProblem([4] * 6, n_ieq_constr=n_ieq_constr), objective, 12, seed)]
     return asked, genomes(nsga.pop), nsga.pop.get("F")
 
 
+@pytest.mark.parametrize("name", ALGORITHMS)
 @pytest.mark.parametrize("constrained", [False, True])
-def test_replaying_a_seed_with_cached_values_asks_the_same_genomes(constrained: bool):
+def test_replaying_a_seed_with_cached_values_asks_the_same_genomes(constrained: bool, name: str):
+    named(name)
     base = additive_objective(*additive())
     cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -130,14 +141,14 @@ def test_replaying_a_seed_with_cached_values_asks_the_same_genomes(constrained: 
         rows = [cache[genome_key(x)] for x in X]
         return np.array([f for f, _ in rows]), None if not constrained else np.array([g for _, g in rows])
 
-    first = run_recorded(evaluate, seed=7, n_ieq_constr=int(constrained))
-    second = run_recorded(replay, seed=7, n_ieq_constr=int(constrained))
+    first = run_recorded(evaluate, seed=7, n_ieq_constr=int(constrained), name=name)
+    second = run_recorded(replay, seed=7, n_ieq_constr=int(constrained), name=name)
     assert len(first[0]) == len(second[0]) == 12
     for a, b in zip(first[0], second[0]):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first[1], second[1])
     np.testing.assert_array_equal(first[2], second[2])
-    other = run_recorded(evaluate, seed=8, n_ieq_constr=int(constrained))
+    other = run_recorded(evaluate, seed=8, n_ieq_constr=int(constrained), name=name)
     assert any(not np.array_equal(a, b) for a, b in zip(first[0][1:], other[0][1:]))
 
 
@@ -187,13 +198,15 @@ def test_hypervolume_by_hand():
     assert hypervolume(np.array([[0, 0, 0], [1, 1, -1]]), [2, 2, 2]) == pytest.approx(8.0 + 3.0 - 2.0)
 
 
-def test_nsga_reaches_the_brute_force_front_of_a_small_additive_problem():
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_each_algorithm_reaches_the_brute_force_front_of_a_small_additive_problem(name: str):
+    build = named(name)
     cost, quality = additive(6, 4, seed=1)
     objective = additive_objective(cost, quality)
     everything = objective(np.array(list(itertools.product(range(4), repeat=6))))[0]
     reference = everything.max(axis=0) + 0.01
     exact = hypervolume(everything[pareto_mask(everything)], reference)
-    nsga = algorithm([4] * 6, population=30, mutation_rate=0.1)
+    nsga = build([4] * 6, population=30, mutation_rate=0.1)
     evaluated = np.concatenate([F for _, F in evolve(nsga, GenomeProblem([4] * 6), objective, 20, seed=0)])
     evaluated = np.unique(evaluated, axis=0)
     assert len(evaluated) <= 600

@@ -16,6 +16,7 @@ import pytest
 
 from engine.config import load
 from engine.errors import DeviceError
+from engine.latency.meter import Meter
 from engine.latency.model import load_latency_model
 from engine.run import main
 from engine.search.rounds import Rounds, out_of_sample
@@ -172,3 +173,18 @@ def test_the_rounds_measure_through_a_device_agent(quickstart, fast: list[str], 
     assert store.stem == agent.device and len(pd.read_csv(store)) == len(served)
     stage = pd.read_csv(run / "latency" / "measurements.csv")
     assert len(served) == len(stage) + rounds.measured.sum()
+
+
+def test_a_stored_measurement_with_fewer_timed_runs_is_measured_again(quickstart, fast: list[str],
+                                                                      tmp_path: Path) -> None:
+    """The store's key leaves warm-up and repeats out: a measurement made with 3 timed runs does not stand in for
+    one the protocol asks 5 for, while one made with 5 serves a protocol of 3."""
+    genotype = sample("small", 7)
+    args = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast]
+    quick = Meter(load(quickstart, [*args, "latency.repeats=3"]))
+    first = quick.measure([genotype], "test")[0]
+    careful = Meter(load(quickstart, [*args, "latency.repeats=5"]))
+    second = careful.measure([genotype], "test")[0]
+    assert (first.stats.samples, second.stats.samples) == (3, 5)
+    assert quick.measure([genotype], "test")[0].stats.samples == 5  # the careful one serves the quick protocol
+    assert len(pd.read_csv(quick.store.path)) == 2

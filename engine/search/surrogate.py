@@ -1,0 +1,159 @@
+"""The accuracy-surrogate strategy (search.accuracy_surrogate.enabled): MSuNAS's loop over the run's genotypes,
+spending inherited-weight evaluations where the front is.
+
+First the extremes and random subnets (`initial`) are truly evaluated (inherited mIoU: extract, recalibrate BN,
+score). Then each of `search.rounds` rounds: an accuracy surrogate (predictors/accuracy.py: the regressor of best
+cross-validated Kendall tau, as a bootstrap ensemble) is fit to every true evaluation so far; `search.algorithm`
+runs `search.generations` generations on (surrogate mIoU, latency from the measuring rounds), seeded from the true
+front; of the unevaluated subnets it asked for, the surrogate's front spread over latency
+(predictors.design.spread) and the most uncertain of the rest, `per_round` in all, are truly evaluated (in parallel
+on Dask workers when search.workers > 1), and the surrogate's Kendall tau on them, which it had not seen, is
+recorded (search/surrogate.csv); then a measuring round as the plain strategy has one. Only true evaluations become
+Optuna trials; the surrogate's predictions are never stored as evaluations. Every step is seeded by the round, so a
+resumed search replays to the same front, scoring nothing twice.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pandas as pd
+
+from engine.evaluation.scoring import open_scorer
+from engine.latency.model import space_features
+from engine.search import fronts
+from engine.search import operators as nsga
+from engine.search.nsga2 import Search
+from engine.search.study import open_study, scored
+from predictors.accuracy import AccuracySurrogate, tau
+from predictors.design import spread
+from spaces import Genotype, largest, sample, smallest
+
+COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
+
+
+class SurrogateSearch:
+    """The surrogate-assisted loop around a Search's evaluation, rounds and trial store (module docstring)."""
+
+    def __init__(self, search: Search):
+        self.search, self.config = search, search.config
+        self.settings = search.config.search.accuracy_surrogate
+        self.records: list[dict] = []
+
+    def run(self, device) -> list[dict]:
+        """Initial sample, then the rounds; returns the hypervolume after each (true mIoU, latency)."""
+        search, settings = self.search, self.config.search
+        study = open_study(self.config)
+        done = scored(study)
+        history = []
+        with open_scorer(self.config, device) as scorer:
+            origin = {"strategy": "nsga2", "generation": 0, "round": 1}
+            seen = {row["key"]: row for row in search.evaluate(study, done, self.initial(), origin, scorer)}
+            history.append(self.point(0, seen))
+            for number in range(1, settings.rounds + 1):
+                model = self.fit(list(seen.values()), number)
+                batch = self.propose(model, seen, number)
+                origin = {"strategy": "nsga2", "generation": number, "round": len(search.rounds.records) + 1}
+                rows = search.evaluate(study, done, batch, origin, scorer)
+                self.record(number, model, batch, rows, len(seen))
+                seen.update((row["key"], row) for row in rows)
+                if number < settings.rounds and search.rounds.left > 0:
+                    seen = search.measure_round(seen, number)
+                history.append(self.point(number, seen))
+        return history
+
+    def initial(self) -> list[Genotype]:
+        """The largest and smallest genotypes and seeded random ones, `initial` (or the population) in all."""
+        name = self.search.skeleton
+        count = self.settings.initial or self.config.search.population
+        rng = random.Random(self.config.seed)
+        chosen = dict.fromkeys([largest(name), smallest(name)])
+        while len(chosen) < count:
+            chosen[sample(name, rng)] = None
+        return list(chosen)
+
+    def features(self, genotypes: list[Genotype]) -> np.ndarray:
+        return space_features(genotypes, self.search.rounds.model.costs, "one-hot+costs")
+
+    def fit(self, rows: list[dict], number: int) -> AccuracySurrogate:
+        genotypes = [Genotype.from_key(row["key"]) for row in rows]
+        surrogate = AccuracySurrogate(tuple(self.settings.kinds), self.settings.members, seed=self.config.seed + number)
+        return surrogate.fit(self.features(genotypes), np.array([row["miou"] for row in rows]))
+
+    def objective(self, model: AccuracySurrogate):
+        """Genomes -> (F, G) on the surrogate's mIoU and the rounds' latency (with the search's constraints)."""
+        search = self.search
+
+        def evaluate(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            genotypes = [Genotype(search.skeleton, tuple(map(int, x))) for x in X]
+            mean, _ = model.predict(self.features(genotypes))
+            rows = [{**row, "miou": float(m)} for row, m in zip(search.describe(genotypes, {}), mean)]
+            F, G = search.objectives(rows)
+            return F, G if search.limits else None
+
+        return evaluate
+
+    def propose(self, model: AccuracySurrogate, seen: dict[str, dict], number: int) -> list[Genotype]:
+        """`per_round` unevaluated subnets from a search on the surrogate (any it asked for; random ones when it
+        asked for too few): its front spread over latency, then the most uncertain of the rest."""
+        search = self.search
+        choices = [len(search.names)] * search.layers
+        algorithm = search.algorithm(choices, self.seeds(seen))
+        problem = nsga.GenomeProblem(choices, 2, len(search.limits))
+        asked = [X for X, _ in nsga.evolve(algorithm, problem, self.objective(model), self.config.search.generations,
+                                           self.config.seed + number)]
+        genomes = np.concatenate([nsga.genomes(algorithm.pop), *asked])  # the final population first
+        found = [Genotype(search.skeleton, tuple(map(int, x))) for x in genomes]
+        found = [g for g in dict.fromkeys(found) if g.key not in seen]
+        if len(found) < self.settings.per_round:
+            found += [g for g in self.unseen(seen, number) if g not in found]
+        return self.choose(model, found, number)
+
+    def seeds(self, seen: dict[str, dict]) -> np.ndarray:
+        """The inner search's first genomes: the true front's (feasible first), at most the population."""
+        rows = list(seen.values())
+        F = fronts.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows])
+        order = np.lexsort((F[:, 1], ~fronts.pareto_mask(F)))  # the front first, each part by latency
+        keys = [rows[i]["key"] for i in order[: self.config.search.population]]
+        return np.array([Genotype.from_key(key).choices for key in keys])
+
+    def unseen(self, seen: dict[str, dict], number: int) -> list[Genotype]:
+        """Random unevaluated genotypes, when the search on the surrogate found nothing new."""
+        rng = random.Random(self.config.seed * 1000 + number)
+        found: dict[Genotype, None] = {}
+        for _ in range(100 * self.settings.per_round):
+            genotype = sample(self.search.skeleton, rng)
+            if genotype.key not in seen:
+                found[genotype] = None
+            if len(found) >= self.settings.per_round:
+                break
+        return list(found)
+
+    def choose(self, model: AccuracySurrogate, found: list[Genotype], number: int) -> list[Genotype]:
+        count = min(self.settings.per_round, len(found))
+        mean, std = model.predict(self.features(found))
+        latency = np.array([row["latency_ms"] for row in self.search.describe(found, {})])
+        front = np.flatnonzero(fronts.pareto_mask(fronts.minimised(mean, latency)))
+        diverse = count - count // 4
+        picked = [int(front[i]) for i in spread(latency[front], min(diverse, len(front)), self.config.seed + number)]
+        rest = [i for i in np.argsort(-std, kind="stable") if i not in picked]
+        return [found[i] for i in picked + rest[: count - len(picked)]]
+
+    def record(self, number: int, model: AccuracySurrogate, batch: list[Genotype], rows: list[dict],
+               before: int) -> None:
+        """The round's surrogate: which regressor, its cross-validated tau, its tau and error on the batch."""
+        predicted, _ = model.predict(self.features(batch))
+        true = np.array([row["miou"] for row in rows])
+        self.records.append({"round": number, "evaluations": before + len(batch), "batch": len(batch),
+                             "kind": model.kind, "cv_tau": model.scores[model.kind],
+                             "batch_tau": tau(true, predicted),
+                             "batch_mae": float(np.mean(np.abs(true - predicted))) if len(batch) else math.nan})
+
+    def point(self, number: int, seen: dict[str, dict]) -> dict:
+        return {"generation": number, "evaluations": len(seen),
+                "hypervolume": self.search.hypervolume(list(seen.values()))}
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=COLUMNS)

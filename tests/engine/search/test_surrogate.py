@@ -1,0 +1,131 @@
+"""The accuracy surrogate: the regressor chosen by cross-validated rank correlation ranks unseen subnets of a
+synthetic problem; the surrogate loop end to end on a tiny run (only true evaluations become trials, each its
+subnet's true inherited mIoU); a run killed with SIGKILL inside a surrogate round resumes to the same front
+without scoring anything twice; pymoo's other algorithms run the search."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from engine.config import load
+from engine.evaluation.inherited import evaluator_for
+from engine.run import main
+from engine.training.supernet import load_supernet
+from predictors.accuracy import AccuracySurrogate, tau
+from spaces import Genotype
+
+SURROGATE = ["search.accuracy_surrogate.enabled=true", "search.accuracy_surrogate.initial=8",
+             "search.accuracy_surrogate.per_round=4", "search.rounds=2", "search.generations=3",
+             "search.accuracy_surrogate.kinds=[ridge,trees]", "search.accuracy_surrogate.members=3",
+             "evaluation.val_images=4"]
+KILLER = """
+import os, signal, sys
+from engine.search.nsga2 import Search
+store, stored = Search.store, []
+def killing(self, *args):
+    store(self, *args)
+    stored.append(1)
+    if len(stored) == 10:  # the initial 8, then 2 of the first round's 4
+        os.kill(os.getpid(), signal.SIGKILL)
+Search.store = killing
+from engine.run import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def additive(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, size=(rows, 30)).astype(float)
+    weights = np.linspace(0.0, 1.0, 30)
+    return X, X @ weights + 0.05 * rng.standard_normal(rows)
+
+
+def test_the_surrogate_ranks_unseen_rows_and_says_where_it_is_unsure() -> None:
+    X, y = additive(120, 0)
+    surrogate = AccuracySurrogate(members=3, seed=0).fit(X[:80], y[:80])
+    mean, std = surrogate.predict(X[80:])
+    assert surrogate.kind in surrogate.scores and surrogate.scores[surrogate.kind] == max(surrogate.scores.values())
+    assert tau(y[80:], mean) > 0.7 and mean.shape == std.shape == (40,) and (std > 0).all()
+    far = np.full((1, 30), 5.0)  # far outside what it has seen
+    assert surrogate.predict(far)[1][0] > np.median(std)
+    again = AccuracySurrogate(members=3, seed=0).fit(X[:80], y[:80]).predict(X[80:])[0]
+    np.testing.assert_array_equal(again, mean)
+
+
+@pytest.mark.parametrize("kinds, rows, message", [(("boosting",), 20, "unknown surrogate kind"),
+                                                  (("ridge",), 5, "at least 8 rows")])
+def test_bad_surrogate_input_says_what(kinds, rows: int, message: str) -> None:
+    X, y = additive(rows, 1)
+    with pytest.raises(ValueError, match=message):
+        AccuracySurrogate(kinds).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def surrogate_runs(tmp_path_factory, quickstart: str, fast: list[str]) -> tuple[Path, list[str]]:
+    """A run after space, supernet and latency ('base'), and a copy searched with the surrogate ('whole')."""
+    root = tmp_path_factory.mktemp("surrogate")
+    args = [f"latency.store={root / 'store'}", *fast, *SURROGATE]
+    assert main([quickstart, f"runs_dir={root / 'base'}", *args, "--stages", "space,supernet,latency"]) == 0
+    shutil.copytree(root / "base", root / "whole")
+    assert main([quickstart, f"runs_dir={root / 'whole'}", *args, "--stages", "search"]) == 0
+    return root, args
+
+
+def keys(run: Path) -> list[str]:
+    study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'study.db'}")
+    return [t.user_attrs["key"] for t in study.trials]
+
+
+def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None:
+    root, args = surrogate_runs
+    run = root / "whole" / "quickstart"
+    trials = keys(run)
+    assert len(trials) == len(set(trials)) == 8 + 2 * 4
+    table = pd.read_csv(run / "search" / "surrogate.csv")
+    assert table["round"].tolist() == [1, 2] and table.batch.tolist() == [4, 4]
+    assert table.evaluations.tolist() == [12, 16] and set(table.kind) <= {"ridge", "trees"}
+    config = load(quickstart, [f"runs_dir={root / 'whole'}", *args])
+    evaluator = evaluator_for(config, load_supernet(config, config.space.num_classes, "cpu"), "cpu")
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    for key, miou in zip(evaluations.key, evaluations.miou):  # each the subnet's true inherited mIoU
+        assert miou == pytest.approx(evaluator.score(Genotype.from_key(key))["miou"], abs=1e-9)
+    assert main([quickstart, f"runs_dir={root / 'whole'}", *args, "--stages", "report"]) == 0
+    page = (run / "report.html").read_text()
+    section = page[page.index("<h2>Accuracy surrogate per round</h2>"):]
+    assert section[: section.index("</table>")].count("<tr>") == 1 + 2  # the header and one row per round
+
+
+def test_a_search_killed_in_a_surrogate_round_resumes_to_the_same_front(quickstart, root, surrogate_runs) -> None:
+    base, args = surrogate_runs
+    shutil.copytree(base / "base", base / "killed")
+    command = [quickstart, f"runs_dir={base / 'killed'}", *args, "--stages", "search"]
+    killed = subprocess.run([sys.executable, "-c", KILLER, *command], cwd=root, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    run = base / "killed" / "quickstart"
+    before = keys(run)
+    assert len(before) == 10
+    assert main(command) == 0
+    after = keys(run)
+    assert after[:10] == before and len(after) == len(set(after)) == 16
+    columns = ["key", "miou", "latency_ms"]
+    pd.testing.assert_frame_equal(pd.read_csv(run / "front.csv")[columns],
+                                  pd.read_csv(base / "whole" / "quickstart" / "front.csv")[columns])
+
+
+@pytest.mark.parametrize("name", ["smsemoa", "unsga3"])
+def test_other_pymoo_algorithms_run_the_search(name: str, quickstart, surrogate_runs) -> None:
+    base, args = surrogate_runs
+    shutil.copytree(base / "base", base / name)
+    plain = [arg for arg in args if not arg.startswith("search.accuracy_surrogate")]
+    assert main([quickstart, f"runs_dir={base / name}", *plain, f"search.algorithm={name}", "--stages", "search"]) == 0
+    evaluations = pd.read_csv(base / name / "quickstart" / "evaluations.csv")
+    assert len(evaluations) >= 6 and evaluations.front.any()
