@@ -11,21 +11,26 @@ re-measurement is the median of its passes. For each search and group it prints 
 re-measurement to the latency the front claims (one-shot: its prediction; rounds: its measured_ms), the share within
 ±10%, the worst ratio, and the measurements each search spent (the latency stage's, the same for both, and the
 search's own). The issue's goal for the rounds' front: >= 90% within ±10%, median ratio within 0.95-1.05.
+
+The same passes re-measure the latency stage's held-out genotypes ("anchors": measured once by the run, chosen by
+no search): their ratios are the host's own repeatability, the floor no front can beat, and their median is the
+host's speed now against then. The table repeats every ratio divided by that median ("normalised"): on a shared CPU
+whose speed drifts by ±10% within minutes, this is the comparison that says whether a front is biased.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.common import host
+from benchmarks.common import scratch as scratch_folder
 
 ARMS = {"one-shot": ["search.measure_limit=0"], "rounds": []}
 
@@ -60,6 +65,9 @@ def groups(arms: dict[str, Path], seed: int) -> pd.DataFrame:
         for group, table in (("front", front), ("random", random)):
             claimed = table.latency_ms if arm == "rounds" else table.predicted_ms
             rows += [{"arm": arm, "group": group, "key": key, "claimed_ms": ms} for key, ms in zip(table.key, claimed)]
+    heldout = pd.read_csv(next(iter(arms.values())) / "latency" / "heldout.csv")
+    rows += [{"arm": "both", "group": "anchors (latency stage's held-out)", "key": key, "claimed_ms": ms}
+             for key, ms in zip(heldout.key, heldout.measured_ms)]
     return pd.DataFrame(rows)
 
 
@@ -81,6 +89,12 @@ def remeasure(config_path: str, run_dir: Path, keys: list[str], passes: int, see
     return {key: float(np.median(values)) for key, values in samples.items()}
 
 
+def summary(ratio: np.ndarray) -> str:
+    """'median | share within ±10% | worst' of some ratios (a markdown cell group)."""
+    worst = ratio[np.argmax(np.abs(np.log(ratio)))]
+    return f"{np.median(ratio):.3f} | {100 * np.mean(np.abs(ratio - 1) <= 0.1):.0f}% | {worst:.2f}"
+
+
 def spent(run_dir: Path) -> tuple[int, int]:
     stage = len(pd.read_csv(run_dir / "latency" / "measurements.csv"))
     own = run_dir / "search" / "measurements.csv"
@@ -94,25 +108,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
-    with tempfile.TemporaryDirectory() as temporary:
-        scratch = args.keep or Path(temporary)
-        if args.keep and scratch.exists():
-            parser.error(f"--keep {scratch} exists; the benchmark starts from empty directories")
+    print(host())
+    with scratch_folder(parser, args.keep) as scratch:
         arms = searched(args.config, scratch)
         table = groups(arms, args.seed)
         measured = remeasure(args.config, next(iter(arms.values())), list(dict.fromkeys(table.key)), args.passes,
                              args.seed)
         table["remeasured_ms"] = table.key.map(measured)
         table["ratio"] = table.remeasured_ms / table.claimed_ms
-        print("| search | group | points | median ratio | within ±10% | worst ratio | measurements (latency stage "
-              "+ search) |\n|---|---|---|---|---|---|---|")
+        drift = float(table[table.arm == "both"].ratio.median())
+        print(f"host speed now / at the run (anchors' median ratio): {drift:.3f}")
+        print("| search | group | points | median ratio | within ±10% | worst | normalised: median | within ±10% | "
+              "worst | measurements (latency stage + search) |\n|---|---|---|---|---|---|---|---|---|---|")
         for (arm, group), rows in table.groupby(["arm", "group"], sort=False):
-            stage, own = spent(arms[arm])
+            stage, own = spent(arms.get(arm, next(iter(arms.values()))))
             ratio = rows.ratio.to_numpy()
-            worst = ratio[np.argmax(np.abs(np.log(ratio)))]
-            print(f"| {arm} | {group} | {len(rows)} | {np.median(ratio):.3f} | "
-                  f"{100 * np.mean(np.abs(ratio - 1) <= 0.1):.0f}% | {worst:.2f} | {stage} + {own} |")
+            print(f"| {arm} | {group} | {len(rows)} | {summary(ratio)} | {summary(ratio / drift)} | "
+                  f"{stage} + {own if arm != 'both' else '-'} |")
         if args.keep:
             table.to_csv(scratch / "front_check.csv", index=False)
 

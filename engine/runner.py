@@ -137,12 +137,16 @@ def _without(tree: Any, ignored: Sequence[str], prefix: str = "") -> Any:
     return kept
 
 
-def config_digest(config: ExperimentConfig, sections: Sequence[str]) -> str:
-    """sha256 of the stage's configuration sections, leaving out the settings that change how it runs, not what
-    it computes (engine.config.OPERATIONAL: workers, checkpoint interval, agent address, ...)."""
+def config_sections(config: ExperimentConfig, sections: Sequence[str]) -> dict[str, Any]:
+    """The stage's configuration sections, leaving out the settings that change how it runs, not what it computes
+    (engine.config.OPERATIONAL: workers, checkpoint interval, agent address, ...)."""
     tree = _without(config.model_dump(mode="json"), OPERATIONAL)
-    chosen = {section: _section(tree, section) for section in sections}
-    return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
+    return {section: _section(tree, section) for section in sections}
+
+
+def config_digest(config: ExperimentConfig, sections: Sequence[str]) -> str:
+    """sha256 of `config_sections`."""
+    return hashlib.sha256(json.dumps(config_sections(config, sections), sort_keys=True).encode()).hexdigest()
 
 
 class Runner:
@@ -160,7 +164,8 @@ class Runner:
 
     def snapshot(self, stage: Stage) -> dict[str, Any]:
         config = self.ctx.config
-        return {"config": config_digest(config, stage.declared("config", config)),
+        sections = stage.declared("config", config)
+        return {"config": config_digest(config, sections), "settings": config_sections(config, sections),
                 "inputs": digests(self.paths.root, self.inputs(stage))}
 
     def inputs(self, stage: Stage) -> tuple[str, ...]:

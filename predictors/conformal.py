@@ -47,24 +47,14 @@ from collections import deque
 
 import numpy as np
 
+from predictors.latency import check_latency
+
 FORMAT = "squeezenas-engine/adaptive-conformal"
 VERSION = 1
 DEFAULT_LEVEL = 0.9
 DEFAULT_WINDOW = 200
 DEFAULT_GAMMA = 0.005
 _RANK_SLACK = 1e-9
-
-
-def _check_positive(values: np.ndarray, name: str) -> np.ndarray:
-    """values as a finite positive float64 1-D array; ValueError naming `name` and the first bad row otherwise."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of latencies, got shape {values.shape}")
-    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-    if len(bad):
-        raise ValueError(f"{name} must be finite and positive; row {bad[0]} is {values[bad[0]]!r} "
-                         f"({len(bad)} bad value(s))")
-    return values
 
 
 def _check_settings(level: float, window: int, gamma: float) -> None:
@@ -78,8 +68,8 @@ def _check_settings(level: float, window: int, gamma: float) -> None:
 
 def residual_scores(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """|log(measured / predicted)| per row, after checking both are 1-D, of one shape, finite and positive."""
-    predicted = _check_positive(predicted, "predicted")
-    measured = _check_positive(measured, "measured")
+    predicted = check_latency(predicted, name="predicted")
+    measured = check_latency(measured, name="measured")
     if predicted.shape != measured.shape:
         raise ValueError(f"predicted and measured must have the same shape, got {predicted.shape} and "
                          f"{measured.shape}")
@@ -127,7 +117,7 @@ class AdaptiveConformal:
 
     def interval(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) latency bounds around the predictions; lower >= 0, upper inf when q is."""
-        predicted = _check_positive(predicted, "predicted")
+        predicted = check_latency(predicted, name="predicted")
         q = self.quantile
         with np.errstate(over="ignore"):
             return predicted * np.exp(-q), predicted * np.exp(q)

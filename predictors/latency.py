@@ -184,13 +184,16 @@ def check_features(X: np.ndarray, n_features: int | None = None) -> np.ndarray:
     return X
 
 
-def check_latency(y: np.ndarray, rows: int) -> np.ndarray:
+def check_latency(y: np.ndarray, rows: int | None = None, name: str = "latency") -> np.ndarray:
+    """y as a finite positive float64 1-D array (of `rows` values when given); ValueError naming `name` and the
+    first bad row otherwise."""
     y = np.asarray(y, dtype=np.float64)
-    if y.shape != (rows,):
-        raise ValueError(f"latency must be a 1-D array of {rows} values (one per feature row), got shape {y.shape}")
+    if y.ndim != 1 or (rows is not None and y.shape != (rows,)):
+        wanted = "a 1-D array" if rows is None else f"a 1-D array of {rows} values (one per feature row)"
+        raise ValueError(f"{name} must be {wanted}, got shape {y.shape}")
     bad = np.flatnonzero(~(np.isfinite(y) & (y > 0)))
     if len(bad):
-        raise ValueError(f"latency must be finite and positive; row {bad[0]} is {y[bad[0]]!r} "
+        raise ValueError(f"{name} must be finite and positive; row {bad[0]} is {y[bad[0]]!r} "
                          f"({len(bad)} bad value(s))")
     return y
 

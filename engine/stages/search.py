@@ -98,8 +98,9 @@ def run(ctx: Context) -> None:
     state = search.close()
     cost["measuring"] = {"measured": len(rounds.spent), "limit": config.search.measure_limit, **state}
     if state["front_unmeasured"]:
-        log.warning("%d of the %d front points are not measured (search.measure_limit %d is spent): their latency is "
-                    "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit)
+        why = "is spent" if config.search.measure_limit else "is 0: the search ran on predictions"
+        log.warning("%d of the %d front points are not measured (search.measure_limit %d %s): their latency is "
+                    "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit, why)
     write_json(paths.search_cost, cost)
     write_outputs(paths, evaluations_table(trials_table(open_study(config))), history, rounds)
     if surrogate:

@@ -182,3 +182,13 @@ def test_two_processes_under_torchrun_run_and_then_skip_every_stage(quickstart, 
     assert log.count("stage retrain: finished") == 1 and log.count("stage retrain: skipped") == 1
     picked = json.loads((run / "selected" / "selection.json").read_text())["picked"]
     assert all((run / "selected" / entry["label"] / "metrics.json").exists() for entry in picked)
+
+
+def test_a_stage_not_rerun_keeps_the_settings_it_was_made_with(quickstart, fast, runs: Path, finished: Path) -> None:
+    """config.yaml is the latest invocation's; each stage's record keeps the settings that made it."""
+    run = runs / "quickstart"
+    made_with = json.loads((run / "stages" / "select.json").read_text())["settings"]
+    assert made_with == {"selection": {"budgets_ms": {"small": 4.0, "large": 6.0, "xlarge": 9.0}, "knee": True}}
+    assert again(quickstart, fast, runs, finished, "selection.knee=false", "--stages", "report") == 0
+    assert "knee: false" in (run / "config.yaml").read_text()
+    assert json.loads((run / "stages" / "select.json").read_text())["settings"] == made_with

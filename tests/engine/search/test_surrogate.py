@@ -129,3 +129,13 @@ def test_other_pymoo_algorithms_run_the_search(name: str, quickstart, surrogate_
     assert main([quickstart, f"runs_dir={base / name}", *plain, f"search.algorithm={name}", "--stages", "search"]) == 0
     evaluations = pd.read_csv(base / name / "quickstart" / "evaluations.csv")
     assert len(evaluations) >= 6 and evaluations.front.any()
+
+
+def test_a_surrogate_round_scored_by_dask_workers_finds_the_same_front(quickstart, surrogate_runs) -> None:
+    base, args = surrogate_runs
+    shutil.copytree(base / "base", base / "dask")
+    assert main([quickstart, f"runs_dir={base / 'dask'}", *args, "search.workers=2", "--stages", "search"]) == 0
+    columns = ["key", "miou", "latency_ms"]
+    pd.testing.assert_frame_equal(pd.read_csv(base / "dask" / "quickstart" / "front.csv")[columns],
+                                  pd.read_csv(base / "whole" / "quickstart" / "front.csv")[columns])
+    assert sorted(keys(base / "dask" / "quickstart")) == sorted(keys(base / "whole" / "quickstart"))
