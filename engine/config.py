@@ -22,6 +22,9 @@ OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.d
                "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
+UNSEEN = ("!data.test_split",)
+"""Left out of the configuration of the stages that see train and val only (a stage's config entry '!path')."""
+
 
 
 class _Strict(BaseModel):
@@ -58,6 +61,8 @@ class DataConfig(_Strict):
     root: Path | None = None
     train_split: str = "train"
     val_split: str = "val"
+    test_split: str | None = Field(None, description="scored only after the search: the retrained picks and the "
+                                   "hand-made comparison report val and test mIoU (CamVid: test/ + testannot/)")
     crop: tuple[int, int] = (256, 512)
     scale: tuple[float, float] = (0.5, 2.0)
     jitter: float = Field(0.2, ge=0, le=1)
@@ -65,6 +70,13 @@ class DataConfig(_Strict):
     synthetic_size: tuple[int, int] = (256, 512)
     synthetic_train: int = Field(512, ge=1)
     synthetic_val: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _distinct_splits(self) -> "DataConfig":
+        if self.test_split is not None and self.test_split in (self.train_split, self.val_split):
+            raise ValueError(f"data.test_split {self.test_split!r} is also the train or val split; the test split "
+                             f"must be data the search never saw")
+        return self
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataConfig":

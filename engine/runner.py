@@ -139,9 +139,11 @@ def _without(tree: Any, ignored: Sequence[str], prefix: str = "") -> Any:
 
 def config_sections(config: ExperimentConfig, sections: Sequence[str]) -> dict[str, Any]:
     """The stage's configuration sections, leaving out the settings that change how it runs, not what it computes
-    (engine.config.OPERATIONAL: workers, checkpoint interval, agent address, ...)."""
-    tree = _without(config.model_dump(mode="json"), OPERATIONAL)
-    return {section: _section(tree, section) for section in sections}
+    (engine.config.OPERATIONAL: workers, checkpoint interval, agent address, ...) and those it names with a leading
+    '!' (engine.config.UNSEEN: the test split, for the stages that never read it)."""
+    left_out = [section[1:] for section in sections if section.startswith("!")]
+    tree = _without(config.model_dump(mode="json"), (*OPERATIONAL, *left_out))
+    return {section: _section(tree, section) for section in sections if not section.startswith("!")}
 
 
 def config_digest(config: ExperimentConfig, sections: Sequence[str]) -> str:

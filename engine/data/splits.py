@@ -1,4 +1,5 @@
-"""Datasets of an experiment, built from its `data` section: training (augmented) and validation sets."""
+"""Datasets of an experiment, built from its `data` section: training (augmented), validation and test sets. The
+search, selection and audit see train and val only; the test split is scored after the search."""
 
 from __future__ import annotations
 
@@ -25,3 +26,8 @@ def train_set(data: DataConfig, seed: int = 0) -> Dataset:
 def val_set(data: DataConfig, seed: int = 0) -> Dataset:
     """The validation split, resized to data.eval_size when set."""
     return _build(data, data.val_split, eval_transform(data.eval_size), seed)
+
+
+def eval_set(data: DataConfig, split: str, seed: int = 0) -> Dataset:
+    """Any split as the validation split is read (the test split, data.test_split), resized to data.eval_size."""
+    return _build(data, split, eval_transform(data.eval_size), seed)

@@ -16,7 +16,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from engine.config import ExperimentConfig
-from engine.data.splits import train_set, val_set
+from engine.data.splits import eval_set, train_set, val_set
 from engine.evaluation.metrics import SegmentationMetric
 from spaces import Genotype, Supernet
 
@@ -92,6 +92,11 @@ def validation_batches(config: ExperimentConfig) -> list[Batch]:
     """The experiment's validation images (`evaluation.val_images` of them, all when None), in memory."""
     settings = config.evaluation
     return load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
+
+
+def split_batches(config: ExperimentConfig, split: str) -> list[Batch]:
+    """Every image of a split read as the validation split is (the test split: data.test_split), in memory."""
+    return load_batches(eval_set(config.data, split, config.seed), None, config.evaluation.batch_size)
 
 
 def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.device, cache: bool = True

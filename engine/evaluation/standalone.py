@@ -12,8 +12,15 @@ from engine.training.standalone import train_standalone
 from spaces import Genotype
 
 
-def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
-                    batches: list[Batch]) -> float:
+def standalone_scores(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
+                      splits: dict[str, list[Batch]]) -> dict[str, float]:
+    """The genotype trained with audit.train, then its mIoU on each named set of batches (val, test)."""
     network = train_standalone(genotype, config.data, config.audit.train, folder, world, config.space.width,
                                config.seed, section="audit.train")
-    return evaluate(network, batches, config.space.num_classes, world.device)["miou"]
+    return {name: evaluate(network, batches, config.space.num_classes, world.device)["miou"]
+            for name, batches in splits.items()}
+
+
+def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
+                    batches: list[Batch]) -> float:
+    return standalone_scores(config, genotype, folder, world, {"val": batches})["val"]

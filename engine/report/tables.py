@@ -121,7 +121,14 @@ def picks_table(picks: list[Pick]) -> str:
         si(pick.get("params")),
         fmt(pick.get("onnx_max_abs_diff"), ".2e"),
     ] for pick in picks]
-    return html_table(PICK_HEADER, rows, key_column=1)
+    tested = [pick for pick in picks if pick.get("test_miou") is not None]
+    if not tested:
+        return html_table(PICK_HEADER, rows, key_column=1)
+    split = tested[0].get("test_split")
+    for row, pick in zip(rows, picks):
+        row.insert(9, fmt(pick.get("test_miou"), ".4f") if pick.get("test_miou") is not None else MISSING)
+    header = [*PICK_HEADER[:8], "retrained mIoU (val)", f"retrained mIoU (test split {split})", *PICK_HEADER[9:]]
+    return html_table(header, rows, key_column=1)
 
 
 def accuracy_table(accuracy: dict[str, Any]) -> str:
@@ -187,15 +194,20 @@ def dominance_text(front: pd.DataFrame, dnas: pd.DataFrame) -> str:
 
 def baseline_table(baseline: dict[str, Any]) -> str:
     """The hand-made k3_e6 network against the searched one at the same measured latency."""
+    tested = "test_miou_difference" in baseline
     rows = [[label, str(part["key"]), fmt(part["measured_ms"], ".2f", " ms"), si(part["macs"]),
-             fmt(part["standalone_miou"], ".4f")]
+             fmt(part["standalone_miou"], ".4f"), *([fmt(part.get("standalone_test_miou"), ".4f")] if tested else [])]
             for label, part in (("hand-made (k3_e6 everywhere)", baseline["handmade"]),
                                 ("searched", baseline["searched"]))]
+    test = (f" (test split {baseline.get('test_split')}: {fmt(baseline.get('test_miou_difference'), '+.4f')})"
+            if tested else "")
     text = (f"<p>Both trained stand-alone for {baseline.get('train_steps')} steps (batch "
             f"{baseline.get('train_batch_size')}); searched − hand-made mIoU "
-            f"{fmt(baseline.get('miou_difference'), '+.4f')} at a measured latency ratio of "
+            f"{fmt(baseline.get('miou_difference'), '+.4f')} on val{test} at a measured latency ratio of "
             f"{fmt(baseline.get('latency_ratio'), '.3f')}.</p>")
-    return html_table(["network", "genotype", "measured latency", "MACs", "stand-alone mIoU"], rows, 1) + text
+    header = ["network", "genotype", "measured latency", "MACs", "stand-alone mIoU (val)",
+              *(["stand-alone mIoU (test)"] if tested else [])]
+    return html_table(header, rows, 1) + text
 
 
 def front_counts(run: Run) -> tuple[Any, Any]:

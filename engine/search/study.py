@@ -46,6 +46,7 @@ def scores_digest(config: ExperimentConfig) -> str:
         with path.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     settings = config.model_dump(mode="json", include={"seed", "space", "data", "evaluation"})
+    settings["data"].pop("test_split", None)  # scored after the search only
     digest.update(json.dumps([settings, config.search.constraints.model_dump(mode="json")], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 

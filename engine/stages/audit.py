@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
-from engine.config import ExperimentConfig
+from engine.config import UNSEEN, ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
 from engine.evaluation.standalone import standalone_miou
 from engine.files import write_csv, write_json
@@ -66,6 +66,7 @@ def run(ctx: Context) -> None:
 
 
 STAGE = Stage("audit", run, reads=(A.front, A.supernet), writes=(A.audit, A.audit_summary),
-              work=(A.trained_dir,), config=("seed", "space", "data", "evaluation", "audit.genotypes", "audit.train"),
+              work=(A.trained_dir,), config=("seed", "space", "data", *UNSEEN, "evaluation", "audit.genotypes",
+                                                 "audit.train"),
               ranks="all", enabled=lambda config: config.audit.enabled,
               enabled_by="audit.enabled")

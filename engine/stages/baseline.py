@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError
-from engine.evaluation.inherited import validation_batches
-from engine.evaluation.standalone import standalone_miou
+from engine.evaluation.inherited import split_batches, validation_batches
+from engine.evaluation.standalone import standalone_scores
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter, latency_of
 from engine.latency.model import space_costs
@@ -83,20 +83,28 @@ def from_main(pair: Pair | None, world: World) -> Pair:
     return box[0]
 
 
-def summary(config: ExperimentConfig, front: pd.DataFrame, pair: Pair, miou: dict[Genotype, float]) -> dict:
-    """The fields of baseline.json."""
+def summary(config: ExperimentConfig, front: pd.DataFrame, pair: Pair, miou: dict[Genotype, dict[str, float]]
+            ) -> dict:
+    """The fields of baseline.json (the test split's only with data.test_split)."""
     baseline, baseline_ms, searched, searched_ms = pair
     costs, point = space_costs(config), front.set_index("key").loc[searched.key]
+    test = {"test_split": config.data.test_split,
+            "test_miou_difference": miou[searched]["test"] - miou[baseline]["test"]} if "test" in miou[searched] else {}
     return {
         "handmade": {"key": baseline.key, "names": baseline.names, "measured_ms": baseline_ms,
-                     "macs": costs.genotype_macs(baseline), "standalone_miou": miou[baseline]},
-        "searched": {"key": searched.key, "measured_ms": searched_ms, "predicted_ms": float(point.latency_ms),
+                     "macs": costs.genotype_macs(baseline), **standalone_fields(miou[baseline])},
+        "searched": {"key": searched.key, "measured_ms": searched_ms, "predicted_ms": float(point.predicted_ms),
                      "inherited_miou": float(point.miou), "macs": costs.genotype_macs(searched),
-                     "standalone_miou": miou[searched]},
-        "miou_difference": miou[searched] - miou[baseline], "latency_ratio": searched_ms / baseline_ms,
+                     **standalone_fields(miou[searched])},
+        "miou_difference": miou[searched]["val"] - miou[baseline]["val"], **test,
+        "latency_ratio": searched_ms / baseline_ms,
         "train_steps": config.audit.train.steps, "train_batch_size": config.audit.train.batch_size,
         "statistic": config.latency.statistic,
     }
+
+
+def standalone_fields(scores: dict[str, float]) -> dict[str, float]:
+    return {"standalone_miou": scores["val"], **({"standalone_test_miou": scores["test"]} if "test" in scores else {})}
 
 
 def run(ctx: Context) -> None:
@@ -107,8 +115,10 @@ def run(ctx: Context) -> None:
                           "unreachable; start the device agent or check latency.agent.url")
     front = pd.read_csv(paths.front)
     pair = from_main(measured_pair(config, meter, front) if world.is_main else None, world)
-    batches = validation_batches(config)
-    miou = {g: float(standalone_miou(config, g, paths.trained(g.key), world, batches))
+    splits = {"val": validation_batches(config)}
+    if config.data.test_split:
+        splits["test"] = split_batches(config, config.data.test_split)
+    miou = {g: standalone_scores(config, g, paths.trained(g.key), world, splits)
             for g in (pair.handmade, pair.searched)}
     if world.is_main:
         write_json(paths.baseline, summary(config, front, pair, miou))

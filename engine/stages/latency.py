@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
-from engine.config import ExperimentConfig
+from engine.config import UNSEEN, ExperimentConfig
 from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
@@ -127,7 +127,7 @@ def _reads(config: ExperimentConfig) -> tuple[str, ...]:
 
 
 def _config(config: ExperimentConfig) -> tuple[str, ...]:
-    scoring = ("data", "evaluation") if config.latency.active else ()
+    scoring = ("data", *UNSEEN, "evaluation") if config.latency.active else ()
     return ("seed", "space", "latency", *scoring)
 
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from engine.config import ExperimentConfig
 from engine.data.classes import DATASET_CLASSES
 from engine.evaluation.export import export_checked
-from engine.evaluation.inherited import Batch, evaluate, validation_batches
+from engine.evaluation.inherited import Batch, evaluate, split_batches, validation_batches
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter
 from engine.paths import ARTEFACTS as A
@@ -55,8 +55,9 @@ def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) ->
 
 
 def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World,
-           batches: list[Batch]) -> dict:
-    """Evaluate (on `batches`), export and re-measure one retrained network; the metrics.json record."""
+           batches: list[Batch], test: list[Batch] | None) -> dict:
+    """Evaluate (on the validation `batches`, and the `test` ones when the experiment has a test split), export
+    and re-measure one retrained network; the metrics.json record."""
     genotype = Genotype.from_key(entry["key"])
     result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
     searched = pd.read_csv(config.paths.evaluations).set_index("key").loc[entry["key"]]
@@ -73,8 +74,18 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
         "class_names": list(DATASET_CLASSES[config.data.kind]),
         "measured": measured, "onnx_max_abs_diff": diff,
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
-        "retrain_steps": config.retrain.train.steps,
+        "retrain_steps": config.retrain.train.steps, **scores_on_test(network, test, config, world),
     }
+
+
+def scores_on_test(network: Network, test: list[Batch] | None, config: ExperimentConfig, world: World) -> dict:
+    """test_miou, test_iou and test_pixel_accuracy on data.test_split ({} without one)."""
+    if test is None:
+        return {}
+    result = evaluate(network.to(world.device), test, config.space.num_classes, world.device)
+    return {"test_split": config.data.test_split, "test_miou": result["miou"],
+            "test_pixel_accuracy": result["pixel_accuracy"],
+            "test_iou": [None if math.isnan(v) else v for v in result["iou"]]}
 
 
 def _number(value) -> float | None:
@@ -101,7 +112,7 @@ def finished(paths: RunPaths, label: str, export: bool) -> bool:
 def run(ctx: Context) -> None:
     """Retrain, evaluate, export and re-measure every picked network (module docstring)."""
     config, world = ctx.config, ctx.world
-    records, batches = [], None
+    records, batches, test = [], None, None
     for entry in selection(config):
         out = ctx.paths.picked_metrics(entry["label"])
         if finished(ctx.paths, entry["label"], config.retrain.export):
@@ -114,8 +125,10 @@ def run(ctx: Context) -> None:
         network = train_picked(config, Genotype.from_key(entry["key"]), out.parent, world)
         record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the twins
         if world.is_main:
-            batches = validation_batches(config) if batches is None else batches
-            record = finish(config, entry, network, ctx.meter, world, batches)
+            if batches is None:
+                batches = validation_batches(config)
+                test = split_batches(config, config.data.test_split) if config.data.test_split else None
+            record = finish(config, entry, network, ctx.meter, world, batches, test)
             write_json(out, record)
         records.append(record)
         if world.distributed:

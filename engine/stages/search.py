@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from engine.config import ExperimentConfig
+from engine.config import UNSEEN, ExperimentConfig
 from engine.files import write_csv, write_json
 from engine.latency.meter import MEASURING
 from engine.latency.model import load_latency_model
@@ -110,7 +110,7 @@ def run(ctx: Context) -> None:
 def _config(config: ExperimentConfig) -> tuple[str, ...]:
     search = [f"search.{name}" for name in type(config.search).model_fields if name != "dnas" or _dnas(config)]
     measuring = MEASURING if _measures(config) else ("latency.statistic",)
-    return ("seed", "space", "data", "evaluation", *search, *measuring)
+    return ("seed", "space", "data", *UNSEEN, "evaluation", *search, *measuring)
 
 
 def _dnas(config: ExperimentConfig) -> bool:

@@ -3,6 +3,7 @@ torchrun; supernet/ holds its checkpoint and metrics log while it trains, supern
 
 from __future__ import annotations
 
+from engine.config import UNSEEN
 from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.supernet import train_supernet
@@ -13,4 +14,4 @@ def run(ctx: Context) -> None:
 
 
 STAGE = Stage("supernet", run, writes=(A.supernet,), work=(A.supernet_dir,),
-              config=("seed", "space", "data", "supernet"), ranks="all")
+              config=("seed", "space", "data", *UNSEEN, "supernet"), ranks="all")

@@ -92,6 +92,7 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["latency.threads=100000"], "latency.threads: Input should be less than or equal to 1024"),
     (["latency.threads=1000"], "latency.threads 1000 exceeds this machine's"),
     (["latency.pool=200000000"], "latency.pool: Input should be less than or equal to 100000"),
+    (["data.test_split=val"], "data.test_split 'val' is also the train or val split"),
     (["search.measure_per_round=0"], "search.measure_per_round: Input should be greater than or equal to 1"),
     (["search.measure_limit=-1"], "search.measure_limit: Input should be greater than or equal to 0"),
     (["--stages", "audit"], "--stages audit: the configuration disables this stage; add audit.enabled=true"),

@@ -68,10 +68,13 @@ def test_baseline_without_a_device_says_so(config) -> None:
         run(Context(config, config.paths, init_world("cpu"), meter=None))
 
 
-def test_baseline_trains_both_and_writes_the_comparison(config) -> None:
+def test_baseline_trains_both_and_writes_the_comparison(quickstart: str, run_args: list[str]) -> None:
+    """On val and, with data.test_split, on a test split the search never saw."""
+    config = load(quickstart, [*run_args, "audit.train.steps=2", "audit.train.checkpoint_every=1",
+                               "data.test_split=test"])
     genotypes = [smallest("small"), handmade("small"), sample("small", 1), largest("small")]
     front = pd.DataFrame({"key": [g.key for g in genotypes], "miou": [0.1, 0.2, 0.3, 0.4],
-                          "latency_ms": [1.0, 2.0, 3.0, 4.0]})
+                          "latency_ms": [1.0, 2.0, 3.0, 4.0], "predicted_ms": [1.1, 2.1, 3.1, 4.1]})
     config.run_dir.mkdir(parents=True)
     front.to_csv(config.run_dir / "front.csv", index=False)
     run(Context(config, config.paths, init_world("cpu"), meter=open_meter(config)))
@@ -80,11 +83,14 @@ def test_baseline_trains_both_and_writes_the_comparison(config) -> None:
     assert baseline["key"] == handmade("small").key and set(baseline["names"]) == {"k3_e6_g1"}
     assert searched["key"] in set(front.key)
     point = front.set_index("key").loc[searched["key"]]
-    assert (searched["predicted_ms"], searched["inherited_miou"]) == (point.latency_ms, point.miou)
+    assert (searched["predicted_ms"], searched["inherited_miou"]) == (point.predicted_ms, point.miou)
     assert baseline["measured_ms"] > 0 and searched["measured_ms"] > 0
     assert result["latency_ratio"] == pytest.approx(searched["measured_ms"] / baseline["measured_ms"])
     assert 0 <= baseline["standalone_miou"] <= 1 and 0 <= searched["standalone_miou"] <= 1
     assert result["miou_difference"] == pytest.approx(searched["standalone_miou"] - baseline["standalone_miou"])
+    assert 0 <= baseline["standalone_test_miou"] <= 1 and result["test_split"] == "test"
+    assert result["test_miou_difference"] == pytest.approx(searched["standalone_test_miou"]
+                                                           - baseline["standalone_test_miou"])
     costs = space_costs(config)
     assert searched["macs"] == costs.genotype_macs(Genotype.from_key(searched["key"]))
     assert baseline["macs"] == costs.genotype_macs(handmade("small"))
