@@ -257,6 +257,8 @@ class AuditConfig(_Strict):
 
     enabled: bool = False
     genotypes: int = Field(6, ge=3)
+    random: int = Field(0, ge=0, le=1000, description="random subnets audited beside the front points, with the "
+                        "smallest and largest paths (seeded)")
     train: TrainConfig = TrainConfig(steps=500)
     baseline: bool = Field(True, description="also train the hand-made k3_e6 network and its searched match")
 

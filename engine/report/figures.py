@@ -382,15 +382,19 @@ def audit_figure(audit: pd.DataFrame, summary: dict[str, Any] | None) -> go.Figu
     """Stand-alone mIoU of the audited front points against both inherited-weight proxies."""
     summary = summary or {}
     figure = go.Figure()
+    groups = audit["group"] if "group" in audit else pd.Series(["front"] * len(audit), index=audit.index)
+    symbols = groups.map({"front": "circle", "random": "square", "extremes": "diamond"}).fillna("circle")
     for proxy, name in (("inherited_miou", "BN recalibrated"), ("inherited_miou_no_recalibration", "running BN")):
         tau = summary.get(f"{proxy}_kendall_tau")
         figure.add_trace(go.Scatter(
             x=audit[proxy], y=audit["standalone_miou"], mode="markers", name=f"{name} (Kendall τ {fmt(tau)})",
-            text=[escape(str(key)) for key in audit["key"]],
+            marker={"symbol": list(symbols)}, text=[escape(f"{key} ({group})") for key, group in zip(audit["key"],
+                                                                                                   groups)],
             hovertemplate="%{text}<br>inherited %{x:.4f}<br>stand-alone %{y:.4f}<extra></extra>"))
     steps = summary.get("train_steps")
+    counts = ", ".join(f"{n} {group}" for group, n in groups.value_counts(sort=False).items())
     figure.update_layout(
-        title=f"Proxy fidelity: {len(audit)} front points, stand-alone training of {fmt(steps, '.0f')} steps each",
+        title=f"Proxy fidelity: {counts} (○ front, □ random, ◇ extremes); {fmt(steps, '.0f')} stand-alone steps each",
         xaxis_title="inherited-weight mIoU", yaxis_title="stand-alone mIoU", legend=LEGEND_ABOVE, height=480,
         margin={"t": 100}, template="plotly_white")
     return figure

@@ -11,6 +11,7 @@ import pytest
 
 from engine.run import main
 from engine.stages.audit import rank_agreement
+from spaces import largest, smallest
 
 
 def test_rank_agreement_of_both_proxies() -> None:
@@ -37,3 +38,29 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
     assert "Proxy fidelity" in html and "Searched vs hand-made at equal measured latency" in html
     baseline = json.loads((run / "audit" / "baseline.json").read_text())
     assert baseline["handmade"]["names"] == ["k3_e6_g1"] * 20 and baseline["searched"]["key"] in set(front.key)
+
+
+def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, tmp_path: Path) -> None:
+    """audit.random: that many random subnets and the smallest and largest paths beside the front points, each
+    group's rank agreement and where the extremes rank."""
+    overrides = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast, "audit.enabled=true",
+                 "audit.baseline=false", "audit.genotypes=3", "audit.random=3", "audit.train.steps=2",
+                 "audit.train.checkpoint_every=1"]
+    assert main([quickstart, *overrides, "--stages", "space,supernet,latency,search,select,audit,report"]) == 0
+    run = tmp_path / "quickstart"
+    audit = pd.read_csv(run / "audit" / "audit.csv")
+    front = pd.read_csv(run / "front.csv")
+    groups = audit.group.value_counts().to_dict()
+    assert groups["random"] == 3 and groups["front"] == min(3, len(front)) and audit.key.is_unique
+    assert set(audit[audit.group == "front"].key) <= set(front.key)
+    keys = set(audit.key)
+    assert {smallest("small").key, largest("small").key} <= keys  # as extremes, or as front points already
+    summary = json.loads((run / "audit" / "audit.json").read_text())
+    assert summary["genotypes"] == len(audit)
+    for group in ("front", "random"):
+        tau = summary[f"{group}_inherited_miou_kendall_tau"]
+        assert math.isnan(tau) or -1 <= tau <= 1
+    for label in ("smallest", "largest"):
+        rank = summary[f"{label}_rank"]
+        assert rank["of"] == len(audit) and 1 <= rank["inherited"] <= len(audit)
+    assert "□ random" in (run / "report.html").read_text()
