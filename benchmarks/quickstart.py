@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.common import host, scratch
 
 
 def timed_run(config: str, runs: Path) -> float:
@@ -42,11 +41,8 @@ def main() -> None:
     parser.add_argument("--goal-minutes", type=float, default=10.0)
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
-    with tempfile.TemporaryDirectory() as scratch:
-        runs = args.keep or Path(scratch) / "runs"
-        if runs.exists():
-            parser.error(f"--keep {runs} exists; the benchmark starts from empty directories")
+    print(host())
+    with scratch(parser, args.keep) as runs:
         first = timed_run(args.config, runs)
         name = next(p for p in runs.iterdir() if p.is_dir() and p.name != "store")
         second = timed_run(args.config, runs)

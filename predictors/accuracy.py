@@ -17,7 +17,6 @@ import warnings
 from typing import Callable
 
 import numpy as np
-from scipy.stats import kendalltau
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -27,6 +26,8 @@ from sklearn.model_selection import KFold
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from predictors.evaluation import kendall
 
 MIN_ROWS = 8
 
@@ -50,13 +51,6 @@ def _mlp(seed: int):
 
 
 KINDS: dict[str, Callable[[int], object]] = {"ridge": _ridge, "gp": _gp, "trees": _trees, "mlp": _mlp}
-
-
-def tau(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Kendall tau; NaN when it is undefined (fewer than two rows, or constant values)."""
-    if len(measured) < 2:
-        return math.nan
-    return float(kendalltau(measured, predicted).statistic)
 
 
 class AccuracySurrogate:
@@ -99,7 +93,7 @@ class AccuracySurrogate:
         splits = KFold(min(self.folds, len(y)), shuffle=True, random_state=self.seed).split(X)
         for train, test in splits:
             predicted[test] = KINDS[kind](self.seed).fit(X[train], y[train]).predict(X[test])
-        return tau(y, predicted)
+        return kendall(y, predicted)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) of the members' predictions."""

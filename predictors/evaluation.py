@@ -3,6 +3,7 @@ rank agreement (Kendall tau, Spearman rho), which is what a search that compares
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,6 +24,16 @@ class AccuracyReport:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def kendall(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall tau of two equally long sequences; NaN below two values (and, as scipy gives it, for constant ones)."""
+    return float(kendalltau(a, b).statistic) if len(a) > 1 else math.nan
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rho, NaN as `kendall` is."""
+    return float(spearmanr(a, b).statistic) if len(a) > 1 else math.nan
 
 
 def accuracy_report(measured: np.ndarray, predicted: np.ndarray) -> AccuracyReport:

@@ -23,7 +23,7 @@ import yaml
 
 from engine.files import read_json
 from engine.paths import RunPaths
-from engine.search.fronts import minimised, pareto_mask
+from engine.search.fronts import front_mask
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Run:
 
     @property
     def measuring(self) -> dict[str, Any] | None:
-        """search_cost.json's "measuring": measured, limit, front_size, front_unmeasured, measured_total."""
+        """search_cost.json's "measuring": limit, front_size, front_unmeasured, measured_total."""
         return (self.search_cost or {}).get("measuring")
 
 
@@ -176,8 +176,7 @@ def nsga2_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 def feasible_front(table: pd.DataFrame) -> pd.DataFrame:
     """The feasible rows that no other feasible row dominates (mIoU up, latency down); tied copies all stay."""
-    feasible = table[column(table, "feasible", True).astype(bool)]
-    return feasible[pareto_mask(minimised(feasible["miou"], feasible["latency_ms"]))]
+    return table[front_mask(table["miou"], table["latency_ms"], column(table, "feasible", True).astype(bool))]
 
 
 def nsga2_front(evaluations: pd.DataFrame) -> pd.DataFrame:

@@ -57,7 +57,7 @@ def front_text(front: pd.DataFrame | None) -> str:
 def measurements_text(run: Run) -> str:
     """'23 in 4 rounds (limit 40)': the subnets the search measured, from search_cost.json and search/rounds.csv."""
     measuring = run.measuring or {}
-    count = measuring.get("measured_total", measuring.get("measured"))
+    count = measuring.get("measured_total")
     if count is None:
         return MISSING
     rounds = "" if run.rounds is None else f" in {len(run.rounds)} rounds"
@@ -223,7 +223,7 @@ def measuring_text(run: Run) -> str:
     """One line: how many front points are measured out of the front's size (and, when some are not, that
     search.measure_limit was spent), then how many subnets the search measured."""
     (size, unmeasured), measuring = front_counts(run), run.measuring or {}
-    limit, count = measuring.get("limit"), measuring.get("measured_total", measuring.get("measured"))
+    limit, count = measuring.get("limit"), measuring.get("measured_total")
     if size is None or unmeasured is None:
         return ""
     if not unmeasured:

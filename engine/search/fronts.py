@@ -23,6 +23,22 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
     return mask
 
 
+def front_mask(miou: Sequence[float], latency_ms: Sequence[float], feasible: Sequence[bool]) -> np.ndarray:
+    """The search's front: rows that are feasible and that no other feasible row dominates (mIoU up, latency
+    down); tied copies of a front point are on it too."""
+    feasible = np.asarray(feasible, dtype=bool)
+    mask = np.zeros(len(feasible), dtype=bool)
+    rows = np.flatnonzero(feasible)
+    mask[rows] = pareto_mask(minimised(np.asarray(miou, dtype=float)[rows], np.asarray(latency_ms, dtype=float)[rows]))
+    return mask
+
+
+def rows_front_mask(rows: Sequence[dict]) -> np.ndarray:
+    """front_mask of rows that carry miou, latency_ms and feasible."""
+    return front_mask([row["miou"] for row in rows], [row["latency_ms"] for row in rows],
+                      [row["feasible"] for row in rows])
+
+
 def hypervolume(F: np.ndarray, reference: Sequence[float]) -> float:
     """Hypervolume (minimisation) of the points of F that dominate `reference`; 0 when none does."""
     reference = np.asarray(reference, dtype=float)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import cached_property
 
 import numpy as np
 import optuna
@@ -54,25 +55,28 @@ class Search:
         self.limits = [(column, limit) for column, limit in (("latency_ms", limits.max_latency_ms),
                                                               ("macs", limits.max_macs)) if limit is not None]
 
+    @cached_property
+    def study(self) -> optuna.Study:
+        """The run's study, opened (and checked against what its trials were scored with) once."""
+        return open_study(self.config)
+
     def describe(self, genotypes: list[Genotype], origin: dict) -> list[dict]:
         """Everything but mIoU: where it comes from (strategy, generation or lambda), costs, latency (measured or
         predicted, with the prediction's interval), feasibility."""
         costs = self.rounds.model.costs
-        rows = [{"key": g.key, **origin, "macs": int(costs.genotype_macs(g)), "params": int(costs.genotype_params(g)),
-                 **latency} for g, latency in zip(genotypes, self.rounds.latency(genotypes))]
-        for row in rows:
-            row["feasible"] = self.feasible(row)
-        return rows
-
-    def feasible(self, row: dict) -> bool:
-        return all(row[column] <= limit for column, limit in self.limits)
+        rows = [{"key": g.key, **origin, "macs": int(costs.genotype_macs(g)), "params": int(costs.genotype_params(g))}
+                for g in genotypes]
+        return self.with_latency(rows, genotypes)
 
     def refresh(self, rows: list[dict]) -> list[dict]:
         """The rows with the latency the rounds know now (and feasibility under it)."""
-        latency = self.rounds.latency([Genotype.from_key(row["key"]) for row in rows])
-        fresh = [{**row, **new} for row, new in zip(rows, latency)]
+        return self.with_latency(rows, [Genotype.from_key(row["key"]) for row in rows])
+
+    def with_latency(self, rows: list[dict], genotypes: list[Genotype]) -> list[dict]:
+        """Each row with its genotype's latency fields from the rounds, and its feasibility under them."""
+        fresh = [{**row, **latency} for row, latency in zip(rows, self.rounds.latency(genotypes))]
         for row in fresh:
-            row["feasible"] = self.feasible(row)
+            row["feasible"] = all(row[column] <= limit for column, limit in self.limits)
         return fresh
 
     def store(self, study: optuna.Study, genotype: Genotype, row: dict, miou: float) -> None:
@@ -106,7 +110,7 @@ class Search:
         """The whole NSGA-II search and its rounds, trials stored as it goes; returns the hypervolume per
         generation. The study's user attribute nsga2_seconds accumulates its time over resumed runs."""
         settings = self.config.search
-        study = open_study(self.config)
+        study = self.study
         done = scored(study)
         choices = [len(self.names)] * self.layers
         initial = np.array([largest(self.skeleton).choices, smallest(self.skeleton).choices])
@@ -174,16 +178,15 @@ class Search:
 
     def front_state(self, rows: list[dict]) -> dict:
         """The front's size, how many of its points are unmeasured, and the search's measurements so far."""
-        feasible = [row for row in rows if row["feasible"]]
-        mask = fronts.pareto_mask(fronts.minimised([r["miou"] for r in feasible], [r["latency_ms"] for r in feasible]))
-        front = [row for row, member in zip(feasible, mask) if member]
+        mask = fronts.rows_front_mask(rows)
+        front = [row for row, member in zip(rows, mask) if member]
         return {"front_size": len(front), "measured_total": len(self.rounds.spent),
                 "front_unmeasured": sum(row["latency_source"] != "measured" for row in front)}
 
     def close(self) -> dict:
         """After every strategy: measure the front until it holds no unmeasured point or the limit is spent, then
         complete every trial with its final latency. Returns the last front state."""
-        study = open_study(self.config)
+        study = self.study
         rows = self.refresh(list(scored(study).values()))
         state = self.front_state(rows)
         while state["front_unmeasured"] and self.rounds.left > 0:
@@ -196,7 +199,7 @@ class Search:
 
     def score(self, found: list[tuple[Genotype, dict]], device) -> list[dict]:
         """Rows of genotypes another strategy found (each with its origin), scored and stored like NSGA-II's."""
-        study = open_study(self.config)
+        study = self.study
         done = scored(study)
         with open_scorer(self.config, device) as scorer:
             return [self.evaluate(study, done, [genotype], origin, scorer)[0] for genotype, origin in found]

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError
@@ -31,6 +30,7 @@ from engine.paths import RunPaths
 from engine.search import fronts
 from predictors.conformal import AdaptiveConformal
 from predictors.design import active
+from predictors.evaluation import kendall
 from spaces import Genotype
 
 LEVEL = 0.9
@@ -47,7 +47,7 @@ predicted_before_ms the prediction it had just before the search measured it."""
 class Measured:
     ms: float
     p90_ms: float
-    predicted_before_ms: float | None = None
+    predicted_before_ms: float = math.nan  # the search's prediction just before it measured; NaN for the stage's
 
 
 class Rounds:
@@ -84,7 +84,7 @@ class Rounds:
                 "latency_source": "measured" if known else "predicted", "predicted_ms": float(mean),
                 "latency_lower_ms": float(low), "latency_upper_ms": float(high),
                 "measured_ms": known.ms if known else math.nan, "measured_p90_ms": known.p90_ms if known else math.nan,
-                "predicted_before_ms": known.predicted_before_ms if known and known.predicted_before_ms else math.nan})
+                "predicted_before_ms": known.predicted_before_ms if known else math.nan})
         return rows
 
     def candidates(self, rows: list[dict], count: int, front_only: bool) -> list[str]:
@@ -94,9 +94,8 @@ class Rounds:
         unmeasured = np.array([row["key"] not in self.measured for row in rows])
         if count < 1 or not unmeasured.any():
             return []
-        feasible = [row for row in rows if row["feasible"]]
-        F = fronts.minimised([row["miou"] for row in feasible], [row["latency_ms"] for row in feasible])
-        on_front = {row["key"] for row, member in zip(feasible, fronts.pareto_mask(F)) if member}
+        mask = fronts.rows_front_mask(rows)
+        on_front = {row["key"] for row, member in zip(rows, mask) if member}
         lower = np.where(unmeasured, [row["latency_lower_ms"] for row in rows], [row["latency_ms"] for row in rows])
         upper = np.where(unmeasured, [row["latency_upper_ms"] for row in rows], [row["latency_ms"] for row in rows])
         miou = np.array([row["miou"] for row in rows])
@@ -162,7 +161,6 @@ def out_of_sample(measured: np.ndarray, predicted: np.ndarray, lower: np.ndarray
     """The predictor's accuracy on subnets it had not seen measured: MAPE and share within ±10% (percent), Kendall
     tau (NaN for fewer than two or tied values), share inside the interval against its nominal level."""
     relative = np.abs(predicted - measured) / measured
-    tau = kendalltau(measured, predicted).statistic if len(measured) > 1 else math.nan
     return {"mape": 100 * float(relative.mean()), "within_10": 100 * float(np.mean(relative <= 0.10)),
-            "kendall_tau": float(tau), "coverage": 100 * float(np.mean((lower <= measured) & (measured <= upper))),
-            "nominal_coverage": 100 * LEVEL}
+            "kendall_tau": kendall(measured, predicted), "nominal_coverage": 100 * LEVEL,
+            "coverage": 100 * float(np.mean((lower <= measured) & (measured <= upper)))}

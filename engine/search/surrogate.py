@@ -26,9 +26,10 @@ from engine.latency.model import space_features
 from engine.search import fronts
 from engine.search import operators as nsga
 from engine.search.nsga2 import Search
-from engine.search.study import open_study, scored
-from predictors.accuracy import AccuracySurrogate, tau
+from engine.search.study import scored
+from predictors.accuracy import AccuracySurrogate
 from predictors.design import spread
+from predictors.evaluation import kendall
 from spaces import Genotype, largest, sample, smallest
 
 COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
@@ -45,7 +46,7 @@ class SurrogateSearch:
     def run(self, device) -> list[dict]:
         """Initial sample, then the rounds; returns the hypervolume after each (true mIoU, latency)."""
         search, settings = self.search, self.config.search
-        study = open_study(self.config)
+        study = search.study
         done = scored(study)
         history = []
         with open_scorer(self.config, device) as scorer:
@@ -148,7 +149,7 @@ class SurrogateSearch:
         true = np.array([row["miou"] for row in rows])
         self.records.append({"round": number, "evaluations": before + len(batch), "batch": len(batch),
                              "kind": model.kind, "cv_tau": model.scores[model.kind],
-                             "batch_tau": tau(true, predicted),
+                             "batch_tau": kendall(true, predicted),
                              "batch_mae": float(np.mean(np.abs(true - predicted))) if len(batch) else math.nan})
 
     def point(self, number: int, seen: dict[str, dict]) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 
 import pandas as pd
-from scipy.stats import kendalltau, spearmanr
 
 from engine.config import UNSEEN, ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
@@ -26,6 +25,7 @@ from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.supernet import load_supernet
 from predictors.design import spread
+from predictors.evaluation import kendall, spearman
 from spaces import Genotype, largest, sample, smallest
 
 
@@ -60,11 +60,8 @@ def rank_agreement(table: pd.DataFrame, prefix: str = "") -> dict[str, float]:
     """Kendall tau and Spearman rho of each proxy against stand-alone mIoU (NaN below 2 rows or for ties)."""
     out = {}
     for proxy in ("inherited_miou", "inherited_miou_no_recalibration"):
-        several = len(table) > 1
-        out[f"{prefix}{proxy}_kendall_tau"] = float(kendalltau(table[proxy], table.standalone_miou).statistic
-                                                    if several else "nan")
-        out[f"{prefix}{proxy}_spearman_rho"] = float(spearmanr(table[proxy], table.standalone_miou).statistic
-                                                     if several else "nan")
+        out[f"{prefix}{proxy}_kendall_tau"] = kendall(table[proxy], table.standalone_miou)
+        out[f"{prefix}{proxy}_spearman_rho"] = spearman(table[proxy], table.standalone_miou)
     return out
 
 

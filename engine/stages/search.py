@@ -36,22 +36,17 @@ from engine.runner import Context, Stage
 from engine.search import fronts
 from engine.search.nsga2 import Search
 from engine.search.rounds import Rounds
-from engine.search.study import open_study, trials_table
+from engine.search.study import trials_table
 from engine.search.surrogate import SurrogateSearch
 from engine.search.sweep import run_dnas
 from spaces import Genotype
 
 log = logging.getLogger(__name__)
 
+
 def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Every evaluated subnet with its front membership (feasible and non-dominated), by trial number."""
-    table = trials.copy()
-    table["front"] = False
-    feasible = table.index[table.feasible.astype(bool)]
-    if len(feasible):
-        F = fronts.minimised(table.loc[feasible, "miou"], table.loc[feasible, "latency_ms"])
-        table.loc[feasible[fronts.pareto_mask(F)], "front"] = True
-    return table
+    return trials.assign(front=fronts.front_mask(trials.miou, trials.latency_ms, trials.feasible.astype(bool)))
 
 
 def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rounds: Rounds) -> None:
@@ -91,18 +86,18 @@ def run(ctx: Context) -> None:
     surrogate = SurrogateSearch(search) if config.search.accuracy_surrogate.enabled else None
     if "nsga2" in config.search.strategies:
         history = surrogate.run(device) if surrogate else search.run(device)
-        cost["nsga2"] = nsga2_cost(paths, float(open_study(config).user_attrs.get("nsga2_seconds", float("nan"))))
+        cost["nsga2"] = nsga2_cost(paths, float(search.study.user_attrs.get("nsga2_seconds", float("nan"))))
     if "dnas" in config.search.strategies:
-        evaluated = trials_table(open_study(config))
+        evaluated = trials_table(search.study)
         cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == "nsga2"])
     state = search.close()
-    cost["measuring"] = {"measured": len(rounds.spent), "limit": config.search.measure_limit, **state}
+    cost["measuring"] = {"limit": config.search.measure_limit, **state}
     if state["front_unmeasured"]:
         why = "is spent" if config.search.measure_limit else "is 0: the search ran on predictions"
         log.warning("%d of the %d front points are not measured (search.measure_limit %d %s): their latency is "
                     "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit, why)
     write_json(paths.search_cost, cost)
-    write_outputs(paths, evaluations_table(trials_table(open_study(config))), history, rounds)
+    write_outputs(paths, evaluations_table(trials_table(search.study)), history, rounds)
     if surrogate:
         write_csv(paths.surrogate, surrogate.table())
 

@@ -192,7 +192,7 @@ def write_search(run_dir: Path, rng: np.random.Generator, limit: int = 1000, rou
         pd.DataFrame(history["measurements"], columns=MEASUREMENT_COLUMNS).to_csv(
             run_dir / "search" / "measurements.csv", index=False)
     spent = len(history["measurements"])
-    measuring = {"measured": spent, "limit": limit, "front_size": len(front),
+    measuring = {"limit": limit, "front_size": len(front),
                  "front_unmeasured": int((front.latency_source == "predicted").sum()), "measured_total": spent}
     cost = {"device": "cpu", "threads": 2, "nsga2": {"supernet_s": 50.0, "search_s": 30.0, "total_s": 80.0}}
     (run_dir / "search_cost.json").write_text(json.dumps({**cost, **({"measuring": measuring} if rounds else {})}))

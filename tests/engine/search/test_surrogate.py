@@ -20,7 +20,8 @@ from engine.config import load
 from engine.evaluation.inherited import evaluator_for
 from engine.run import main
 from engine.training.supernet import load_supernet
-from predictors.accuracy import AccuracySurrogate, tau
+from predictors.accuracy import AccuracySurrogate
+from predictors.evaluation import kendall
 from spaces import Genotype
 
 SURROGATE = ["search.accuracy_surrogate.enabled=true", "search.accuracy_surrogate.initial=8",
@@ -54,7 +55,7 @@ def test_the_surrogate_ranks_unseen_rows_and_says_where_it_is_unsure() -> None:
     surrogate = AccuracySurrogate(members=3, seed=0).fit(X[:80], y[:80])
     mean, std = surrogate.predict(X[80:])
     assert surrogate.kind in surrogate.scores and surrogate.scores[surrogate.kind] == max(surrogate.scores.values())
-    assert tau(y[80:], mean) > 0.7 and mean.shape == std.shape == (40,) and (std > 0).all()
+    assert kendall(y[80:], mean) > 0.7 and mean.shape == std.shape == (40,) and (std > 0).all()
     far = np.full((1, 30), 5.0)  # far outside what it has seen
     assert surrogate.predict(far)[1][0] > np.median(std)
     again = AccuracySurrogate(members=3, seed=0).fit(X[:80], y[:80]).predict(X[80:])[0]
