@@ -23,3 +23,11 @@ def scratch(parser: argparse.ArgumentParser, keep: Path | None) -> Iterator[Path
         parser.error(f"--keep {keep} exists; the benchmark starts from empty directories")
     with tempfile.TemporaryDirectory() as temporary:
         yield keep or Path(temporary)
+
+
+def markdown(frame) -> str:
+    """A pandas DataFrame as a Markdown table (its index as the first column), without the tabulate package."""
+    frame = frame.reset_index()
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

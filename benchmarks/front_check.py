@@ -31,6 +31,7 @@ import pandas as pd
 
 from benchmarks.common import host
 from benchmarks.common import scratch as scratch_folder
+from engine.search.references import split_references
 
 ARMS = {"one-shot": ["search.measure_limit=0"], "rounds": []}
 
@@ -58,7 +59,7 @@ def groups(arms: dict[str, Path], seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for arm, run_dir in arms.items():
-        evaluations = pd.read_csv(run_dir / "evaluations.csv")
+        evaluations = split_references(pd.read_csv(run_dir / "evaluations.csv"))[0]
         front = evaluations[evaluations.front]
         others = evaluations[~evaluations.front]
         random = others.iloc[rng.choice(len(others), min(len(front), len(others)), replace=False)]

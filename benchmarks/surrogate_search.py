@@ -30,6 +30,7 @@ import pandas as pd
 from benchmarks.common import host
 from benchmarks.common import scratch as scratch_folder
 from engine.search.fronts import hypervolume
+from engine.search.references import split_references
 
 
 def base_run(config: str, scratch: Path, overrides: list[str]) -> Path:
@@ -51,7 +52,7 @@ def search(config_path: str, base: Path, folder: Path, overrides: list[str]) -> 
     config = load(config_path, [f"runs_dir={folder}", *overrides, "search.measure_limit=0",
                                 "search.strategies=[nsga2]"])
     stage.run(Context(config, config.paths, init_world("cpu")))
-    return pd.read_csv(config.paths.evaluations).sort_values("trial")
+    return split_references(pd.read_csv(config.paths.evaluations))[0].sort_values("trial")
 
 
 def curve(evaluations: pd.DataFrame, reference_ms: float) -> np.ndarray:

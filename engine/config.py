@@ -63,6 +63,9 @@ class DataConfig(_Strict):
     val_split: str = "val"
     test_split: str | None = Field(None, description="scored only after the search: the retrained picks and the "
                                    "hand-made comparison report val and test mIoU (CamVid: test/ + testannot/)")
+    val_from_train: int | None = Field(None, ge=1, description="hold out this many training images (a fixed seed, "
+                                       "the same in every run) as the validation set the search scores on; "
+                                       "data.val_split is then free to be the test split (Cityscapes: val)")
     crop: tuple[int, int] = (256, 512)
     scale: tuple[float, float] = (0.5, 2.0)
     jitter: float = Field(0.2, ge=0, le=1)
@@ -73,7 +76,8 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _distinct_splits(self) -> "DataConfig":
-        if self.test_split is not None and self.test_split in (self.train_split, self.val_split):
+        searched = (self.train_split,) if self.val_from_train else (self.train_split, self.val_split)
+        if self.test_split is not None and self.test_split in searched:
             raise ValueError(f"data.test_split {self.test_split!r} is also the train or val split; the test split "
                              f"must be data the search never saw")
         return self
@@ -107,8 +111,9 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(4e-5, ge=0)
     schedule: Literal["poly", "cosine"] = "poly"
     warmup_steps: int = Field(0, ge=0)
-    sampling: Literal["uniform", "sandwich"] = "uniform"
-    sandwich_paths: int = Field(2, ge=0, description="random paths between the largest and the smallest")
+    sampling: Literal["uniform", "sandwich", "sandwich_rare", "fair"] = "uniform"
+    sandwich_paths: int = Field(2, ge=0, le=64, description="random paths between the largest and the smallest")
+    extremes_every: int = Field(4, ge=1, description="sandwich_rare: the extremes on one step in this many")
     distill: bool = True
     amp: bool = True
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -220,6 +225,8 @@ class SearchConfig(_Strict):
     measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
                                "on predictions alone (one-shot predictor)")
     constraints: Constraints = Constraints()
+    references: bool = Field(True, description="score and measure SqueezeNAS's released networks of the skeleton "
+                             "after the search: reference points in evaluations.csv and the report, not trials")
     storage: str | None = Field(None, description="SQLAlchemy URL; None: sqlite:///runs/<name>/study.db")
     workers: int = Field(1, ge=1, description="> 1: a Dask LocalCluster with this many processes")
     scheduler: str | None = Field(None, description="address of a running Dask scheduler (overrides workers)")
@@ -260,7 +267,10 @@ class AuditConfig(_Strict):
     random: int = Field(0, ge=0, le=1000, description="random subnets audited beside the front points, with the "
                         "smallest and largest paths (seeded)")
     train: TrainConfig = TrainConfig(steps=500)
-    baseline: bool = Field(True, description="also train the hand-made k3_e6 network and its searched match")
+    baseline: bool = Field(True, description="also train hand-made networks and their searched matches")
+    handmade: list[str] = Field(["k3_e6_g1", "k3_e3_g1"], min_length=1, max_length=13, description="hand-made designs "
+                                "(a candidate in every layer: k3_e6_g1 MobileNetV2-like, k3_e3_g1 cheaper)")
+    seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each baseline network (seed, seed+1..)")
 
 
 class ExperimentConfig(_Strict):

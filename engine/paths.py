@@ -195,9 +195,10 @@ class RunPaths:
     def trained_dir(self) -> Path:
         return self.audit_dir / "trained"
 
-    def trained(self, key: str) -> Path:
-        """The folder of a genotype trained stand-alone by the audit or the baseline comparison."""
-        return self.trained_dir / key.replace(":", "_")
+    def trained(self, key: str, seed_index: int = 0) -> Path:
+        """The folder of a genotype trained stand-alone by the audit or the baseline comparison (under the run's seed
+        + seed_index; the audit trains under the run's seed)."""
+        return self.trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
 
     # report
     @property

@@ -23,10 +23,12 @@ import yaml
 from rich.console import Console
 
 from engine.config import ExperimentConfig, load
+from engine.data.splits import check_splits
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
 from engine.latency.meter import open_meter
 from engine.runner import Context, Runner
+from engine.search.references import split_references
 from engine.stages import audit, baseline, latency, report, retrain, search, select, space, supernet
 from engine.training.distributed import World, cleanup, init_world
 
@@ -94,6 +96,7 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
         if world.is_main:
             save_resolved(config)
         start_logging(config, world)
+        check_splits(config.data, config.seed)
         Runner(STAGES, context, open_meter).run(stages)
         if world.is_main:
             summarise(Console(), config, context.notes)
@@ -105,7 +108,7 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
     console.print(f"[bold]{config.name}[/]: skeleton {config.space.skeleton}, width {config.space.width}, "
                   f"input {config.space.input_size[0]}x{config.space.input_size[1]}, data {config.data.kind}")
     if paths.evaluations.exists():
-        evaluations = pd.read_csv(paths.evaluations)
+        evaluations = split_references(pd.read_csv(paths.evaluations))[0]
         front = evaluations[evaluations.front]
         unmeasured = int((front.latency_source != "measured").sum())
         measuring = "all measured" if not unmeasured else \

@@ -18,6 +18,9 @@ positive latencies:
    infinite when there are too few validation rows for the asked level. Coverage assumes new rows come from
    the same distribution: measurements that drift over time (HELP's GPU columns drift by ~1.4% over the file)
    are covered less.
+4. Floor. A linear target extrapolates: a subnet far from every measured one can be predicted at or below zero.
+   Predictions and bounds are floored at `FLOOR_FRACTION` of the fastest latency the regressor was fit on (kept in
+   regressor.json), so no prediction is faster than half the fastest measurement.
 
 `save(directory)` writes `regressor.json` (settings, ridge coefficients, calibration residuals, format version)
 and, when trees are kept, `trees.json` (XGBoost's own JSON model). No pickles.
@@ -42,6 +45,7 @@ DEFAULT_ALPHAS = (0.0, 0.001, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0
 MIN_ROWS = 10
 _RANK_TOLERANCE = 1e-10
 _ROUNDING = 1e-9
+FLOOR_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ class LatencyRegressor:
         self.trees: xgb.Booster | None = None
         self.calibration = np.empty(0)
         self.n_features = 0
+        self.floor = np.finfo(np.float64).tiny
 
     @property
     def rounds(self) -> int:
@@ -231,6 +236,7 @@ class LatencyRegressor:
         if len(y) < MIN_ROWS:
             raise ValueError(f"need at least {MIN_ROWS} measurements to fit, got {len(y)}")
         self.n_features = X.shape[1]
+        self.floor = FLOOR_FRACTION * float(y.min())
         self.additive = fit_additive(X, y, self.settings)
         train, validation = self._split(len(y))
         part = refit_additive(X[train], y[train], self.additive)
@@ -272,15 +278,16 @@ class LatencyRegressor:
         return margin if self.trees is None else margin + self.trees.inplace_predict(X).astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted latency, in the unit of the y given to fit."""
-        return from_target(self._margin(X), self.additive.target)
+        """Predicted latency, in the unit of the y given to fit (never below the floor)."""
+        return np.maximum(from_target(self._margin(X), self.additive.target), self.floor)
 
     def predict_interval(self, X: np.ndarray, alpha: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) latency bounds meant to hold for a fraction 1 - alpha of new rows (lower >= 0)."""
+        """(lower, upper) latency bounds meant to hold for a fraction 1 - alpha of new rows (both >= the floor)."""
         q = conformal_quantile(self.calibration, alpha)
         margin = self._margin(X)
         target = self.additive.target
-        return np.maximum(from_target(margin - q, target), 0.0), from_target(margin + q, target)
+        return (np.maximum(from_target(margin - q, target), self.floor),
+                np.maximum(from_target(margin + q, target), self.floor))
 
     def save(self, directory: str | Path) -> Path:
         """Write regressor.json (+ trees.json when trees are kept) into `directory`; returns the directory."""
@@ -295,7 +302,8 @@ class LatencyRegressor:
             "settings": asdict(self.settings), "n_features": self.n_features,
             "target": self.additive.target, "alpha": self.additive.alpha,
             "coef": self.additive.coef.tolist(), "intercept": self.additive.intercept,
-            "calibration": self.calibration.tolist(), "trees": TREES_FILE if self.trees is not None else None,
+            "calibration": self.calibration.tolist(), "floor": self.floor,
+            "trees": TREES_FILE if self.trees is not None else None,
         }
         (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
         return directory
@@ -316,6 +324,7 @@ class LatencyRegressor:
         regressor.additive = AdditiveModel(metadata["target"], metadata["alpha"], np.array(metadata["coef"]),
                                            metadata["intercept"])
         regressor.calibration = np.array(metadata["calibration"])
+        regressor.floor = metadata.get("floor", regressor.floor)
         if metadata["trees"] is not None:
             regressor.trees = xgb.Booster(model_file=str(directory / metadata["trees"]))
         return regressor

@@ -1,13 +1,22 @@
 """Datasets of an experiment, built from its `data` section: training (augmented), validation and test sets. The
-search, selection and audit see train and val only; the test split is scored after the search."""
+search, selection and audit see train and val only; the test split is scored after the search.
+
+With `data.val_from_train = n`, the validation set is n images of the training split chosen with a fixed seed
+(CARVE_SEED, the same in every run and for every experiment seed) and training uses the others, so a dataset whose
+test labels are not public (Cityscapes) can keep its official val split as the test split.
+"""
 
 from __future__ import annotations
 
-from torch.utils.data import Dataset
+import numpy as np
+from torch.utils.data import Dataset, Subset
 
 from engine.config import DataConfig
 from engine.data.datasets import Transform, build_dataset
 from engine.data.transforms import eval_transform, train_transform
+from engine.errors import DatasetError
+
+CARVE_SEED = 0
 
 
 def _build(data: DataConfig, split: str, transform: Transform, seed: int) -> Dataset:
@@ -18,16 +27,60 @@ def _build(data: DataConfig, split: str, transform: Transform, seed: int) -> Dat
     return build_dataset(data.kind, data.root, split, transform, **options)
 
 
+class Carved(Subset):
+    """Some images of a dataset, which keeps saying what its classes are."""
+
+    def __getattr__(self, name: str):
+        if name in ("num_classes", "class_names", "ignore_index"):
+            return getattr(self.dataset, name)
+        raise AttributeError(name)
+
+
+def carved_indices(data: DataConfig, size: int) -> tuple[list[int], list[int]]:
+    """(training, validation) indices of the training split when data.val_from_train carves a validation set."""
+    if data.val_from_train >= size:
+        raise DatasetError(f"data.val_from_train {data.val_from_train} must be below the {size} images of the "
+                           f"training split {data.train_split!r}")
+    order = np.random.default_rng(CARVE_SEED).permutation(size)
+    return sorted(order[data.val_from_train:].tolist()), sorted(order[:data.val_from_train].tolist())
+
+
+def _training_split(data: DataConfig, transform: Transform, seed: int, part: int) -> Dataset:
+    dataset = _build(data, data.train_split, transform, seed)
+    return dataset if not data.val_from_train else Carved(dataset, carved_indices(data, len(dataset))[part])
+
+
 def train_set(data: DataConfig, seed: int = 0) -> Dataset:
-    """The training split with random scale, crop, flip and colour jitter."""
-    return _build(data, data.train_split, train_transform(data.crop, data.scale, jitter=data.jitter or None), seed)
+    """The training split (less the carved validation images) with random scale, crop, flip and colour jitter."""
+    transform = train_transform(data.crop, data.scale, jitter=data.jitter or None)
+    return _training_split(data, transform, seed, 0)
 
 
 def val_set(data: DataConfig, seed: int = 0) -> Dataset:
-    """The validation split, resized to data.eval_size when set."""
+    """The validation split (or the images carved from train), resized to data.eval_size when set."""
+    if data.val_from_train:
+        return _training_split(data, eval_transform(data.eval_size), seed, 1)
     return _build(data, data.val_split, eval_transform(data.eval_size), seed)
 
 
 def eval_set(data: DataConfig, split: str, seed: int = 0) -> Dataset:
     """Any split as the validation split is read (the test split, data.test_split), resized to data.eval_size."""
     return _build(data, split, eval_transform(data.eval_size), seed)
+
+
+def check_splits(data: DataConfig, seed: int = 0) -> None:
+    """List every split the run will read (train, val or the carved images, test) before anything is trained, so a
+    missing or empty one stops the run at once: DatasetError naming the setting and the folder. Only file names are
+    listed; no image is read, the test split's included."""
+    named = [("data.train_split", data.train_split)]
+    named += [] if data.val_from_train else [("data.val_split", data.val_split)]
+    named += [] if data.test_split is None else [("data.test_split", data.test_split)]
+    for setting, split in named:
+        try:
+            dataset = _build(data, split, eval_transform(data.eval_size), seed)
+        except DatasetError as error:
+            raise DatasetError(f"{setting} {split!r}: {error}") from None
+        if len(dataset) == 0:
+            raise DatasetError(f"{setting} {split!r} has no images")
+    if data.val_from_train:
+        carved_indices(data, len(_build(data, data.train_split, eval_transform(data.eval_size), seed)))

@@ -30,6 +30,7 @@ LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "
 SUBNET_HOVER = ("%{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms %{customdata[3]}<br>"
                 "MACs %{customdata[1]}, params %{customdata[2]}, feasible %{customdata[4]}<extra></extra>")
 FRONT_COLOR = "#d62728"
+REFERENCE_COLOR = "#17becf"
 
 
 def interval_text(lower: Any, upper: Any) -> str:
@@ -215,6 +216,17 @@ def add_budgets(figure: go.Figure, picks: list[Pick], config: dict[str, Any]) ->
                          annotation_font_size=11)
 
 
+def references_trace(references: pd.DataFrame) -> go.Scatter:
+    """SqueezeNAS's released networks of the skeleton, scored and measured as the search's subnets, by name."""
+    return go.Scatter(
+        x=references["latency_ms"], y=references["miou"], mode="markers+text", name="released (SqueezeNAS)",
+        text=[escape(str(name)) for name in references["reference"]], textposition="top center",
+        marker={"size": 12, "color": REFERENCE_COLOR, "symbol": [s.replace("circle", "star") for s in
+                                                                 symbols(references)],
+                "line": {"width": 1.5, "color": REFERENCE_COLOR}},
+        customdata=subnet_hover(references), hovertemplate=SUBNET_HOVER)
+
+
 def latency_words(run: Run) -> str:
     """What the trade-off's latency is: 'latency, measured where measured' once the search measured any subnet,
     'predicted latency' when it measured none."""
@@ -235,6 +247,8 @@ def tradeoff_figure(run: Run) -> go.Figure:
     if run.front is not None:
         figure.add_traces(prediction_traces(run.front, run.search_measurements))
         figure.add_trace(front_trace(run.front))
+    if run.references is not None and len(run.references):
+        figure.add_trace(references_trace(run.references))
     for after in (False, True):
         points = pick_points(run.picks, after)
         if points:

@@ -24,6 +24,7 @@ import yaml
 from engine.files import read_json
 from engine.paths import RunPaths
 from engine.search.fronts import front_mask
+from engine.search.references import split_references
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Run:
     surrogate: pd.DataFrame | None = None  # search/surrogate.csv, with search.accuracy_surrogate
     rounds: pd.DataFrame | None = None  # search/rounds.csv; empty (not None) when the search measured in no round
     search_measurements: pd.DataFrame | None = None
+    references: pd.DataFrame | None = None  # evaluations.csv's rows of the released networks (search.references)
 
     @property
     def measuring(self) -> dict[str, Any] | None:
@@ -134,10 +136,14 @@ def load_run(run_dir: Path) -> Run:
     """All report inputs of a run directory."""
     paths = RunPaths(run_dir)
     front, evaluations = load_table(paths.front), load_table(paths.evaluations)
+    references = None
+    if evaluations is not None:
+        evaluations, references = split_references(evaluations)
     return Run(
         directory=run_dir,
         config=load_config(paths.config),
         evaluations=evaluations,
+        references=references,
         front=front,
         hypervolume=load_table(paths.hypervolume),
         heldout=load_table(paths.heldout),

@@ -66,6 +66,7 @@ def sections(run: Run) -> list[Section]:
         Section("Summary", tables.summary_table(run)),
         Section("Search trade-off", figures.tradeoff_figure(run) if has_tradeoff else None,
                 absent(run, "evaluations.csv", "front.csv")),
+        *reference_sections(run),
         Section("Latency predictor",
                 figures.parity_figure(run.heldout, run.accuracy) if run.heldout is not None else None,
                 absent(run, "latency/heldout.csv")),
@@ -79,6 +80,13 @@ def sections(run: Run) -> list[Section]:
         Section("Picked networks", tables.picks_table(run.picks) if run.picks else None,
                 absent(run, "selected/selection.json")),
     ] + surrogate_sections(run) + strategy_sections(run) + audit_sections(run)
+
+
+def reference_sections(run: Run) -> list[Section]:
+    """SqueezeNAS's released networks of the skeleton against the front, when the search scored them."""
+    if run.references is None or not len(run.references):
+        return []
+    return [Section("Released networks on the front", tables.references_table(run.references, run.front))]
 
 
 def surrogate_sections(run: Run) -> list[Section]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from engine.report.formatting import MISSING, fmt, is_missing, si
-from engine.report.load import Pick, Run, is_measured, nested, nsga2_front, nsga2_rows, numbers
+from engine.report.load import Pick, Run, is_measured, latency_source, nested, nsga2_front, nsga2_rows, numbers
 from engine.search.fronts import dominated_by, minimised
 
 
@@ -192,21 +192,35 @@ def dominance_text(front: pd.DataFrame, dnas: pd.DataFrame) -> str:
             f"{len(dnas)} DNAS genotypes; DNAS genotypes dominate {front_beaten} of its {len(front)} points.")
 
 
+def spread_text(spread: dict[str, Any] | None, spec: str = ".4f") -> str:
+    """'0.4122 ± 0.0031 (2 seeds)' from a {mean, std, per_seed} record; the value alone for one seed."""
+    if not spread:
+        return MISSING
+    count = len(spread.get("per_seed", []))
+    if spread.get("std") is None:
+        return fmt(spread["mean"], spec)
+    return f"{fmt(spread['mean'], spec)} ± {fmt(spread['std'], '.4f')} ({count} seeds)"
+
+
 def baseline_table(baseline: dict[str, Any]) -> str:
-    """The hand-made k3_e6 network against the searched one at the same measured latency."""
-    tested = "test_miou_difference" in baseline
-    rows = [[label, str(part["key"]), fmt(part["measured_ms"], ".2f", " ms"), si(part["macs"]),
-             fmt(part["standalone_miou"], ".4f"), *([fmt(part.get("standalone_test_miou"), ".4f")] if tested else [])]
-            for label, part in (("hand-made (k3_e6 everywhere)", baseline["handmade"]),
-                                ("searched", baseline["searched"]))]
-    test = (f" (test split {baseline.get('test_split')}: {fmt(baseline.get('test_miou_difference'), '+.4f')})"
-            if tested else "")
-    text = (f"<p>Both trained stand-alone for {baseline.get('train_steps')} steps (batch "
-            f"{baseline.get('train_batch_size')}); searched − hand-made mIoU "
-            f"{fmt(baseline.get('miou_difference'), '+.4f')} on val{test} at a measured latency ratio of "
-            f"{fmt(baseline.get('latency_ratio'), '.3f')}.</p>")
-    header = ["network", "genotype", "measured latency", "MACs", "stand-alone mIoU (val)",
-              *(["stand-alone mIoU (test)"] if tested else [])]
+    """Each hand-made design against the searched network at the same measured latency, over the seeds."""
+    tested = bool(baseline.get("test_split"))
+    rows = []
+    for pair in baseline.get("pairs", []):
+        hand, searched = pair["handmade"], pair["searched"]
+        rows.append([str(pair["design"]), str(searched["key"]),
+                     f"{fmt(hand['measured_ms'], '.2f')} / {fmt(searched['measured_ms'], '.2f')} ms",
+                     f"{si(hand['macs'])} / {si(searched['macs'])}", spread_text(hand["standalone_miou"]),
+                     spread_text(searched["standalone_miou"]), spread_text(pair["val_miou_difference"], "+.4f"),
+                     *([spread_text(pair.get("test_miou_difference"), "+.4f")] if tested else [])])
+    header = ["hand-made (one candidate everywhere)", "searched genotype", "measured: hand-made / searched",
+              "MACs", "hand-made mIoU (val)", "searched mIoU (val)", "searched − hand-made (val)",
+              *([f"searched − hand-made (test split {baseline.get('test_split')})"] if tested else [])]
+    test = (f", on the test split {spread_text(baseline.get('test_miou_difference'), '+.4f')}" if tested else "")
+    text = (f"<p>Every network trained stand-alone for {baseline.get('train_steps')} steps (batch "
+            f"{baseline.get('train_batch_size')}) under {baseline.get('seeds')} seed(s), differences paired by seed; "
+            f"over all pairs searched − hand-made mIoU {spread_text(baseline.get('val_miou_difference'), '+.4f')} on "
+            f"val{test}.</p>")
     return html_table(header, rows, 1) + text
 
 
@@ -285,3 +299,19 @@ def surrogate_table(surrogate: pd.DataFrame) -> str:
     note = ("<p>Only true inherited-weight evaluations are trials and points of the front; the surrogate's "
             "predictions only choose which subnets a round evaluates.</p>")
     return note + html_table(SURROGATE_HEADER, rows)
+
+
+def references_table(references: pd.DataFrame, front: pd.DataFrame | None) -> str:
+    """The released networks against the front: each one's inherited mIoU beside the best front point's at the same
+    latency or less (both measured where measured), and the difference."""
+    rows = []
+    for name, key, ms, source, miou in zip(references["reference"], references["key"], references["latency_ms"],
+                                           latency_source(references), references["miou"]):
+        faster = front[front.latency_ms <= ms] if front is not None else None
+        best = faster.miou.max() if faster is not None and len(faster) else float("nan")
+        rows.append([str(name), str(key), f"{fmt(ms, '.2f', ' ms')} ({source})", fmt(miou, ".4f"), fmt(best, ".4f"),
+                     fmt(best - miou, "+.4f")])
+    header = ["released network", "genotype", "latency", "inherited mIoU", "front's best at ≤ this latency",
+              "front − released"]
+    return html_table(header, rows, 1) + ("<p>Scored with the run's supernet and validation images and measured "
+                                          "as the search's subnets; not search trials.</p>")

@@ -37,14 +37,20 @@ def audit_genotypes(config: ExperimentConfig) -> dict[Genotype, str]:
     chosen = {Genotype.from_key(front.key[i]): "front"
               for i in sorted(spread(front.latency_ms.to_numpy(), count, config.seed))}
     if config.audit.random:
-        name = config.space.skeleton
-        for extreme in (smallest(name), largest(name)):
-            chosen.setdefault(extreme, "extremes")
-        rng, drawn = random.Random(config.seed + 2), 0
-        while drawn < config.audit.random:
-            genotype = sample(name, rng)
-            if genotype not in chosen:
-                chosen[genotype], drawn = "random", drawn + 1
+        others = random_and_extremes(config.space.skeleton, config.audit.random, config.seed, taken=chosen)
+        chosen |= {genotype: group for genotype, group in others.items() if genotype not in chosen}
+    return chosen
+
+
+def random_and_extremes(skeleton: str, count: int, seed: int, taken=()) -> dict[Genotype, str]:
+    """The smallest and largest paths ("extremes") and `count` distinct seeded random subnets ("random") outside
+    `taken`."""
+    chosen = {smallest(skeleton): "extremes", largest(skeleton): "extremes"}
+    rng, drawn = random.Random(seed + 2), 0
+    while drawn < count:
+        genotype = sample(skeleton, rng)
+        if genotype not in chosen and genotype not in taken:
+            chosen[genotype], drawn = "random", drawn + 1
     return chosen
 
 

@@ -1,11 +1,15 @@
-"""Stage baseline (with audit.enabled and audit.baseline): the searched network against a hand-made one of the same
-space at the same measured latency.
+"""Stage baseline (with audit.enabled and audit.baseline): searched networks against hand-made ones of the same
+space at the same measured latency, over several training seeds.
 
-The hand-made baseline is MobileNetV2-like: the 3x3 inverted residual of expansion 6 (k3_e6_g1) in every searchable
-layer. It is measured on the experiment's device; of the front points whose predicted latency is nearest to it,
-those measured within a tolerance of it compete on inherited mIoU (the nearest measured wins when none is within).
-Both networks are trained stand-alone with the audit's recipe (`audit.train`; a genotype the audit already trained
-is not trained again) and evaluated on the validation images. Writes runs/<name>/audit/baseline.json.
+Each hand-made design of `audit.handmade` puts one candidate in every searchable layer: k3_e6_g1 is
+MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same family. Each is measured on the experiment's
+device; of the front points whose predicted latency is nearest to it, those measured within a tolerance of it
+compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
+the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...; a genotype the audit already
+trained under the first is not trained again) and evaluated on the validation images and, with data.test_split, the
+test split. Writes runs/<name>/audit/baseline.json: per pair the two networks, their measured latency and mIoU per
+seed, the searched − hand-made difference per seed (paired by seed) with its mean and sample standard deviation;
+and the same over every pair and seed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pandas as pd
 import torch.distributed as dist
 
 from engine.config import ExperimentConfig
-from engine.errors import DeviceError
+from engine.errors import ConfigError, DeviceError
 from engine.evaluation.inherited import split_batches, validation_batches
 from engine.evaluation.standalone import standalone_scores
 from engine.files import write_json
@@ -28,24 +32,24 @@ from engine.runner import Context, Stage
 from engine.training.distributed import World
 from spaces import Genotype, skeleton, space_of
 
-HANDMADE_CANDIDATE = "k3_e6_g1"
-
 
 class Pair(NamedTuple):
-    """The hand-made genotype and its searched match, with their measured latencies (ms)."""
+    """A hand-made design (its candidate name and genotype) and its searched match, with measured latencies (ms)."""
 
+    design: str
     handmade: Genotype
     handmade_ms: float
     searched: Genotype
     searched_ms: float
 
 
-def handmade(skeleton_name: str) -> Genotype:
-    """The MobileNetV2-like genotype: k3_e6_g1 in every searchable layer of the skeleton."""
+def handmade(skeleton_name: str, candidate: str = "k3_e6_g1") -> Genotype:
+    """The hand-made genotype with `candidate` in every searchable layer (k3_e6_g1: MobileNetV2-like)."""
     try:
-        choice = space_of(skeleton_name).index(HANDMADE_CANDIDATE)
+        choice = space_of(skeleton_name).index(candidate)
     except ValueError as error:
-        raise ValueError(f"skeleton {skeleton_name!r} has no hand-made baseline: {error}") from None
+        raise ConfigError(f"audit.handmade: skeleton {skeleton_name!r} has no hand-made design {candidate!r}: "
+                          f"{error}") from None
     return Genotype(skeleton_name, (choice,) * skeleton(skeleton_name).num_layers)
 
 
@@ -64,67 +68,98 @@ def matched_genotype(front: pd.DataFrame, target_ms: float, measure: Callable[[l
     return genotypes[best], float(measured[best])
 
 
-def measured_pair(config: ExperimentConfig, meter: Meter, front: pd.DataFrame) -> Pair:
-    """The hand-made genotype measured, then its match on the front (matched_genotype) with the same statistic."""
+def measured_pairs(config: ExperimentConfig, meter: Meter, front: pd.DataFrame) -> list[Pair]:
+    """Each hand-made design measured, then its match on the front (matched_genotype) with the same statistic."""
     statistic = config.latency.statistic
-    baseline = handmade(config.space.skeleton)
-    baseline_ms = float(latency_of(meter.measure([baseline], "the hand-made baseline"), statistic)[0])
-    searched, searched_ms = matched_genotype(
-        front, baseline_ms, lambda genotypes: list(latency_of(meter.measure(genotypes, "front points"), statistic)))
-    return Pair(baseline, baseline_ms, searched, searched_ms)
+    pairs = []
+    for design in config.audit.handmade:
+        baseline = handmade(config.space.skeleton, design)
+        baseline_ms = float(latency_of(meter.measure([baseline], f"the hand-made {design}"), statistic)[0])
+        searched, searched_ms = matched_genotype(
+            front, baseline_ms, lambda genotypes: list(latency_of(meter.measure(genotypes, "front points"), statistic)))
+        pairs.append(Pair(design, baseline, baseline_ms, searched, searched_ms))
+    return pairs
 
 
-def from_main(pair: Pair | None, world: World) -> Pair:
-    """The main rank's pair on every rank (only the main rank holds the meter)."""
+def from_main(pairs: list[Pair] | None, world: World) -> list[Pair]:
+    """The main rank's pairs on every rank (only the main rank holds the meter)."""
     if not world.distributed:
-        return pair
-    box = [pair]
+        return pairs
+    box = [pairs]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
-def summary(config: ExperimentConfig, front: pd.DataFrame, pair: Pair, miou: dict[Genotype, dict[str, float]]
-            ) -> dict:
+Scores = dict[tuple[str, int], dict[str, float]]
+"""(genotype key, seed index) -> mIoU on each split ("val", and "test" with data.test_split)."""
+
+
+def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:
+    """Every network of the pairs trained stand-alone under each seed, scored on val (and test)."""
+    config, world = ctx.config, ctx.world
+    splits = {"val": validation_batches(config)}
+    if config.data.test_split:
+        splits["test"] = split_batches(config, config.data.test_split)
+    genotypes = dict.fromkeys(g for pair in pairs for g in (pair.handmade, pair.searched))
+    seeded = [config.model_copy(update={"seed": config.seed + index}) for index in range(config.audit.seeds)]
+    return {(g.key, index): standalone_scores(seeded[index], g, ctx.paths.trained(g.key, index), world, splits)
+            for index in range(config.audit.seeds) for g in genotypes}
+
+
+def spread(values: list[float]) -> dict:
+    """Mean and sample standard deviation (None below two values) of per-seed values, and the values."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "per_seed": array.tolist()}
+
+
+def network(config: ExperimentConfig, genotype: Genotype, ms: float, scores: Scores) -> dict:
+    seeds = range(config.audit.seeds)
+    out = {"key": genotype.key, "measured_ms": ms, "macs": space_costs(config).genotype_macs(genotype),
+           "standalone_miou": spread([scores[genotype.key, i]["val"] for i in seeds])}
+    if config.data.test_split:
+        out["standalone_test_miou"] = spread([scores[genotype.key, i]["test"] for i in seeds])
+    return out
+
+
+def differences(config: ExperimentConfig, pairs: list[Pair], scores: Scores, split: str) -> list[float]:
+    """searched − hand-made mIoU on `split`, paired by seed, for every pair."""
+    return [scores[p.searched.key, i][split] - scores[p.handmade.key, i][split]
+            for p in pairs for i in range(config.audit.seeds)]
+
+
+def summary(config: ExperimentConfig, front: pd.DataFrame, pairs: list[Pair], scores: Scores) -> dict:
     """The fields of baseline.json (the test split's only with data.test_split)."""
-    baseline, baseline_ms, searched, searched_ms = pair
-    costs, point = space_costs(config), front.set_index("key").loc[searched.key]
-    test = {"test_split": config.data.test_split,
-            "test_miou_difference": miou[searched]["test"] - miou[baseline]["test"]} if "test" in miou[searched] else {}
-    return {
-        "handmade": {"key": baseline.key, "names": baseline.names, "measured_ms": baseline_ms,
-                     "macs": costs.genotype_macs(baseline), **standalone_fields(miou[baseline])},
-        "searched": {"key": searched.key, "measured_ms": searched_ms, "predicted_ms": float(point.predicted_ms),
-                     "inherited_miou": float(point.miou), "macs": costs.genotype_macs(searched),
-                     **standalone_fields(miou[searched])},
-        "miou_difference": miou[searched]["val"] - miou[baseline]["val"], **test,
-        "latency_ratio": searched_ms / baseline_ms,
-        "train_steps": config.audit.train.steps, "train_batch_size": config.audit.train.batch_size,
-        "statistic": config.latency.statistic,
-    }
-
-
-def standalone_fields(scores: dict[str, float]) -> dict[str, float]:
-    return {"standalone_miou": scores["val"], **({"standalone_test_miou": scores["test"]} if "test" in scores else {})}
+    splits = ["val", "test"] if config.data.test_split else ["val"]
+    rows = []
+    for pair in pairs:
+        point = front.set_index("key").loc[pair.searched.key]
+        searched = {**network(config, pair.searched, pair.searched_ms, scores),
+                    "predicted_ms": float(point.predicted_ms), "inherited_miou": float(point.miou)}
+        rows.append({"design": pair.design, "handmade": network(config, pair.handmade, pair.handmade_ms, scores),
+                     "searched": searched, "latency_ratio": pair.searched_ms / pair.handmade_ms,
+                     **{f"{s}_miou_difference": spread(differences(config, [pair], scores, s)) for s in splits}})
+    return {"pairs": rows, **{f"{s}_miou_difference": spread(differences(config, pairs, scores, s)) for s in splits},
+            "seeds": config.audit.seeds, "test_split": config.data.test_split,
+            "train_steps": config.audit.train.steps, "train_batch_size": config.audit.train.batch_size,
+            "statistic": config.latency.statistic}
 
 
 def run(ctx: Context) -> None:
     """The comparison (module docstring): measured on the main rank, trained on all, written by the main one."""
     config, paths, world, meter = ctx.config, ctx.paths, ctx.world, ctx.meter
     if world.is_main and meter is None:
-        raise DeviceError("the baseline comparison has to measure the hand-made network but the device is "
+        raise DeviceError("the baseline comparison has to measure the hand-made networks but the device is "
                           "unreachable; start the device agent or check latency.agent.url")
     front = pd.read_csv(paths.front)
-    pair = from_main(measured_pair(config, meter, front) if world.is_main else None, world)
-    splits = {"val": validation_batches(config)}
-    if config.data.test_split:
-        splits["test"] = split_batches(config, config.data.test_split)
-    miou = {g: standalone_scores(config, g, paths.trained(g.key), world, splits)
-            for g in (pair.handmade, pair.searched)}
+    pairs = from_main(measured_pairs(config, meter, front) if world.is_main else None, world)
+    scores = trained_scores(ctx, pairs)
     if world.is_main:
-        write_json(paths.baseline, summary(config, front, pair, miou))
+        write_json(paths.baseline, summary(config, front, pairs, scores))
 
 
 STAGE = Stage("baseline", run, reads=(A.front,), writes=(A.baseline,), work=(A.trained_dir,),
-              config=("seed", "space", "data", "evaluation", "audit.train", *MEASURING), ranks="all", device=True,
-              enabled=lambda config: config.audit.enabled and config.audit.baseline,
+              config=("seed", "space", "data", "evaluation", "audit.train", "audit.handmade", "audit.seeds",
+                      *MEASURING),
+              ranks="all", device=True, enabled=lambda config: config.audit.enabled and config.audit.baseline,
               enabled_by="audit.enabled and audit.baseline")

@@ -26,6 +26,7 @@ from engine.latency.meter import MEASURING, Meter
 from engine.paths import ARTEFACTS as A
 from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
+from engine.search.references import split_references
 from engine.training.distributed import World
 from engine.training.standalone import train_standalone
 from engine.training.supernet import load_supernet
@@ -60,7 +61,7 @@ def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter
     and re-measure one retrained network; the metrics.json record."""
     genotype = Genotype.from_key(entry["key"])
     result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
-    searched = pd.read_csv(config.paths.evaluations).set_index("key").loc[entry["key"]]
+    searched = split_references(pd.read_csv(config.paths.evaluations))[0].set_index("key").loc[entry["key"]]
     measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
     shape = (config.latency.batch, 3, *config.space.input_size)
     diff = export_checked(network, shape, config.paths.picked_onnx(entry["label"])) if config.retrain.export else None

@@ -8,7 +8,8 @@ differentiable search's lambda sweep, whose genotypes are scored and stored the 
 measured until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
 (engine/search/study.py).
 
-Writes evaluations.csv (every evaluated subnet, from the study), front.csv / front.json (the feasible
+Writes evaluations.csv (every evaluated subnet, from the study, and with search.references the networks SqueezeNAS
+released for the skeleton, scored and measured alike: engine/search/references.py), front.csv / front.json (the feasible
 non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with measured_ms, measured_p90_ms and
 predicted_ms), search/rounds.csv (per round: what was measured, the predictor's out-of-sample accuracy on it, the
 front), search/measurements.csv (the search's measurements with the prediction each had before), hypervolume.csv
@@ -35,6 +36,7 @@ from engine.paths import RunPaths
 from engine.runner import Context, Stage
 from engine.search import fronts
 from engine.search.nsga2 import Search
+from engine.search.references import reference_rows
 from engine.search.rounds import Rounds
 from engine.search.study import trials_table
 from engine.search.surrogate import SurrogateSearch
@@ -97,7 +99,10 @@ def run(ctx: Context) -> None:
         log.warning("%d of the %d front points are not measured (search.measure_limit %d %s): their latency is "
                     "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit, why)
     write_json(paths.search_cost, cost)
-    write_outputs(paths, evaluations_table(trials_table(search.study)), history, rounds)
+    table = evaluations_table(trials_table(search.study))
+    references = reference_rows(search, ctx.meter, device)
+    write_outputs(paths, pd.concat([table, references], ignore_index=True) if len(references) else table, history,
+                  rounds)
     if surrogate:
         write_csv(paths.surrogate, surrogate.table())
 

@@ -16,7 +16,7 @@ from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.training import checkpoint
 from engine.training.distributed import World, sync_batchnorm
-from engine.training.sampling import step_paths
+from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import train
 from spaces import Supernet
 
@@ -37,9 +37,10 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
     batches = step_batches(dataset, settings.batch_size, config.seed, settings.steps, world.rank, world.size,
                            settings.num_workers)
     skeleton = config.space.skeleton
+    rule = Rule(settings.sandwich_paths, settings.extremes_every)
 
     def paths(step: int):
-        return step_paths(skeleton, settings.sampling, config.seed, step, settings.sandwich_paths)
+        return step_paths(skeleton, settings.sampling, config.seed, step, rule)
 
     train(supernet, batches, settings, config.paths.supernet_dir, world, paths, section="supernet")
     if world.is_main:

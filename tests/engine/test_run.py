@@ -29,8 +29,15 @@ def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Pat
     assert (table.supernet_max_abs_diff <= 1e-5).all()
     assert "width: 0.5" in (run / "config.yaml").read_text()
     evaluations = pd.read_csv(run / "evaluations.csv")
+    references = evaluations[evaluations.reference.notna()]  # the released networks: scored, measured, not trials
+    evaluations = evaluations[evaluations.reference.isna()]
+    assert list(references.reference) == ["lat_small", "mac_small"] and (references.strategy == "reference").all()
+    assert (references.latency_source == "measured").all() and (references.measured_ms > 0).all()
+    assert references.miou.between(0, 1).all() and not references.front.any() and references.trial.isna().all()
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{run / 'study.db'}")
     assert len(study.trials) == len(evaluations) == evaluations.key.nunique() >= 12
+    report = (run / "report.html").read_text()
+    assert "Released networks on the front" in report and "mac_small" in report
     assert evaluations.miou.between(0, 1).all() and (evaluations.latency_ms > 0).all()
     front = pd.read_csv(run / "front.csv")
     assert set(front.key) == set(evaluations.key[evaluations.front])
@@ -69,7 +76,8 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["data.kind=cityscapes", "data.root=/nonexistent"], "data.root /nonexistent is not a directory"),
     (["space.num_classes=19"], "space.num_classes 19 differs from the 11 classes of data.kind synthetic"),
     (["supernet.device=tpu"], "supernet.device: String should match pattern"),
-    (["supernet.sampling=greedy"], "supernet.sampling: Input should be 'uniform' or 'sandwich'"),
+    (["supernet.sampling=greedy"],
+     "supernet.sampling: Input should be 'uniform', 'sandwich', 'sandwich_rare' or 'fair'"),
     (["supernet.lr=0"], "supernet.lr: Input should be greater than 0"),
     (["selection.budgets_ms.small=-5"], "budget small must be a positive number of ms, got -5"),
     (["latency.device=phone"], "latency.device: Input should be 'local' or 'agent'"),

@@ -315,6 +315,31 @@ def test_a_search_without_rounds_says_so(tmp_path: Path) -> None:
     assert "Left out: search/rounds.csv" not in page
 
 
+def test_released_networks_are_placed_on_the_trade_off_beside_the_front(tmp_path: Path) -> None:
+    """Reference rows of evaluations.csv (the released networks) are drawn apart, by name, and tabled against the
+    front's best point at their latency or less; they are neither evaluated subnets nor counted as trials."""
+    front = write_search(tmp_path, np.random.default_rng(1))
+    table = pd.read_csv(tmp_path / "evaluations.csv")
+    middle = float(front.latency_ms.median())
+    references = pd.DataFrame({
+        "key": ["small:1-2-3", "small:4-5-6"], "strategy": "reference", "reference": ["lat_small", "mac_small"],
+        "miou": [0.01, 0.99], "latency_ms": [middle, middle + 0.01], "latency_source": "measured",
+        "measured_ms": [middle, middle + 0.01], "predicted_ms": [middle, middle], "feasible": True, "front": False})
+    pd.concat([table, references], ignore_index=True).to_csv(tmp_path / "evaluations.csv", index=False)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    data, _ = figure(page, "search-trade-off")
+    drawn = trace(data, "released (SqueezeNAS)")
+    assert drawn["text"] == ["lat_small", "mac_small"] and values(drawn["y"]) == [0.01, 0.99]
+    assert not {"small:1-2-3", "small:4-5-6"} & {row[0] for row in trace(data, "evaluated subnets: measured")[
+        "customdata"]}
+    rows = table_rows(page, "Released networks on the front")
+    best = float(front[front.latency_ms <= middle].miou.max())
+    assert rows[0][:5] == ["lat_small", "small:1-2-3", f"{middle:.2f} ms (measured)", "0.0100", f"{best:.4f}"]
+    assert rows[1][5] == f"{float(front[front.latency_ms <= middle + 0.01].miou.max()) - 0.99:+.4f}"
+    trials = dict(row[:2] for row in table_rows(page, "Summary"))["trials (evaluated subnets)"]
+    assert trials.startswith(f"{len(table)} over")
+
+
 def test_report_draws_in_chromium(report: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if shutil.which(CHROMIUM) is None:

@@ -159,7 +159,9 @@ def test_dask_workers_find_the_same_front(fast, quickstart, searched: Path) -> N
     shutil.copytree(searched / "base", searched / "dask")
     assert main([quickstart, *overrides(searched / "dask", searched / "store", fast), "search.workers=2",
                  "--stages", "search"]) == 0
-    pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"))
+    # one thread per Dask worker, the process's threads in the whole run: mIoU agrees to float rounding
+    pd.testing.assert_frame_equal(front(searched / "dask" / "quickstart"), front(searched / "whole" / "quickstart"),
+                                  check_exact=False, rtol=1e-4)
     assert (searched / "dask" / "quickstart" / "dask").is_dir()  # the cluster's scratch: in the run, not /tmp
 
 
@@ -203,4 +205,4 @@ def test_a_search_on_postgresql_with_dask_workers_killed_resumes_to_the_sqlite_f
     assert main(command) == 0
     after = server_trials(postgres, "pgkill")
     assert after[: len(before)] == before and sorted(after) == sorted(trial_keys(whole))
-    pd.testing.assert_frame_equal(front(searched / "pg" / "pgkill"), front(whole))
+    pd.testing.assert_frame_equal(front(searched / "pg" / "pgkill"), front(whole), check_exact=False, rtol=1e-4)

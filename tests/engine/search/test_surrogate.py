@@ -137,6 +137,8 @@ def test_a_surrogate_round_scored_by_dask_workers_finds_the_same_front(quickstar
     shutil.copytree(base / "base", base / "dask")
     assert main([quickstart, f"runs_dir={base / 'dask'}", *args, "search.workers=2", "--stages", "search"]) == 0
     columns = ["key", "miou", "latency_ms"]
+    # a Dask worker scores with one thread, the whole run with the process's threads: mIoU agrees to float rounding
     pd.testing.assert_frame_equal(pd.read_csv(base / "dask" / "quickstart" / "front.csv")[columns],
-                                  pd.read_csv(base / "whole" / "quickstart" / "front.csv")[columns])
+                                  pd.read_csv(base / "whole" / "quickstart" / "front.csv")[columns],
+                                  check_exact=False, rtol=1e-4)
     assert sorted(keys(base / "dask" / "quickstart")) == sorted(keys(base / "whole" / "quickstart"))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engine.config import load
-from engine.errors import DeviceError
+from engine.errors import ConfigError, DeviceError
 from engine.latency.meter import open_meter
 from engine.latency.model import space_costs
 from engine.runner import Context
@@ -18,15 +18,18 @@ from spaces import Genotype, largest, sample, skeleton, smallest
 
 
 @pytest.mark.parametrize("name", ["small", "large", "xlarge"])
-def test_handmade_is_k3_e6_in_every_layer(name: str) -> None:
-    genotype = handmade(name)
+@pytest.mark.parametrize("design", ["k3_e6_g1", "k3_e3_g1", "k3_e1_g1"])
+def test_a_handmade_design_is_one_candidate_in_every_layer(name: str, design: str) -> None:
+    genotype = handmade(name, design)
     assert genotype.skeleton == name and len(genotype.choices) == skeleton(name).num_layers
-    assert set(genotype.names) == {"k3_e6_g1"}
+    assert set(genotype.names) == {design}
 
 
-def test_handmade_names_a_space_without_the_candidate() -> None:
-    with pytest.raises(ValueError, match="fbnet_cifar.*k3_e6_g1"):
+def test_handmade_names_the_setting_and_a_space_without_the_candidate() -> None:
+    with pytest.raises(ConfigError, match="audit.handmade: skeleton 'fbnet_cifar' has no hand-made design 'k3_e6_g1'"):
         handmade("fbnet_cifar")
+    with pytest.raises(ConfigError, match="audit.handmade: .*'k9_e6_g1'"):
+        handmade("small", "k9_e6_g1")
 
 
 def front_of(predicted: list[float], miou: list[float]) -> pd.DataFrame:
@@ -68,32 +71,39 @@ def test_baseline_without_a_device_says_so(config) -> None:
         run(Context(config, config.paths, init_world("cpu"), meter=None))
 
 
-def test_baseline_trains_both_and_writes_the_comparison(quickstart: str, run_args: list[str]) -> None:
-    """On val and, with data.test_split, on a test split the search never saw."""
+def test_baseline_trains_each_design_and_its_match_under_each_seed(quickstart: str, run_args: list[str]) -> None:
+    """Two hand-made designs, two seeds; on val and, with data.test_split, on a test split the search never saw."""
     config = load(quickstart, [*run_args, "audit.train.steps=2", "audit.train.checkpoint_every=1",
-                               "data.test_split=test"])
-    genotypes = [smallest("small"), handmade("small"), sample("small", 1), largest("small")]
-    front = pd.DataFrame({"key": [g.key for g in genotypes], "miou": [0.1, 0.2, 0.3, 0.4],
-                          "latency_ms": [1.0, 2.0, 3.0, 4.0], "predicted_ms": [1.1, 2.1, 3.1, 4.1]})
+                               "data.test_split=test", "audit.seeds=2", "audit.handmade=[k3_e6_g1,k3_e1_g1]"])
+    genotypes = [smallest("small"), handmade("small", "k3_e1_g1"), handmade("small"), sample("small", 1),
+                 largest("small")]
+    front = pd.DataFrame({"key": [g.key for g in genotypes], "miou": [0.1, 0.2, 0.3, 0.35, 0.4],
+                          "latency_ms": [1.0, 2.0, 3.0, 3.5, 4.0], "predicted_ms": [1.1, 2.1, 3.1, 3.6, 4.1]})
     config.run_dir.mkdir(parents=True)
     front.to_csv(config.run_dir / "front.csv", index=False)
     run(Context(config, config.paths, init_world("cpu"), meter=open_meter(config)))
     result = json.loads(config.paths.baseline.read_text())
-    baseline, searched = result["handmade"], result["searched"]
-    assert baseline["key"] == handmade("small").key and set(baseline["names"]) == {"k3_e6_g1"}
-    assert searched["key"] in set(front.key)
-    point = front.set_index("key").loc[searched["key"]]
-    assert (searched["predicted_ms"], searched["inherited_miou"]) == (point.predicted_ms, point.miou)
-    assert baseline["measured_ms"] > 0 and searched["measured_ms"] > 0
-    assert result["latency_ratio"] == pytest.approx(searched["measured_ms"] / baseline["measured_ms"])
-    assert 0 <= baseline["standalone_miou"] <= 1 and 0 <= searched["standalone_miou"] <= 1
-    assert result["miou_difference"] == pytest.approx(searched["standalone_miou"] - baseline["standalone_miou"])
-    assert 0 <= baseline["standalone_test_miou"] <= 1 and result["test_split"] == "test"
-    assert result["test_miou_difference"] == pytest.approx(searched["standalone_test_miou"]
-                                                           - baseline["standalone_test_miou"])
-    costs = space_costs(config)
-    assert searched["macs"] == costs.genotype_macs(Genotype.from_key(searched["key"]))
-    assert baseline["macs"] == costs.genotype_macs(handmade("small"))
-    assert (result["train_steps"], result["train_batch_size"], result["statistic"]) == (2, 8, "median")
-    for key in (baseline["key"], searched["key"]):
-        assert (config.paths.trained(key) / "weights.pt").exists()
+    assert [pair["design"] for pair in result["pairs"]] == ["k3_e6_g1", "k3_e1_g1"]
+    assert (result["seeds"], result["test_split"], result["train_steps"], result["statistic"]) == (2, "test", 2,
+                                                                                                    "median")
+    costs, differences = space_costs(config), {"val": [], "test": []}
+    for pair, design in zip(result["pairs"], ["k3_e6_g1", "k3_e1_g1"]):
+        baseline, searched = pair["handmade"], pair["searched"]
+        assert baseline["key"] == handmade("small", design).key and searched["key"] in set(front.key)
+        point = front.set_index("key").loc[searched["key"]]
+        assert (searched["predicted_ms"], searched["inherited_miou"]) == (point.predicted_ms, point.miou)
+        assert pair["latency_ratio"] == pytest.approx(searched["measured_ms"] / baseline["measured_ms"])
+        assert searched["macs"] == costs.genotype_macs(Genotype.from_key(searched["key"]))
+        for split, field in (("val", "standalone_miou"), ("test", "standalone_test_miou")):
+            alone, mine = baseline[field]["per_seed"], searched[field]["per_seed"]
+            assert len(alone) == len(mine) == 2 and all(0 <= v <= 1 for v in alone + mine)
+            paired = [b - a for a, b in zip(alone, mine)]
+            assert pair[f"{split}_miou_difference"]["per_seed"] == pytest.approx(paired)
+            assert pair[f"{split}_miou_difference"]["mean"] == pytest.approx(sum(paired) / 2)
+            assert pair[f"{split}_miou_difference"]["std"] == pytest.approx(abs(paired[0] - paired[1]) / 2 ** 0.5)
+            differences[split] += paired
+        for key in (baseline["key"], searched["key"]):
+            assert (config.paths.trained(key) / "weights.pt").exists()
+            assert (config.paths.trained(key, 1) / "weights.pt").exists()
+    for split in ("val", "test"):
+        assert result[f"{split}_miou_difference"]["per_seed"] == pytest.approx(differences[split])

@@ -39,7 +39,7 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "sandwich"])
+@pytest.mark.parametrize("sampling", ["uniform", "sandwich", "fair"])
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, sampling: str) -> None:
     straight = tiny(tmp_path / "straight", sampling=sampling)
     train_supernet(straight, CPU)
