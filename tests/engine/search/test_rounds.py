@@ -172,7 +172,11 @@ def test_the_rounds_measure_through_a_device_agent(quickstart, fast: list[str], 
     (store,) = (tmp_path / "store").glob("*.csv")
     assert store.stem == agent.device and len(pd.read_csv(store)) == len(served)
     stage = pd.read_csv(run / "latency" / "measurements.csv")
-    assert len(served) == len(stage) + rounds.measured.sum()
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    released = set(evaluations.key[evaluations.reference.notna()])  # measured after the search, unless stored
+    searched = set(pd.read_csv(run / "search" / "measurements.csv").key)
+    assert len(released) == 2 and (evaluations.latency_source[evaluations.reference.notna()] == "measured").all()
+    assert len(served) == len(stage) + rounds.measured.sum() + len(released - set(stage.key) - searched)
 
 
 def test_a_stored_measurement_with_fewer_timed_runs_is_measured_again(quickstart, fast: list[str],
