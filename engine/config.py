@@ -312,6 +312,21 @@ class ExperimentConfig(_Strict):
                              "agent times whole networks); use search.dnas.cost macs with an agent")
         return self
 
+    @model_validator(mode="after")
+    def _handmade_designs_of_the_space(self) -> "ExperimentConfig":
+        from spaces.space import space_of  # the space's registry, only when validating (as the skeleton)
+
+        if not (self.audit.enabled and self.audit.baseline):
+            return self
+        names = [candidate.name for candidate in space_of(self.space.skeleton).candidates]
+        for design in self.audit.handmade:
+            if design not in names:
+                raise ValueError(f"audit.handmade: {design!r} is not a candidate of skeleton {self.space.skeleton!r};"
+                                 f" known: {', '.join(names)}")
+        if len(set(self.audit.handmade)) != len(self.audit.handmade):
+            raise ValueError(f"audit.handmade lists a design twice: {self.audit.handmade}")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.name

@@ -88,6 +88,10 @@ def exclusive(config: ExperimentConfig, world: World) -> Iterator[None]:
         yield
 
 
+READS_IMAGES = {"supernet", "search", "audit", "baseline", "retrain"}
+"""Stages that read the data's images: when one of them is asked for, every split is listed first (check_splits)."""
+
+
 def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
     context = Context(config, config.paths, world)
     if world.is_main:
@@ -96,7 +100,8 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
         if world.is_main:
             save_resolved(config)
         start_logging(config, world)
-        check_splits(config.data, config.seed)
+        if stages & READS_IMAGES:
+            check_splits(config.data, config.seed)
         Runner(STAGES, context, open_meter).run(stages)
         if world.is_main:
             summarise(Console(), config, context.notes)

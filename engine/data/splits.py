@@ -28,12 +28,20 @@ def _build(data: DataConfig, split: str, transform: Transform, seed: int) -> Dat
 
 
 class Carved(Subset):
-    """Some images of a dataset, which keeps saying what its classes are."""
+    """Some images of a dataset, read by their position in the subset; it keeps saying what its classes are, and
+    gives the raw `load` and the `transform` that the seeded training loader reads (engine.data.loader)."""
 
     def __getattr__(self, name: str):
         if name in ("num_classes", "class_names", "ignore_index"):
             return getattr(self.dataset, name)
         raise AttributeError(name)
+
+    @property
+    def transform(self) -> Transform:
+        return self.dataset.transform
+
+    def load(self, index: int):
+        return self.dataset.load(self.indices[index])
 
 
 def carved_indices(data: DataConfig, size: int) -> tuple[list[int], list[int]]:

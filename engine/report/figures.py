@@ -1,8 +1,8 @@
 """The report's Plotly figures: the search trade-off (every subnet and the front at the search's latency, measured
-points filled and predicted ones hollow, each measured front point's prediction beside it, the picked networks
-before and after retraining, the latency budgets), NSGA-II's front beside the DNAS sweep, the latency predictor's
-parity plot (the latency stage's held-out genotypes), its accuracy per measuring round of the search, hypervolume
-per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
+points filled and predicted ones hollow, each measured front point's prediction beside it, the picked networks before
+and after retraining, the latency budgets, the released networks by name), NSGA-II's front beside the DNAS sweep, the
+latency predictor's parity plot (the latency stage's held-out genotypes), its accuracy per measuring round of the
+search, hypervolume per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ names), gathered into one `Run`.
 Nothing is re-derived here except what joins the files: the picked networks (selected/selection.json, in its
 order, joined with their front.csv rows and, once retrained, selected/<label>/metrics.json), the DNAS genotypes'
 latency as the search ended with it (evaluations.csv) and NSGA-II's own front (pymoo's non-dominated sorting of
-its feasible subnets, engine/search/fronts.py). Absent files are None (or an empty list).
+its feasible subnets, engine/search/fronts.py). evaluations.csv's reference rows (the released networks,
+engine/search/references.py) are split from the search's own into `references`. Absent files are None (or an empty
+list).
 
 Latency: a subnet's latency_ms is the search's objective, its measurement where the search has one and the
 prediction otherwise (latency_source); runs made before the search measured have neither latency_source nor

@@ -1,13 +1,13 @@
 """The run report's page: its sections in order and `write_report`, which writes run_dir/report.html.
 
-The page reads only the files the earlier stages wrote (engine/report/load.py) and shows a summary table, the
-search trade-off (latency measured where measured), the latency predictor's parity plot and accuracy on the latency
-stage's held-out genotypes, the predictor in the search loop (its accuracy on each measuring round's subnets before
-it saw them), hypervolume per generation, per-class IoU and a table of the picked networks, then, where the run has
-them, the search strategies side by side and the fidelity audit. plotly.js is embedded once, so the page opens
+The page reads only the files the earlier stages wrote (engine/report/load.py) and shows a summary table, the search
+trade-off (latency measured where measured), the released networks against the front, the latency predictor's parity
+plot and accuracy on the latency stage's held-out genotypes, the predictor in the search loop (its accuracy on each
+measuring round's subnets before it saw them), hypervolume per generation, per-class IoU and a table of the picked
+networks, then, where the run has them, the accuracy surrogate per round, the search strategies side by side, the
+fidelity audit and the hand-made designs against their searched matches. plotly.js is embedded once, so the page opens
 without network access; each figure's div id is the slug of its heading, so the same files give the same bytes. A
-section whose input files are absent is replaced by a one-line note naming them.
-"""
+section whose input files are absent is replaced by a one-line note naming them."""
 
 from __future__ import annotations
 

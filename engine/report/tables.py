@@ -1,6 +1,7 @@
 """The report's HTML tables: the run summary, the picked networks, the latency predictor's accuracy (on the latency
 stage's held-out genotypes, and per measuring round of the search), each search strategy's cost with how NSGA-II's
-front and the DNAS genotypes dominate each other, and the hand-made baseline. Every cell is escaped in `html_table`."""
+front and the DNAS genotypes dominate each other, the released networks against the front and the hand-made
+designs against their searched matches. Every cell is escaped in `html_table`."""
 
 from __future__ import annotations
 
@@ -204,6 +205,9 @@ def spread_text(spread: dict[str, Any] | None, spec: str = ".4f") -> str:
 
 def baseline_table(baseline: dict[str, Any]) -> str:
     """Each hand-made design against the searched network at the same measured latency, over the seeds."""
+    if "pairs" not in baseline:
+        return ("<p>audit/baseline.json is in the format of an earlier version (one pair, one seed); rerun "
+                "<code>--stages baseline</code> to compare every design of audit.handmade.</p>")
     tested = bool(baseline.get("test_split"))
     rows = []
     for pair in baseline.get("pairs", []):

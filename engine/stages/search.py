@@ -100,7 +100,7 @@ def run(ctx: Context) -> None:
                     "predicted", state["front_unmeasured"], state["front_size"], config.search.measure_limit, why)
     write_json(paths.search_cost, cost)
     table = evaluations_table(trials_table(search.study))
-    references = reference_rows(search, ctx.meter, device)
+    references = reference_rows(search, ctx.meter if _measures(config) else None, device)
     write_outputs(paths, pd.concat([table, references], ignore_index=True) if len(references) else table, history,
                   rounds)
     if surrogate:

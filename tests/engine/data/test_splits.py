@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.config import DataConfig
+from engine.data.loader import step_batches
 from engine.data.splits import check_splits, train_set, val_set
 from engine.errors import DatasetError
 from engine.run import main
@@ -63,3 +64,14 @@ def test_a_missing_or_empty_test_split_stops_the_run_before_training_naming_it(
     assert code == 1 and "\n" not in error, error
     assert "data.test_split 'test'" in error and str(root / "test") in error
     assert not (tmp_path / "runs" / "quickstart" / "stages").exists()
+
+
+def test_the_seeded_training_loader_reads_only_the_images_left_for_training() -> None:
+    """Training batches come from the carved training set through its own indices (review finding: the loader
+    needs load/transform, and load must go through the subset, or training would read the validation images)."""
+    data = carved(val_from_train=5, jitter=0.0, scale=(1.0, 1.0))
+    train, val = train_set(data, seed=0), val_set(data, seed=0)
+    held = {val.dataset.load(i)[0].tobytes() for i in val.indices}
+    assert all(train.load(i)[0].tobytes() not in held for i in range(len(train)))
+    images, labels = next(iter(step_batches(train, 5, 0, 3)(0)))
+    assert images.shape == (5, 3, 32, 64) and labels.shape == (5, 32, 64)
