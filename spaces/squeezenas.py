@@ -62,6 +62,11 @@ def genotype(name: str) -> Genotype:
     return Genotype.from_names(name.split("_")[1], _GENOTYPES[name].split())
 
 
+def released_for(skeleton_name: str) -> dict[str, Genotype]:
+    """The released genotypes of one skeleton by name (lat_<skeleton>, mac_<skeleton>; none for another space)."""
+    return {name: genotype(name) for name in NAMES if name.endswith("_" + skeleton_name)}
+
+
 def remap_release_key(key: str) -> str:
     """Our parameter name for a key of the authors' state dicts; ValueError for an unknown key."""
     for pattern, replacement in _RENAMES:

@@ -85,10 +85,10 @@ def check_splits(data: DataConfig, seed: int = 0) -> None:
     named += [] if data.test_split is None else [("data.test_split", data.test_split)]
     for setting, split in named:
         try:
-            dataset = _build(data, split, eval_transform(data.eval_size), seed)
+            size = len(_build(data, split, eval_transform(data.eval_size), seed))
         except DatasetError as error:
             raise DatasetError(f"{setting} {split!r}: {error}") from None
-        if len(dataset) == 0:
+        if size == 0:
             raise DatasetError(f"{setting} {split!r} has no images")
-    if data.val_from_train:
-        carved_indices(data, len(_build(data, data.train_split, eval_transform(data.eval_size), seed)))
+        if setting == "data.train_split" and data.val_from_train:
+            carved_indices(data, size)

@@ -76,8 +76,12 @@ class Search:
         """Each row with its genotype's latency fields from the rounds, and its feasibility under them."""
         fresh = [{**row, **latency} for row, latency in zip(rows, self.rounds.latency(genotypes))]
         for row in fresh:
-            row["feasible"] = all(row[column] <= limit for column, limit in self.limits)
+            row["feasible"] = self.feasible(row)
         return fresh
+
+    def feasible(self, row: dict) -> bool:
+        """Whether a row's latency and MACs keep the search's constraints."""
+        return all(row[column] <= limit for column, limit in self.limits)
 
     def store(self, study: optuna.Study, genotype: Genotype, row: dict, miou: float) -> None:
         params = {f"layer_{i:02d}": name for i, name in enumerate(genotype.names)}

@@ -17,21 +17,16 @@ import pandas as pd
 
 from engine.evaluation.scoring import open_scorer
 from engine.latency.meter import Meter, latency_of
-from spaces import Genotype, squeezenas
+from spaces import squeezenas
 
 if TYPE_CHECKING:
     from engine.search.nsga2 import Search
 
 
-def released(skeleton: str) -> dict[str, Genotype]:
-    """The released genotypes of a skeleton by name (none for a skeleton SqueezeNAS did not search)."""
-    return {name: squeezenas.genotype(name) for name in squeezenas.NAMES if name.endswith("_" + skeleton)}
-
-
 def reference_rows(search: Search, meter: Meter | None, device) -> pd.DataFrame:
     """One evaluations row per released network of the run's skeleton (module docstring)."""
     config = search.config
-    named = released(config.space.skeleton)
+    named = squeezenas.released_for(config.space.skeleton)
     if not named or not config.search.references:
         return pd.DataFrame()
     genotypes = list(named.values())
@@ -42,10 +37,10 @@ def reference_rows(search: Search, meter: Meter | None, device) -> pd.DataFrame:
     for index, (name, row) in enumerate(zip(named, rows)):
         row.update({"reference": name, "miou": miou[row["key"]], "front": False, "trial": math.nan})
         if measurements is not None:
-            ms = float(latency_of(measurements[index:index + 1], config.latency.statistic)[0])
+            ms = float(latency_of(measurements, config.latency.statistic)[index])
             row.update({"latency_ms": ms, "measured_ms": ms, "latency_source": "measured",
                         "measured_p90_ms": float(measurements[index].stats.p90_ms)})
-            row["feasible"] = all(row[column] <= limit for column, limit in search.limits)
+            row["feasible"] = search.feasible(row)
     return pd.DataFrame(rows)
 
 

@@ -32,6 +32,7 @@ from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from spaces import Genotype, skeleton, space_of
+from spaces.costs import CostTable
 
 
 class Pair(NamedTuple):
@@ -114,9 +115,9 @@ def spread(values: list[float]) -> dict:
             "per_seed": array.tolist()}
 
 
-def network(config: ExperimentConfig, genotype: Genotype, ms: float, scores: Scores) -> dict:
+def network(config: ExperimentConfig, costs: CostTable, genotype: Genotype, ms: float, scores: Scores) -> dict:
     seeds = range(config.audit.seeds)
-    out = {"key": genotype.key, "measured_ms": ms, "macs": space_costs(config).genotype_macs(genotype),
+    out = {"key": genotype.key, "measured_ms": ms, "macs": costs.genotype_macs(genotype),
            "standalone_miou": spread([scores[genotype.key, i]["val"] for i in seeds])}
     if config.data.test_split:
         out["standalone_test_miou"] = spread([scores[genotype.key, i]["test"] for i in seeds])
@@ -132,12 +133,12 @@ def differences(config: ExperimentConfig, pairs: list[Pair], scores: Scores, spl
 def summary(config: ExperimentConfig, front: pd.DataFrame, pairs: list[Pair], scores: Scores) -> dict:
     """The fields of baseline.json (the test split's only with data.test_split)."""
     splits = ["val", "test"] if config.data.test_split else ["val"]
-    rows = []
+    rows, costs = [], space_costs(config)
     for pair in pairs:
         point = front.set_index("key").loc[pair.searched.key]
-        searched = {**network(config, pair.searched, pair.searched_ms, scores),
+        searched = {**network(config, costs, pair.searched, pair.searched_ms, scores),
                     "predicted_ms": float(point.predicted_ms), "inherited_miou": float(point.miou)}
-        rows.append({"design": pair.design, "handmade": network(config, pair.handmade, pair.handmade_ms, scores),
+        rows.append({"design": pair.design, "handmade": network(config, costs, pair.handmade, pair.handmade_ms, scores),
                      "searched": searched, "latency_ratio": pair.searched_ms / pair.handmade_ms,
                      **{f"{s}_miou_difference": spread(differences(config, [pair], scores, s)) for s in splits}})
     return {"pairs": rows, **{f"{s}_miou_difference": spread(differences(config, pairs, scores, s)) for s in splits},

@@ -26,7 +26,7 @@ def survey_genotypes(config: ExperimentConfig) -> list[tuple[str, Genotype]]:
     """The smallest and largest paths, the released networks of this skeleton, then seeded random samples."""
     name = config.space.skeleton
     chosen = [("smallest", smallest(name)), ("largest", largest(name))]
-    chosen += [(net, squeezenas.genotype(net)) for net in squeezenas.NAMES if net.endswith("_" + name)]
+    chosen += list(squeezenas.released_for(name).items())
     rng = random.Random(config.seed)
     chosen += [("random", sample(name, rng)) for _ in range(config.samples)]
     return chosen
