@@ -41,7 +41,7 @@ def one_run(config_path: str, mode: str, batch: int, steps: int, threads: int, q
     torch.manual_seed(0)
     supernet = Supernet(space.skeleton, space.width, space.num_classes).train()
     architecture = Architecture(len(supernet.layers), len(supernet.layers[0].candidates))
-    costs = relative_costs(space_costs(config).macs.astype(float), torch.device("cpu"))
+    costs = relative_costs(space_costs(config).tables[config.space.skeleton].macs.astype(float), torch.device("cpu"))
     weights_opt = torch.optim.SGD(supernet.parameters(), lr=0.01, momentum=0.9)
     arch_opt = torch.optim.Adam(architecture.parameters(), lr=0.01)
     images = torch.randn(batch, 3, *space.input_size)

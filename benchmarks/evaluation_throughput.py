@@ -33,12 +33,13 @@ MODES = ("with recalibration", "without recalibration")
 def evaluators(config: ExperimentConfig, device: torch.device) -> dict[str, InheritedEvaluator]:
     """The two evaluators of the experiment, sharing one untrained supernet and one set of validation batches."""
     settings = config.evaluation
-    supernet = build_supernet(config, config.space.num_classes).to(device).eval()
+    supernet = build_supernet(config, config.space.skeleton, config.space.num_classes).to(device).eval()
     calibration = load_batches(train_set(config.data, config.seed), settings.calibration_images, settings.batch_size)
     validation = load_batches(val_set(config.data, config.seed), settings.val_images, settings.batch_size)
     classes = supernet.num_classes
-    return {MODES[0]: InheritedEvaluator(supernet, calibration, validation, classes, device),
-            MODES[1]: InheritedEvaluator(supernet, [], validation, classes, device)}
+    supernets = {config.space.skeleton: supernet}
+    return {MODES[0]: InheritedEvaluator(supernets, calibration, validation, classes, device),
+            MODES[1]: InheritedEvaluator(supernets, [], validation, classes, device)}
 
 
 def score_seconds(evaluator: InheritedEvaluator, genotype: Genotype) -> float:
@@ -75,7 +76,7 @@ def main() -> None:
     start = time.perf_counter()
     runs = evaluators(config, device)
     setup = time.perf_counter() - start
-    supernet = runs[MODES[0]].supernet
+    supernet = runs[MODES[0]].supernets[config.space.skeleton]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.2f}")
     print(f"{config.name}: skeleton {space.skeleton} width {space.width}, {space.num_classes} classes, "

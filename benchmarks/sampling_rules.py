@@ -31,7 +31,7 @@ from engine.evaluation.standalone import standalone_miou
 from engine.stages.audit import agreement, proxy_scores, random_and_extremes
 from engine.training.distributed import World
 from engine.training.sampling import SAMPLING, Rule, passes_per_step
-from engine.training.supernet import load_supernet, train_supernet
+from engine.training.supernet import load_supernets, train_supernet
 
 
 def rule_config(config: ExperimentConfig, rule: str, passes: int, runs: Path) -> ExperimentConfig:
@@ -59,9 +59,9 @@ def inherited(config: ExperimentConfig, groups: dict, world: World) -> tuple[pd.
     start = time.perf_counter()
     train_supernet(config, world)
     minutes = (time.perf_counter() - start) / 60
-    supernet = load_supernet(config, config.space.num_classes, world.device)
+    supernets = load_supernets(config, world.device)
     genotypes = list(groups)
-    scores = proxy_scores(evaluator_for(config, supernet, world.device, cache=False), genotypes)
+    scores = proxy_scores(evaluator_for(config, supernets, world.device, cache=False), genotypes)
     table = pd.DataFrame({"key": [g.key for g in genotypes], "group": list(groups.values()), **scores})
     return table, minutes
 
@@ -95,7 +95,7 @@ def main() -> None:
         folder = args.keep if resume else folder
         config = load(args.config, args.overrides)
         world = World(0, 1, 0, torch.device("cpu"))
-        groups = random_and_extremes(config.space.skeleton, args.random, config.seed)
+        groups = random_and_extremes(config.space.skeletons, args.random, config.seed)
         print(f"{host()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {config.data.kind}, skeleton "
               f"{config.space.skeleton} width {config.space.width}, crop {list(config.data.crop)}, supernet batch "
               f"{config.supernet.batch_size}, {args.passes} path passes per rule; {len(groups)} audited subnets "

@@ -26,7 +26,7 @@ from engine.data.splits import train_set
 from engine.evaluation.inherited import evaluator_for
 from engine.training.distributed import World
 from engine.training.sampling import PathStep
-from engine.training.supernet import build_supernet, train_supernet
+from engine.training.supernet import build_supernet, load_supernets, train_supernet
 from engine.training.trainer import build_state, train_step
 from spaces import Supernet, largest, sample, smallest
 
@@ -40,7 +40,8 @@ DEFAULTS = {
 
 
 def scores(supernet: Supernet, config: ExperimentConfig, genotypes: dict, cpu: torch.device) -> dict[str, float]:
-    evaluator = evaluator_for(config, supernet.eval(), cpu, cache=False)  # two supernets, one run folder
+    # two supernets, one run folder
+    evaluator = evaluator_for(config, {supernet.skeleton_name: supernet.eval()}, cpu, cache=False)
     return {label: evaluator.score(g)["miou"] for label, g in genotypes.items()}
 
 
@@ -75,12 +76,11 @@ def main() -> None:
     genotypes |= {f"random {i}": sample(skeleton, 100 + i) for i in range(args.random)}
     num_classes = train_set(config.data, config.seed).num_classes
 
-    before = scores(build_supernet(config, num_classes), config, genotypes, world.device)
+    before = scores(build_supernet(config, config.space.skeleton, num_classes), config, genotypes, world.device)
     start = time.perf_counter()
-    weights = train_supernet(config, world)
+    train_supernet(config, world)
     minutes = (time.perf_counter() - start) / 60
-    trained = build_supernet(config, num_classes)
-    trained.load_state_dict(torch.load(weights, weights_only=True)["model"])
+    trained = load_supernets(config, world.device)[config.space.skeleton]
     after = scores(trained, config, genotypes, world.device)
 
     print(f"{config.data.kind}: skeleton {skeleton} width {config.space.width}, crop {list(config.data.crop)}, "

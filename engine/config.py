@@ -32,19 +32,31 @@ class _Strict(BaseModel):
 
 
 class SpaceConfig(_Strict):
-    skeleton: str = "small"
+    skeleton: str | list[str] = Field("small", description="a skeleton, or a list of them searched together (one "
+                                      "supernet each, one front over all: [small, large, xlarge])")
     width: float = Field(1.0, gt=0, le=4)
     num_classes: int | None = Field(None, ge=1, description="None: the classes of the data")
     input_size: tuple[int, int] = (1024, 2048)
 
     @field_validator("skeleton")
     @classmethod
-    def _known_skeleton(cls, value: str) -> str:
-        from spaces.space import SKELETONS  # the space's registry; spaces/ imports torch, so only when validating
+    def _known_skeleton(cls, value: str | list[str]) -> str | list[str]:
+        from spaces.space import SKELETONS, space_of  # the space's registry; spaces/ imports torch, so only here
 
-        if value not in SKELETONS:
-            raise ValueError(f"unknown skeleton {value!r}; known: {', '.join(SKELETONS)}")
-        return value
+        names = [value] if isinstance(value, str) else value
+        for name in names:
+            if name not in SKELETONS:
+                raise ValueError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}")
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"a list of distinct skeletons, got {names}")
+        if len({space_of(name).name for name in names}) > 1:
+            raise ValueError(f"skeletons of one search space only, got {names}")
+        return names[0] if len(names) == 1 else list(names)
+
+    @property
+    def skeletons(self) -> tuple[str, ...]:
+        """The skeletons of the run, in the configured order (one for a single skeleton)."""
+        return (self.skeleton,) if isinstance(self.skeleton, str) else tuple(self.skeleton)
 
     @field_validator("input_size")
     @classmethod
@@ -318,14 +330,18 @@ class ExperimentConfig(_Strict):
 
         if not (self.audit.enabled and self.audit.baseline):
             return self
-        names = [candidate.name for candidate in space_of(self.space.skeleton).candidates]
+        names = [candidate.name for candidate in space_of(self.space.skeletons[0]).candidates]
         for design in self.audit.handmade:
             if design not in names:
-                raise ValueError(f"audit.handmade: {design!r} is not a candidate of skeleton {self.space.skeleton!r};"
-                                 f" known: {', '.join(names)}")
+                raise ValueError(f"audit.handmade: {design!r} is not a candidate of skeleton "
+                                 f"{self.space.skeletons[0]!r}; known: {', '.join(names)}")
         if len(set(self.audit.handmade)) != len(self.audit.handmade):
             raise ValueError(f"audit.handmade lists a design twice: {self.audit.handmade}")
         return self
+
+    def of_skeleton(self, name: str) -> "ExperimentConfig":
+        """The experiment restricted to one of its skeletons (same run directory): what runs per skeleton (DNAS)."""
+        return self.model_copy(update={"space": self.space.model_copy(update={"skeleton": name})})
 
     @property
     def run_dir(self) -> Path:

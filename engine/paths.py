@@ -51,11 +51,15 @@ class RunPaths:
 
     @property
     def supernet(self) -> Path:
+        """The final weights of every skeleton's supernet, in one file."""
         return self.root / "supernet.pt"
 
-    @property
-    def supernet_metrics(self) -> Path:
-        return self.supernet_dir / METRICS_LOG
+    def supernet_work(self, skeleton: str) -> Path:
+        """One skeleton's supernet training: its checkpoint and metrics log."""
+        return self.supernet_dir / skeleton
+
+    def supernet_metrics(self, skeleton: str) -> Path:
+        return self.supernet_work(skeleton) / METRICS_LOG
 
     # latency
     @property

@@ -110,7 +110,7 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
 def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> None:
     """Front size, picked networks, notes and where the report is."""
     paths = config.paths
-    console.print(f"[bold]{config.name}[/]: skeleton {config.space.skeleton}, width {config.space.width}, "
+    console.print(f"[bold]{config.name}[/]: skeleton {' + '.join(config.space.skeletons)}, width {config.space.width}, "
                   f"input {config.space.input_size[0]}x{config.space.input_size[1]}, data {config.data.kind}")
     if paths.evaluations.exists():
         evaluations = split_references(pd.read_csv(paths.evaluations))[0]

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spaces.costs import CostTable
+from spaces.costs import CostTable, CostTables
 from spaces.genotype import Genotype
 from spaces.space import space_of
 
@@ -20,13 +20,22 @@ def _same_skeleton(genotypes: Sequence[Genotype]) -> str:
     return names.pop()
 
 
-def one_hot(genotypes: Sequence[Genotype]) -> np.ndarray:
-    """[n, layers * candidates] indicators, layer-major: column layer * candidates + choice."""
-    n_candidates = len(space_of(_same_skeleton(genotypes)).candidates)
-    choices = np.array([g.choices for g in genotypes])
-    out = np.zeros((len(genotypes), choices.shape[1] * n_candidates), dtype=np.float32)
-    columns = np.arange(choices.shape[1]) * n_candidates + choices
-    np.put_along_axis(out, columns, 1.0, axis=1)
+def _same_space(genotypes: Sequence[Genotype]) -> int:
+    """The number of candidates of the genotypes' one search space."""
+    counts = {len(space_of(name).candidates) for name in {g.skeleton for g in genotypes}}
+    if len(counts) != 1:
+        raise ValueError(f"features need genotypes of one search space, got {sorted({g.skeleton for g in genotypes})}")
+    return counts.pop()
+
+
+def one_hot(genotypes: Sequence[Genotype], layers: int | None = None) -> np.ndarray:
+    """[n, layers * candidates] indicators, layer-major: column layer * candidates + choice; `layers` (default: the
+    longest genotype's) pads shorter skeletons' genotypes with zeros."""
+    n_candidates = _same_space(genotypes)
+    layers = max(len(g.choices) for g in genotypes) if layers is None else layers
+    out = np.zeros((len(genotypes), layers * n_candidates), dtype=np.float32)
+    for row, genotype in enumerate(genotypes):
+        out[row, np.arange(len(genotype.choices)) * n_candidates + np.array(genotype.choices)] = 1.0
     return out
 
 
@@ -34,13 +43,25 @@ def one_hot_names(skeleton_name: str, layers: int) -> list[str]:
     return [f"layer{i}_{c.name}" for i in range(layers) for c in space_of(skeleton_name).candidates]
 
 
-def cost_features(genotypes: Sequence[Genotype], table: CostTable) -> np.ndarray:
+def cost_features(genotypes: Sequence[Genotype], table: CostTable | CostTables) -> np.ndarray:
     """[n, 3 * layers + 3]: per-layer MACs, parameters and output activations of the chosen candidates, then the
-    network's total MACs, parameters and activations (stem, neck and head included in the MACs and parameters)."""
-    _same_skeleton(genotypes)
-    per_layer = np.stack([table.layer_costs(g) for g in genotypes]).astype(np.float64)  # [n, layers, 3]
-    totals = per_layer.sum(axis=1) + np.array([table.fixed_macs, table.fixed_params, 0])
-    return np.concatenate([per_layer.transpose(0, 2, 1).reshape(len(genotypes), -1), totals], axis=1)
+    network's total MACs, parameters and activations (stem, neck and head included in the MACs and parameters).
+    With the tables of several skeletons: layers up to the longest skeleton's (zeros past a genotype's own), and
+    one indicator column per skeleton after the totals."""
+    if isinstance(table, CostTable):
+        _same_skeleton(genotypes)
+        table = CostTables({table.skeleton: table})
+    layers = max(t.macs.shape[0] for t in table.tables.values())
+    per_layer = np.zeros((len(genotypes), layers, 3), dtype=np.float64)
+    totals = np.zeros((len(genotypes), 3), dtype=np.float64)
+    for row, genotype in enumerate(genotypes):
+        own, costs = table.table(genotype), table.layer_costs(genotype)
+        per_layer[row, : len(costs)] = costs
+        totals[row] = costs.sum(axis=0) + np.array([own.fixed_macs, own.fixed_params, 0])
+    features = [per_layer.transpose(0, 2, 1).reshape(len(genotypes), -1), totals]
+    if len(table.skeletons) > 1:
+        features.append(np.array([[g.skeleton == name for name in table.skeletons] for g in genotypes], dtype=float))
+    return np.concatenate(features, axis=1)
 
 
 def cost_feature_names(layers: int) -> list[str]:

@@ -46,6 +46,33 @@ class CostTable:
         return np.stack([self._pick(t, genotype) for t in (self.macs, self.params, self.activations)], axis=1)
 
 
+class CostTables:
+    """The cost tables of several skeletons (at one size, width and number of classes): each genotype is priced by
+    its own skeleton's table."""
+
+    def __init__(self, tables: dict[str, CostTable]):
+        self.tables = dict(tables)
+
+    @property
+    def skeletons(self) -> tuple[str, ...]:
+        return tuple(self.tables)
+
+    def table(self, genotype: Genotype) -> CostTable:
+        if genotype.skeleton not in self.tables:
+            raise ValueError(f"genotype of skeleton {genotype.skeleton!r} priced with tables of "
+                             f"{', '.join(self.tables)}")
+        return self.tables[genotype.skeleton]
+
+    def genotype_macs(self, genotype: Genotype) -> int:
+        return self.table(genotype).genotype_macs(genotype)
+
+    def genotype_params(self, genotype: Genotype) -> int:
+        return self.table(genotype).genotype_params(genotype)
+
+    def layer_costs(self, genotype: Genotype) -> np.ndarray:
+        return self.table(genotype).layer_costs(genotype)
+
+
 @lru_cache(maxsize=32)
 def cost_table(skeleton_name: str, size: tuple[int, int], width: float = 1.0,
                num_classes: int | None = None) -> CostTable:
@@ -69,3 +96,9 @@ def cost_table(skeleton_name: str, size: tuple[int, int], width: float = 1.0,
         fixed_macs=count_macs(network, size) - int(macs[layer].sum()),
         fixed_params=count_params(network) - int(params[layer].sum()),
     )
+
+
+def cost_tables(skeletons: tuple[str, ...], size: tuple[int, int], width: float = 1.0,
+                num_classes: int | None = None) -> CostTables:
+    """The cost tables of every skeleton of a run."""
+    return CostTables({name: cost_table(name, size, width, num_classes) for name in skeletons})

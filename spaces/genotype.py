@@ -91,6 +91,13 @@ def sample(skeleton_name: str, rng: random.Random | int | None = None) -> Genoty
     return Genotype(skeleton_name, tuple(rng.randrange(n_candidates) for _ in range(layers)))
 
 
+def sample_of(skeletons: tuple[str, ...] | list[str], rng: random.Random) -> Genotype:
+    """A random genotype of several skeletons: the skeleton uniformly, then its genotype uniformly (one skeleton:
+    exactly `sample`, the same random stream)."""
+    name = skeletons[0] if len(skeletons) == 1 else rng.choice(list(skeletons))
+    return sample(name, rng)
+
+
 def largest(skeleton_name: str) -> Genotype:
     """The genotype with the most MACs per layer: the biggest kernel and expansion everywhere (sandwich rule)."""
     space = space_of(skeleton_name)

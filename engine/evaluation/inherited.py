@@ -49,11 +49,12 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], num_classes: int, devic
 
 
 class InheritedEvaluator:
-    """Scores genotypes with the supernet's weights; `calibration_images` = 0 scores without BN recalibration."""
+    """Scores genotypes with their skeleton's supernet weights, every skeleton on the same calibration and
+    validation images; no calibration batches score without BN recalibration."""
 
-    def __init__(self, supernet: Supernet, calibration: list[Batch], validation: list[Batch], num_classes: int,
-                 device: torch.device, cache: Path | None = None):
-        self.supernet = supernet
+    def __init__(self, supernets: dict[str, Supernet], calibration: list[Batch], validation: list[Batch],
+                 num_classes: int, device: torch.device, cache: Path | None = None):
+        self.supernets = supernets
         self.calibration = [images for images, _ in calibration]
         self.validation = validation
         self.num_classes = num_classes
@@ -75,7 +76,7 @@ class InheritedEvaluator:
         """{'key', 'miou', 'pixel_accuracy', 'iou'} of the genotype, from the cache when already scored."""
         if genotype.key in self.scores:
             return self.scores[genotype.key]
-        subnet = self.supernet.extract(genotype).to(self.device)
+        subnet = self.supernets[genotype.skeleton].extract(genotype).to(self.device)
         if self.calibration:
             recalibrate_batchnorm(subnet, self.calibration, self.device)
         result = evaluate(subnet, self.validation, self.num_classes, self.device)
@@ -99,7 +100,7 @@ def split_batches(config: ExperimentConfig, split: str) -> list[Batch]:
     return load_batches(eval_set(config.data, split, config.seed), None, config.evaluation.batch_size)
 
 
-def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.device, cache: bool = True
+def evaluator_for(config: ExperimentConfig, supernets: dict[str, Supernet], device: torch.device, cache: bool = True
                   ) -> InheritedEvaluator:
     """The experiment's evaluator: calibration images from the training split (with its augmentation, as the
     statistics were learnt), validation images from the validation split, cache in runs/<name>/inherited.jsonl."""
@@ -107,4 +108,4 @@ def evaluator_for(config: ExperimentConfig, supernet: Supernet, device: torch.de
     calibration = load_batches(train_set(config.data, config.seed), settings.calibration_images, settings.batch_size)
     validation = validation_batches(config)
     path = config.run_dir / "inherited.jsonl" if cache else None
-    return InheritedEvaluator(supernet, calibration, validation, supernet.num_classes, device, path)
+    return InheritedEvaluator(supernets, calibration, validation, config.space.num_classes, device, path)

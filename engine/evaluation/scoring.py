@@ -18,7 +18,7 @@ import torch
 
 from engine.config import ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
-from engine.training.supernet import load_supernet
+from engine.training.supernet import load_supernets
 from spaces import Genotype
 
 Record = dict
@@ -45,8 +45,7 @@ def _worker_evaluator(config_json: str) -> InheritedEvaluator:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(1)
-    supernet = load_supernet(config, config.space.num_classes, device)
-    return evaluator_for(config, supernet, device, cache=False)
+    return evaluator_for(config, load_supernets(config, device), device, cache=False)
 
 
 def score_on_worker(config_json: str, key: str) -> Record:
@@ -86,5 +85,4 @@ def open_scorer(config: ExperimentConfig, device: torch.device) -> LocalScorer |
     search = config.search
     if search.workers > 1 or search.scheduler:
         return DaskScorer(config, search.workers, search.scheduler)
-    supernet = load_supernet(config, config.space.num_classes, device)
-    return LocalScorer(evaluator_for(config, supernet, device, cache=False))
+    return LocalScorer(evaluator_for(config, load_supernets(config, device), device, cache=False))

@@ -38,9 +38,10 @@ def protocol_of(config: ExperimentConfig) -> MeasurementProtocol:
                                settings.threads)
 
 
-def experiment_space(config: ExperimentConfig) -> str:
-    """The measurement store's label of the experiment's space (skeleton, width, classes)."""
-    return space_label(config.space.skeleton, config.space.width, config.space.num_classes)
+def experiment_spaces(config: ExperimentConfig) -> dict[str, str]:
+    """The measurement store's label of each skeleton's space (skeleton, width, classes), by skeleton."""
+    space = config.space
+    return {name: space_label(name, space.width, space.num_classes) for name in space.skeletons}
 
 
 class Meter:
@@ -50,7 +51,7 @@ class Meter:
         settings = config.latency
         self.config = config
         self.protocol = protocol_of(config)
-        self.space = experiment_space(config)
+        self.spaces = experiment_spaces(config)
         self.local: Backend | None = None
         self.client: AgentClient | None = None
         if settings.device == "local":
@@ -70,7 +71,8 @@ class Meter:
         self.store = MeasurementStore(name, settings.store)
 
     def key(self, genotype: Genotype) -> MeasurementKey:
-        return MeasurementKey.of(self.space, genotype.key, self.config.latency.backend, self.protocol)
+        space = self.spaces[genotype.skeleton]
+        return MeasurementKey.of(space, genotype.key, self.config.latency.backend, self.protocol)
 
     def measure_network(self, network: nn.Module) -> Measurement:
         """One measurement of a built network on the device (not stored: the caller knows its key)."""
@@ -131,9 +133,9 @@ def open_meter(config: ExperimentConfig) -> Meter | None:
 
 def _stored_enough(config: ExperimentConfig, name: str) -> bool:
     store = MeasurementStore(name, config.latency.store)
-    space = experiment_space(config)
+    spaces = set(experiment_spaces(config).values())
     protocol = protocol_of(config)
-    rows = [key for key, measurement in store.load().items() if key.space == space
+    rows = [key for key, measurement in store.load().items() if key.space in spaces
             and key.resolution == protocol.resolution and key.backend == config.latency.backend
             and measurement.stats.samples >= protocol.repeats]
     return len(rows) >= config.latency.measurements + config.latency.heldout

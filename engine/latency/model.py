@@ -22,16 +22,20 @@ from engine.paths import RunPaths
 from predictors.features import cost_features, one_hot
 from predictors.latency import LatencyRegressor, additive_loo_mape
 from spaces import Genotype
-from spaces.costs import CostTable, cost_table
+from spaces.costs import CostTables, cost_tables
 
 FEATURE_SETS = ("costs", "one-hot+costs")
 FEATURES_FILE = "features.json"
 
 
-def space_features(genotypes: Sequence[Genotype], costs: CostTable, feature_set: str) -> np.ndarray:
-    """'costs': per-layer and total MACs, params and activations; 'one-hot+costs': the candidates' one-hot too."""
+def space_features(genotypes: Sequence[Genotype], costs: CostTables, feature_set: str) -> np.ndarray:
+    """'costs': per-layer and total MACs, params and activations (and the skeleton, when the run has several);
+    'one-hot+costs': the candidates' one-hot too (layers up to the longest skeleton's)."""
     features = cost_features(genotypes, costs)
-    return np.concatenate([one_hot(genotypes), features], axis=1) if feature_set == "one-hot+costs" else features
+    if feature_set != "one-hot+costs":
+        return features
+    layers = max(table.macs.shape[0] for table in costs.tables.values())
+    return np.concatenate([one_hot(genotypes, layers), features], axis=1)
 
 
 @dataclass
@@ -39,7 +43,7 @@ class LatencyModel:
     """The fitted predictor with the space's features: predicted latency and its interval per genotype."""
 
     regressor: LatencyRegressor
-    costs: CostTable
+    costs: CostTables
     feature_set: str
 
     def features(self, genotypes: Sequence[Genotype]) -> np.ndarray:
@@ -52,9 +56,10 @@ class LatencyModel:
         return self.regressor.predict(X), lower, upper
 
 
-def space_costs(config: ExperimentConfig) -> CostTable:
+def space_costs(config: ExperimentConfig) -> CostTables:
+    """The cost tables of the run's skeletons."""
     space = config.space
-    return cost_table(space.skeleton, tuple(space.input_size), space.width, space.num_classes)
+    return cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
 
 
 def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> LatencyModel:
@@ -74,7 +79,7 @@ def save_latency_model(model: LatencyModel, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def fit_predictor(costs: CostTable, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
+def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
     """The regressor on the feature set whose additive base has the lower leave-one-out error on these
     measurements (one-hot columns help on large tables and overfit small ones, see BENCHMARKS.md)."""
     feature_set = min(FEATURE_SETS, key=lambda kind: additive_loo_mape(space_features(genotypes, costs, kind),

@@ -28,7 +28,8 @@ def html_table(header: list[str] | None, rows: list[list[str]], key_column: int 
 
 def skeleton_text(config: dict[str, Any]) -> str:
     """'small width 0.5 input 128x256', with the parts the config has."""
-    parts = [str(nested(config, "space.skeleton", MISSING))]
+    names = nested(config, "space.skeleton", MISSING)
+    parts = [" + ".join(names) if isinstance(names, list) else str(names)]
     if nested(config, "space.width") is not None:
         parts.append(f"width {nested(config, 'space.width')}")
     if isinstance(nested(config, "space.input_size"), list):
@@ -132,18 +133,20 @@ def picks_table(picks: list[Pick]) -> str:
     return html_table(header, rows, key_column=1)
 
 
+ACCURACY_ROWS = (("held-out measurements", "count", "d", ""), ("MAPE", "mape", ".2f", " %"),
+                 ("RMSE", "rmse", ".3f", " ms"), ("within ±5 %", "within_5", ".1f", " %"),
+                 ("within ±10 %", "within_10", ".1f", " %"), ("Kendall τ", "kendall_tau", ".3f", ""),
+                 ("Spearman ρ", "spearman_rho", ".3f", ""))
+
+
 def accuracy_table(accuracy: dict[str, Any]) -> str:
-    """The latency predictor's accuracy on the latency stage's held-out genotypes."""
-    rows = [
-        ["held-out measurements", fmt(accuracy.get("count"), "d")],
-        ["MAPE", fmt(accuracy.get("mape"), ".2f", " %")],
-        ["RMSE", fmt(accuracy.get("rmse"), ".3f", " ms")],
-        ["within ±5 %", fmt(accuracy.get("within_5"), ".1f", " %")],
-        ["within ±10 %", fmt(accuracy.get("within_10"), ".1f", " %")],
-        ["Kendall τ", fmt(accuracy.get("kendall_tau"), ".3f")],
-        ["Spearman ρ", fmt(accuracy.get("spearman_rho"), ".3f")],
-    ]
-    return html_table(["metric", "value"], rows)
+    """The latency predictor's accuracy on the latency stage's held-out genotypes (all, then each skeleton's when
+    the run has several)."""
+    parts = {"all": accuracy, **accuracy.get("per_skeleton", {})}
+    rows = [[label, *(fmt(part.get(field), spec, unit) for part in parts.values())]
+            for label, field, spec, unit in ACCURACY_ROWS]
+    first = "all skeletons" if len(parts) > 1 else "value"
+    return html_table(["metric", first, *(f"skeleton {name}" for name in list(parts)[1:])], rows)
 
 
 def cost_text(seconds: Any, cost: dict[str, Any]) -> str:

@@ -163,10 +163,11 @@ def entropy(probabilities: np.ndarray) -> float:
 class DnasSearch:
     """The DNAS of one experiment: the shared warm-up, then one search per lambda (module docstring)."""
 
-    def __init__(self, config: ExperimentConfig, costs: np.ndarray, device: torch.device):
+    def __init__(self, config: ExperimentConfig, costs: np.ndarray, device: torch.device, out: Path):
+        """`config` of one skeleton (ExperimentConfig.of_skeleton); checkpoints in `out`."""
         self.config, self.settings, self.device = config, config.search.dnas, device
         self.world = World(0, 1, 0, device)
-        self.out = config.paths.dnas_dir
+        self.out = out
         self.dataset = train_set(config.data, config.seed)
         self.costs = relative_costs(costs, device)
         total = self.settings.warmup_steps + 2 * self.settings.steps

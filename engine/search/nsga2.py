@@ -25,7 +25,6 @@ from functools import cached_property
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
 from pymoo.core.individual import calc_cv
 from rich.progress import Progress
 
@@ -34,10 +33,10 @@ from engine.errors import ConfigError
 from engine.evaluation.scoring import open_scorer
 from engine.search import fronts
 from engine.search import operators as nsga
+from engine.search.genome import Genome
 from engine.search.rounds import Rounds
 from engine.search.study import add_scored, complete, open_study, scored
-from spaces import Genotype, largest, smallest
-from spaces.space import skeleton, space_of
+from spaces import Genotype, largest
 
 
 class Search:
@@ -46,11 +45,8 @@ class Search:
     def __init__(self, config: ExperimentConfig, rounds: Rounds):
         self.config = config
         self.rounds = rounds
-        self.skeleton = config.space.skeleton
-        self.layers = skeleton(self.skeleton).num_layers
-        self.names = [c.name for c in space_of(self.skeleton).candidates]
-        self.distributions = {f"layer_{i:02d}": CategoricalDistribution(self.names) for i in range(self.layers)}
-        self.reference = 1.1 * float(rounds.model.predict([largest(self.skeleton)])[0][0])
+        self.genome = Genome(config.space.skeletons)
+        self.reference = 1.1 * float(rounds.model.predict([largest(name) for name in self.genome.skeletons])[0].max())
         limits = config.search.constraints
         self.limits = [(column, limit) for column, limit in (("latency_ms", limits.max_latency_ms),
                                                               ("macs", limits.max_macs)) if limit is not None]
@@ -84,8 +80,7 @@ class Search:
         return all(row[column] <= limit for column, limit in self.limits)
 
     def store(self, study: optuna.Study, genotype: Genotype, row: dict, miou: float) -> None:
-        params = {f"layer_{i:02d}": name for i, name in enumerate(genotype.names)}
-        add_scored(study, params, self.distributions, {**row, "miou": miou})
+        add_scored(study, self.genome.params(genotype), self.genome.distributions(genotype), {**row, "miou": miou})
 
     def evaluate(self, study: optuna.Study, done: dict[str, dict], genotypes: list[Genotype], origin: dict,
                  scorer) -> list[dict]:
@@ -116,9 +111,8 @@ class Search:
         settings = self.config.search
         study = self.study
         done = scored(study)
-        choices = [len(self.names)] * self.layers
-        initial = np.array([largest(self.skeleton).choices, smallest(self.skeleton).choices])
-        algorithm = self.algorithm(choices, initial)
+        choices = self.genome.choices
+        algorithm = self.algorithm(self.genome.initial())
         nsga.start(algorithm, nsga.GenomeProblem(choices, 2, len(self.limits)), settings.generations, self.config.seed)
         per_round = math.ceil(settings.generations / min(settings.rounds, settings.generations))
         history, seen = [], {}
@@ -131,7 +125,7 @@ class Search:
                 if population is None:  # no new genome could be bred (a tiny space): telling nothing ends it
                     algorithm.tell()
                     continue
-                genotypes = [Genotype(self.skeleton, tuple(map(int, x))) for x in population.get("X").astype(int)]
+                genotypes = [self.genome.decode(x) for x in nsga.genomes(population)]
                 origin = {"strategy": "nsga2", "generation": generation, "round": len(self.rounds.records) + 1}
                 rows = self.evaluate(study, done, genotypes, origin, scorer)
                 self.tell(population, rows)
@@ -146,11 +140,11 @@ class Search:
                 study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
         return history
 
-    def algorithm(self, choices: list[int], initial: np.ndarray):
+    def algorithm(self, initial: np.ndarray):
         settings = self.config.search
         try:
-            return nsga.algorithm(choices, settings.population, settings.offspring, initial, settings.mutation_rate,
-                                  settings.algorithm)
+            return nsga.algorithm(self.genome.choices, settings.population, settings.offspring, initial,
+                                  settings.mutation_rate, settings.algorithm, self.genome.key)
         except ImportError as error:
             raise ConfigError(f"search.algorithm {settings.algorithm}: {error}") from None
 
@@ -174,8 +168,7 @@ class Search:
         after a generation)."""
         seen = self.measure_round(seen, generation)
         population = algorithm.pop
-        self.tell(population, [seen[Genotype(self.skeleton, tuple(map(int, x))).key] for x in
-                               population.get("X").astype(int)])
+        self.tell(population, [seen[self.genome.key(x)] for x in nsga.genomes(population)])
         algorithm.pop = algorithm.survival.do(algorithm.problem, population, n_survive=len(population),
                                               algorithm=algorithm, random_state=algorithm.random_state)
         return seen

@@ -21,7 +21,7 @@ such a replay. `evolve` is this loop for an objective callable.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
@@ -84,28 +84,35 @@ def genome_key(x: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in x)
 
 
+Key = Callable[[np.ndarray], Hashable]
+"""What tells two genomes apart."""
+
+
 def genomes(pop: Population) -> np.ndarray:
     """The genomes of a population as an int array [n, n_var]."""
     return np.asarray(pop.get("X")).astype(int)
 
 
 class GenomeSampling(Sampling):
-    """`initial` rows first (e.g. the largest and smallest genotypes), then uniformly random distinct genomes."""
+    """`initial` rows first (e.g. the largest and smallest genotypes), then uniformly random distinct genomes
+    (distinct by `key`: by default the genes themselves)."""
 
-    def __init__(self, initial: np.ndarray | None = None) -> None:
+    def __init__(self, initial: np.ndarray | None = None, key: Key = genome_key) -> None:
         super().__init__()
         self.initial = None if initial is None else np.atleast_2d(np.asarray(initial)).astype(int)
+        self.key = key
 
     def _do(self, problem: Problem, n_samples: int, *args, random_state: np.random.Generator | None = None,
             **kwargs) -> np.ndarray:
         low, count = _ranges(problem)
-        rows: dict[tuple[int, ...], None] = dict.fromkeys(
-            genome_key(x) for x in (self.initial if self.initial is not None else ()))
+        rows = {self.key(x): genome_key(x) for x in (self.initial if self.initial is not None else ())}
         target = min(n_samples, int(np.prod(count.astype(object))))
-        while len(rows) < target:
+        for _ in range(100):
+            if len(rows) >= target:
+                break
             batch = random_state.integers(low, low + count, size=(target - len(rows), problem.n_var))
-            rows.update(dict.fromkeys(genome_key(x) for x in batch))
-        return np.array(list(rows)[:n_samples], dtype=int).reshape(-1, problem.n_var)
+            rows.update((self.key(x), genome_key(x)) for x in batch if self.key(x) not in rows)
+        return np.array(list(rows.values())[:n_samples], dtype=int).reshape(-1, problem.n_var)
 
 
 class GenomeCrossover(UniformCrossover):
@@ -133,20 +140,25 @@ class GenomeMutation(Mutation):
 
 
 class KeyDuplicateElimination(ElementwiseDuplicateElimination):
-    """Genomes are equal when their keys (tuples of ints) are: offspring equal to one another, to the current
+    """Genomes are equal when their keys (by default the tuples of their ints; a genome's genotype key when genes
+    can be inert) are: offspring equal to one another, to the current
     population or to offspring already kept are dropped and bred again, as pymoo does with any elimination.
 
     Equality is the elementwise `is_equal`; `_do` finds the same duplicates with a set of keys instead of
     comparing all pairs (within one population the first occurrence is kept).
     """
 
+    def __init__(self, key: Key = genome_key) -> None:
+        super().__init__()
+        self.key = key
+
     def is_equal(self, a: Individual, b: Individual) -> bool:
-        return genome_key(a.X) == genome_key(b.X)
+        return self.key(a.X) == self.key(b.X)
 
     def _do(self, pop: Population, other: Population | None, is_duplicate: np.ndarray) -> np.ndarray:
-        seen = set() if other is None else {genome_key(ind.X) for ind in other}
+        seen = set() if other is None else {self.key(ind.X) for ind in other}
         for i, ind in enumerate(pop):
-            key = genome_key(ind.X)
+            key = self.key(ind.X)
             is_duplicate[i] = key in seen
             if other is None:
                 seen.add(key)
@@ -162,18 +174,18 @@ SMS-EMOA (hypervolume-contribution survival, Beume et al. 2007), U-NSGA-III (ref
 
 def algorithm(choices: Sequence[int], population: int, offspring: int | None = None,
               initial: np.ndarray | None = None, mutation_rate: float | None = None,
-              name: str = "nsga2") -> GeneticAlgorithm:
+              name: str = "nsga2", key: Key = genome_key) -> GeneticAlgorithm:
     """pymoo's algorithm `name` (ALGORITHMS) over genomes of `choices`: `population` survivors, `offspring`
     (default `population`) new genomes per generation, `initial` genomes placed first in the first generation,
-    gene mutation rate (1/n_var)."""
+    gene mutation rate (1/n_var), genomes told apart by `key`."""
     counts = _choice_counts(choices)
     if initial is not None:
         initial = _checked_initial(initial, counts)
     if population < 2:
         raise ValueError(f"the search needs a population of at least 2, got {population}")
-    operators = {"pop_size": population, "n_offsprings": offspring, "sampling": GenomeSampling(initial),
+    operators = {"pop_size": population, "n_offsprings": offspring, "sampling": GenomeSampling(initial, key),
                  "crossover": GenomeCrossover(), "mutation": GenomeMutation(mutation_rate),
-                 "eliminate_duplicates": KeyDuplicateElimination()}
+                 "eliminate_duplicates": KeyDuplicateElimination(key)}
     if name == "nsga2":
         return NSGA2(**operators)
     if name == "smsemoa":

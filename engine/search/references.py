@@ -1,4 +1,4 @@
-"""The networks SqueezeNAS released for the run's skeleton (lat_<skeleton>, mac_<skeleton>) as reference points.
+"""The networks SqueezeNAS released for the run's skeletons (lat_<skeleton>, mac_<skeleton>) as reference points.
 
 After the search, each is scored as every trial is (inherited-weight mIoU from the run's supernet, BN
 recalibrated, on the same validation images) and measured on the device through the meter and its store, or, when
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 
 def reference_rows(search: Search, meter: Meter | None, device) -> pd.DataFrame:
-    """One evaluations row per released network of the run's skeleton (module docstring)."""
+    """One evaluations row per released network of the run's skeletons (module docstring)."""
     config = search.config
-    named = squeezenas.released_for(config.space.skeleton)
+    named = {name: genotype for skeleton in config.space.skeletons
+             for name, genotype in squeezenas.released_for(skeleton).items()}
     if not named or not config.search.references:
         return pd.DataFrame()
     genotypes = list(named.values())

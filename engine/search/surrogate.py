@@ -30,7 +30,7 @@ from engine.search.study import scored
 from predictors.accuracy import AccuracySurrogate
 from predictors.design import spread
 from predictors.evaluation import kendall
-from spaces import Genotype, largest, sample, smallest
+from spaces import Genotype, largest, sample_of, smallest
 
 COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
 
@@ -67,12 +67,12 @@ class SurrogateSearch:
 
     def initial(self) -> list[Genotype]:
         """The largest and smallest genotypes and seeded random ones, `initial` (or the population) in all."""
-        name = self.search.skeleton
+        names = self.config.space.skeletons
         count = self.settings.initial or self.config.search.population
         rng = random.Random(self.config.seed)
-        chosen = dict.fromkeys([largest(name), smallest(name)])
+        chosen = dict.fromkeys(genotype for name in names for genotype in (largest(name), smallest(name)))
         while len(chosen) < count:
-            chosen[sample(name, rng)] = None
+            chosen[sample_of(names, rng)] = None
         return list(chosen)
 
     def features(self, genotypes: list[Genotype]) -> np.ndarray:
@@ -88,7 +88,7 @@ class SurrogateSearch:
         search = self.search
 
         def evaluate(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            genotypes = [Genotype(search.skeleton, tuple(map(int, x))) for x in X]
+            genotypes = [search.genome.decode(x) for x in X]
             mean, _ = model.predict(self.features(genotypes))
             rows = [{**row, "miou": float(m)} for row, m in zip(search.describe(genotypes, {}), mean)]
             F, G = search.objectives(rows)
@@ -100,13 +100,12 @@ class SurrogateSearch:
         """`per_round` unevaluated subnets from a search on the surrogate (any it asked for; random ones when it
         asked for too few): its front spread over latency, then the most uncertain of the rest."""
         search = self.search
-        choices = [len(search.names)] * search.layers
-        algorithm = search.algorithm(choices, self.seeds(seen))
-        problem = nsga.GenomeProblem(choices, 2, len(search.limits))
+        algorithm = search.algorithm(self.seeds(seen))
+        problem = nsga.GenomeProblem(search.genome.choices, 2, len(search.limits))
         asked = [X for X, _ in nsga.evolve(algorithm, problem, self.objective(model), self.config.search.generations,
                                            self.config.seed + number)]
         genomes = np.concatenate([nsga.genomes(algorithm.pop), *asked])  # the final population first
-        found = [Genotype(search.skeleton, tuple(map(int, x))) for x in genomes]
+        found = [search.genome.decode(x) for x in genomes]
         found = [g for g in dict.fromkeys(found) if g.key not in seen]
         if len(found) < self.settings.per_round:
             found += [g for g in self.unseen(seen, number) if g not in found]
@@ -118,14 +117,14 @@ class SurrogateSearch:
         F = fronts.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows])
         order = np.lexsort((F[:, 1], ~fronts.pareto_mask(F)))  # the front first, each part by latency
         keys = [rows[i]["key"] for i in order[: self.config.search.population]]
-        return np.array([Genotype.from_key(key).choices for key in keys])
+        return np.array([self.search.genome.encode(Genotype.from_key(key)) for key in keys])
 
     def unseen(self, seen: dict[str, dict], number: int) -> list[Genotype]:
         """Random unevaluated genotypes, when the search on the surrogate found nothing new."""
         rng = random.Random(self.config.seed * 1000 + number)
         found: dict[Genotype, None] = {}
         for _ in range(100 * self.settings.per_round):
-            genotype = sample(self.search.skeleton, rng)
+            genotype = sample_of(self.config.space.skeletons, rng)
             if genotype.key not in seen:
                 found[genotype] = None
             if len(found) >= self.settings.per_round:

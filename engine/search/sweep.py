@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,27 +24,29 @@ import torch
 from engine.config import ExperimentConfig
 from engine.files import write_csv
 from engine.latency.meter import Meter, latency_of
-from engine.latency.model import space_costs
 from engine.search.dnas import DnasSearch
 from engine.search.fronts import dominated_by, minimised
 from hardware.lookup import LookupTable, measure_lookup_table
 from spaces import Genotype
+from spaces.costs import cost_table
 
 Score = Callable[[list[tuple[Genotype, dict]], torch.device], list[dict]]
 
 
-def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarray, float]:
-    """cost_i of every candidate at every layer ([layers, candidates]) and the seconds spent measuring them."""
+def layer_costs(config: ExperimentConfig, meter: Meter | None, folder: Path) -> tuple[np.ndarray, float]:
+    """cost_i of every candidate at every layer ([layers, candidates]) of the config's one skeleton and the seconds
+    spent measuring them (the lookup table kept in `folder`)."""
+    space = config.space
     if config.search.dnas.cost == "macs":
-        return space_costs(config).macs.astype(np.float64), 0.0
-    path = config.paths.lookup
+        return cost_table(space.skeleton, tuple(space.input_size), space.width,
+                          space.num_classes).macs.astype(np.float64), 0.0
+    path = folder / config.paths.lookup.name
     if path.exists():
         table = LookupTable.load(path)
         return table.latency_ms, float(table.provenance.get("seconds", 0.0))
     if meter is None or meter.local is None:  # the config forbids an agent with a lookup cost; this is a guard
         raise ValueError("search.dnas.cost lookup needs latency.device local")
     start = time.perf_counter()
-    space = config.space
     table = measure_lookup_table(space.skeleton, meter.local, meter.protocol, space.width, space.num_classes)
     seconds = time.perf_counter() - start
     replace(table, provenance={**table.provenance, "seconds": seconds}).save(path)
@@ -52,22 +55,37 @@ def layer_costs(config: ExperimentConfig, meter: Meter | None) -> tuple[np.ndarr
 
 def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score,
              reference: pd.DataFrame) -> dict:
-    """The sweep (engine/search/dnas.py), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
-    costs, lookup_s = layer_costs(config, meter)
-    warm, results = DnasSearch(config, costs, device).run()
+    """The sweep (engine/search/dnas.py) on each skeleton of the run (its checkpoints and lookup table in dnas/, or
+    dnas/<skeleton>/ with several), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
+    tables, costs = [], []
+    for name in config.space.skeletons:
+        folder = config.paths.dnas_dir / name if len(config.space.skeletons) > 1 else config.paths.dnas_dir
+        table, cost = sweep(config.of_skeleton(name), device, meter, score, reference, folder)
+        tables.append(table)
+        costs.append(cost)
+    write_csv(config.paths.dnas, pd.concat(tables, ignore_index=True))
+    total = {part: sum(cost[part] for cost in costs) for part in ("warmup_s", "lookup_s", "total_s")}
+    return {"cost": config.search.dnas.cost, "lambdas_s": [s for cost in costs for s in cost["lambdas_s"]], **total}
+
+
+def sweep(config: ExperimentConfig, device: torch.device, meter: Meter | None, score: Score, reference: pd.DataFrame,
+          folder: Path) -> tuple[pd.DataFrame, dict]:
+    """One skeleton's sweep: its dnas.csv rows and its cost."""
+    costs, lookup_s = layer_costs(config, meter, folder)
+    warm, results = DnasSearch(config, costs, device, folder).run()
     genotypes = [Genotype.from_key(r["key"]) for r in results]
     rows = score([(g, {"strategy": "dnas", "lambda": r["lambda"]}) for g, r in zip(genotypes, results)], device)
     measured = (latency_of(meter.measure(genotypes, "DNAS genotypes"), config.latency.statistic) if meter
                 else np.full(len(genotypes), np.nan))
     table = pd.DataFrame({
-        "lambda": [r["lambda"] for r in results], "key": [r["key"] for r in results],
+        "skeleton": config.space.skeleton, "lambda": [r["lambda"] for r in results],
+        "key": [r["key"] for r in results],
         "relative_cost": [r["relative_cost"] for r in results], "miou": [row["miou"] for row in rows],
         "latency_ms": [row["latency_ms"] for row in rows], "measured_ms": measured,
         "macs": [row["macs"] for row in rows], "seconds": [r["seconds"] for r in results],
         "min_chosen_probability": [r["min_chosen_probability"] for r in results],
         "dominated_by_nsga2": dominated_by(minimised([r["miou"] for r in rows], [r["latency_ms"] for r in rows]),
                                            minimised(reference.miou, reference.latency_ms))})
-    write_csv(config.paths.dnas, table)
     lambdas_s = [r["seconds"] for r in results]
-    return {"cost": config.search.dnas.cost, "warmup_s": warm["seconds"], "lambdas_s": lambdas_s,
-            "lookup_s": lookup_s, "total_s": warm["seconds"] + sum(lambdas_s) + lookup_s}
+    return table, {"warmup_s": warm["seconds"], "lambdas_s": lambdas_s, "lookup_s": lookup_s,
+                   "total_s": warm["seconds"] + sum(lambdas_s) + lookup_s}

@@ -1,12 +1,15 @@
 """Stage audit (with audit.enabled): the proxy-fidelity audit. Does inherited-weight mIoU rank subnets as
 stand-alone training does?
 
-`audit.genotypes` front points, spread over the front's latency range (predictors.design.spread), and with
-`audit.random` > 0 that many seeded random subnets plus the smallest and largest paths, are each trained from
+`audit.genotypes` front points of each skeleton, spread over its front points' latency range
+(predictors.design.spread), and with `audit.random` > 0 that many seeded random subnets plus the smallest and largest
+paths of each skeleton, are each trained from
 scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable) and evaluated on the
 validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
 recalibration (what the search used) and without it (the supernet's running statistics), over all audited subnets
-and within each group (front, random, extremes). Writes runs/<name>/audit/<key>/ (training), audit/audit.csv (one row
+and within each group (front, random, extremes), and with several skeletons within each skeleton, with the gap
+between each skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart). Writes
+runs/<name>/audit/<key>/ (training), audit/audit.csv (one row
 per genotype, its group) and audit/audit.json (Kendall tau and Spearman rho of each proxy, overall and per group;
 where the smallest and largest paths rank by each score; the budget).
 """
@@ -23,32 +26,39 @@ from engine.evaluation.standalone import standalone_miou
 from engine.files import write_csv, write_json
 from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
-from engine.training.supernet import load_supernet
+from engine.training.supernet import load_supernets
 from predictors.design import spread
 from predictors.evaluation import kendall, spearman
-from spaces import Genotype, largest, sample, smallest
+from spaces import Genotype, largest, sample_of, smallest
 
 
 def audit_genotypes(config: ExperimentConfig) -> dict[Genotype, str]:
     """The audited genotypes and their groups: front points spread over latency, then (audit.random > 0) the
     smallest and largest paths and seeded random subnets, each once."""
     front = pd.read_csv(config.paths.front).sort_values("latency_ms").reset_index(drop=True)
-    count = min(config.audit.genotypes, len(front))
-    chosen = {Genotype.from_key(front.key[i]): "front"
-              for i in sorted(spread(front.latency_ms.to_numpy(), count, config.seed))}
+    chosen = {}
+    for name, rows in front.groupby(front.key.map(skeleton_of), sort=False):
+        rows = rows.reset_index(drop=True)
+        count = min(config.audit.genotypes, len(rows))
+        chosen |= {Genotype.from_key(rows.key[i]): "front"
+                   for i in sorted(spread(rows.latency_ms.to_numpy(), count, config.seed))}
     if config.audit.random:
-        others = random_and_extremes(config.space.skeleton, config.audit.random, config.seed, taken=chosen)
+        others = random_and_extremes(config.space.skeletons, config.audit.random, config.seed, taken=chosen)
         chosen |= {genotype: group for genotype, group in others.items() if genotype not in chosen}
     return chosen
 
 
-def random_and_extremes(skeleton: str, count: int, seed: int, taken=()) -> dict[Genotype, str]:
-    """The smallest and largest paths ("extremes") and `count` distinct seeded random subnets ("random") outside
-    `taken`."""
-    chosen = {smallest(skeleton): "extremes", largest(skeleton): "extremes"}
+def skeleton_of(key: str) -> str:
+    return Genotype.from_key(key).skeleton
+
+
+def random_and_extremes(skeletons: tuple[str, ...], count: int, seed: int, taken=()) -> dict[Genotype, str]:
+    """The smallest and largest paths of each skeleton ("extremes") and `count` distinct seeded random subnets
+    ("random") outside `taken`."""
+    chosen = {extreme(name): "extremes" for name in skeletons for extreme in (smallest, largest)}
     rng, drawn = random.Random(seed + 2), 0
     while drawn < count:
-        genotype = sample(skeleton, rng)
+        genotype = sample_of(skeletons, rng)
         if genotype not in chosen and genotype not in taken:
             chosen[genotype], drawn = "random", drawn + 1
     return chosen
@@ -56,7 +66,7 @@ def random_and_extremes(skeleton: str, count: int, seed: int, taken=()) -> dict[
 
 def proxy_scores(recalibrated: InheritedEvaluator, genotypes: list[Genotype]) -> dict[str, list[float]]:
     """Inherited mIoU of each genotype with BN recalibration and without it (same supernet and images)."""
-    running = InheritedEvaluator(recalibrated.supernet, [], recalibrated.validation, recalibrated.num_classes,
+    running = InheritedEvaluator(recalibrated.supernets, [], recalibrated.validation, recalibrated.num_classes,
                                  recalibrated.device)
     return {"inherited_miou": [recalibrated.score(g)["miou"] for g in genotypes],
             "inherited_miou_no_recalibration": [running.score(g)["miou"] for g in genotypes]}
@@ -72,18 +82,38 @@ def rank_agreement(table: pd.DataFrame, prefix: str = "") -> dict[str, float]:
 
 
 def agreement(table: pd.DataFrame) -> dict:
-    """rank_agreement over all audited subnets and within each group, and where the extremes rank."""
-    out = rank_agreement(table)
+    """rank_agreement over all audited subnets (across skeletons) and within each group, and where the extremes
+    rank; with several skeletons also within each skeleton, with each supernet's calibration (`per_skeleton`)."""
+    out = {**rank_agreement(table), **extreme_ranks(table, table)}
     if table.group.nunique() > 1:
         for group, rows in table.groupby("group"):
             out.update(rank_agreement(rows, f"{group}_"))
-    ranks = table[["inherited_miou", "standalone_miou"]].rank(ascending=False, method="min")
-    for label, genotype in (("smallest", smallest), ("largest", largest)):
-        rows = [i for i, key in enumerate(table.key) if key == genotype(Genotype.from_key(key).skeleton).key]
-        if rows:
-            out[f"{label}_rank"] = {"inherited": int(ranks.inherited_miou.iloc[rows[0]]),
-                                    "standalone": int(ranks.standalone_miou.iloc[rows[0]]), "of": len(table)}
+    skeletons = table.key.map(skeleton_of)
+    if skeletons.nunique() > 1:
+        out["per_skeleton"] = {name: {**rank_agreement(rows), **extreme_ranks(rows, rows), **calibration(rows)}
+                               for name, rows in table.groupby(skeletons, sort=False)}
     return out
+
+
+def extreme_ranks(table: pd.DataFrame, rows: pd.DataFrame) -> dict:
+    """Where the smallest and largest path of `rows`' first skeleton rank among `table` by each score."""
+    ranks = table[["inherited_miou", "standalone_miou"]].rank(ascending=False, method="min")
+    out = {}
+    for label, genotype in (("smallest", smallest), ("largest", largest)):
+        found = [i for i, key in zip(table.index, table.key) if key == genotype(skeleton_of(rows.key.iloc[0])).key]
+        if found:
+            out[f"{label}_rank"] = {"inherited": int(ranks.inherited_miou[found[0]]),
+                                    "standalone": int(ranks.standalone_miou[found[0]]), "of": len(table)}
+    return out
+
+
+def calibration(rows: pd.DataFrame) -> dict:
+    """How a skeleton's supernet is calibrated: mean inherited and stand-alone mIoU of its audited subnets and the
+    mean gap (stand-alone − inherited). Gaps that differ between skeletons shift one skeleton's front against
+    another's: the front mixes skeletons by inherited mIoU, as if their supernets were trained equally well."""
+    gap = rows.standalone_miou - rows.inherited_miou
+    return {"inherited_mean": float(rows.inherited_miou.mean()), "standalone_mean": float(rows.standalone_miou.mean()),
+            "gap_mean": float(gap.mean()), "count": len(rows)}
 
 
 def run(ctx: Context) -> None:
@@ -91,13 +121,13 @@ def run(ctx: Context) -> None:
     config, paths, world = ctx.config, ctx.paths, ctx.world
     groups = audit_genotypes(config)
     genotypes = list(groups)
-    supernet = load_supernet(config, config.space.num_classes, world.device)
-    recalibrated = evaluator_for(config, supernet, world.device, cache=False)
+    recalibrated = evaluator_for(config, load_supernets(config, world.device), world.device, cache=False)
     standalone = [standalone_miou(config, g, paths.trained(g.key), world, recalibrated.validation) for g in genotypes]
     if not world.is_main:
         return
     front = pd.read_csv(paths.front).set_index("key")
-    table = pd.DataFrame({"key": [g.key for g in genotypes], "group": [groups[g] for g in genotypes],
+    table = pd.DataFrame({"key": [g.key for g in genotypes], "skeleton": [g.skeleton for g in genotypes],
+                          "group": [groups[g] for g in genotypes],
                           "latency_ms": [float(front.latency_ms[g.key]) if g.key in front.index else float("nan")
                                          for g in genotypes],
                           **proxy_scores(recalibrated, genotypes), "standalone_miou": standalone})

@@ -1,8 +1,9 @@
 """Stage baseline (with audit.enabled and audit.baseline): searched networks against hand-made ones of the same
 space at the same measured latency, over several training seeds.
 
-Each hand-made design of `audit.handmade` puts one candidate in every searchable layer: k3_e6_g1 is
-MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same family. Each is measured on the experiment's
+Each hand-made design of `audit.handmade` puts one candidate in every searchable layer (of each skeleton of the
+run): k3_e6_g1 is MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same family. Each is measured on
+the experiment's
 device; of the front points whose predicted latency is nearest to it, those measured within a tolerance of it
 compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
 the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...: the initialisation and the
@@ -32,7 +33,7 @@ from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
 from engine.training.distributed import World
 from spaces import Genotype, skeleton, space_of
-from spaces.costs import CostTable
+from spaces.costs import CostTables
 
 
 class Pair(NamedTuple):
@@ -74,8 +75,10 @@ def measured_pairs(config: ExperimentConfig, meter: Meter, front: pd.DataFrame) 
     """Each hand-made design measured, then its match on the front (matched_genotype) with the same statistic."""
     statistic = config.latency.statistic
     pairs = []
-    for design in config.audit.handmade:
-        baseline = handmade(config.space.skeleton, design)
+    designs = [(name, design) for name in config.space.skeletons for design in config.audit.handmade]
+    for name, design in designs:
+        baseline = handmade(name, design)
+        design = design if len(config.space.skeletons) == 1 else f"{design} ({name})"
         baseline_ms = float(latency_of(meter.measure([baseline], f"the hand-made {design}"), statistic)[0])
         searched, searched_ms = matched_genotype(
             front, baseline_ms, lambda genotypes: list(latency_of(meter.measure(genotypes, "front points"), statistic)))
@@ -115,7 +118,7 @@ def spread(values: list[float]) -> dict:
             "per_seed": array.tolist()}
 
 
-def network(config: ExperimentConfig, costs: CostTable, genotype: Genotype, ms: float, scores: Scores) -> dict:
+def network(config: ExperimentConfig, costs: CostTables, genotype: Genotype, ms: float, scores: Scores) -> dict:
     seeds = range(config.audit.seeds)
     out = {"key": genotype.key, "measured_ms": ms, "macs": costs.genotype_macs(genotype),
            "standalone_miou": spread([scores[genotype.key, i]["val"] for i in seeds])}

@@ -32,18 +32,19 @@ from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
 from engine.training.distributed import World
-from engine.training.supernet import load_supernet
+from engine.training.supernet import load_supernets
 from hardware.protocol import Measurement
 from predictors.design import active, spread
 from predictors.evaluation import accuracy_report
-from spaces import Genotype, largest, sample, smallest
+from spaces import Genotype, largest, sample_of, smallest
 
 
 def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
     """The extremes and a seeded random pool of distinct genotypes."""
-    name = config.space.skeleton
+    names = config.space.skeletons
     rng = random.Random(config.seed)
-    pool = [largest(name), smallest(name)] + [sample(name, rng) for _ in range(config.latency.pool)]
+    extremes = [genotype for name in names for genotype in (largest(name), smallest(name))]
+    pool = extremes + [sample_of(names, rng) for _ in range(config.latency.pool)]
     return list(dict.fromkeys(pool))
 
 
@@ -51,7 +52,7 @@ def heldout_genotypes(config: ExperimentConfig, exclude: set[Genotype]) -> list[
     rng = random.Random(config.seed + 1)
     chosen: dict[Genotype, None] = {}
     while len(chosen) < config.latency.heldout:
-        genotype = sample(config.space.skeleton, rng)
+        genotype = sample_of(config.space.skeletons, rng)
         if genotype not in exclude:
             chosen[genotype] = None
     return list(chosen)
@@ -71,12 +72,24 @@ def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Geno
     return [subset[i] for i in active(lower, upper, miou, count, taken)]
 
 
+def accuracy(heldout: pd.DataFrame) -> dict:
+    """The predictor's accuracy on the held-out genotypes; with several skeletons also on each one's
+    (`per_skeleton`)."""
+    def report(rows: pd.DataFrame) -> dict:
+        return accuracy_report(rows.measured_ms.to_numpy(), rows.predicted_ms.to_numpy()).as_dict()
+
+    skeletons = heldout.key.map(lambda key: Genotype.from_key(key).skeleton)
+    out = report(heldout)
+    if skeletons.nunique() > 1:
+        out["per_skeleton"] = {name: report(rows) for name, rows in heldout.groupby(skeletons, sort=False)}
+    return out
+
+
 def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel) -> None:
     write_csv(paths.measurements, pd.DataFrame(rows))
     write_csv(paths.heldout, heldout)
     save_latency_model(model, paths.predictor)
-    report = accuracy_report(heldout.measured_ms.to_numpy(), heldout.predicted_ms.to_numpy())
-    write_json(paths.accuracy, report.as_dict())
+    write_json(paths.accuracy, accuracy(heldout))
 
 
 def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str) -> list[dict]:
@@ -89,7 +102,7 @@ def mean_iou_scorer(config: ExperimentConfig, world: World) -> Callable[[Genotyp
 
     @lru_cache(maxsize=1)
     def evaluator():
-        return evaluator_for(config, load_supernet(config, config.space.num_classes, world.device), world.device)
+        return evaluator_for(config, load_supernets(config, world.device), world.device)
 
     return lambda genotype: evaluator().score(genotype)["miou"]
 

@@ -29,7 +29,7 @@ from engine.runner import Context, Stage
 from engine.search.references import split_references
 from engine.training.distributed import World
 from engine.training.standalone import train_standalone
-from engine.training.supernet import load_supernet
+from engine.training.supernet import load_supernets
 from spaces import Genotype, Network
 
 
@@ -41,7 +41,7 @@ def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, wor
     space, retrain = config.space, config.retrain
     supernet = None
     if retrain.init == "inherited":
-        supernet = load_supernet(config, space.num_classes, world.device).cpu()
+        supernet = load_supernets(config, world.device)[genotype.skeleton].cpu()
     return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet,
                             section="retrain.train")
 

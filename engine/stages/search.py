@@ -71,12 +71,16 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
-def nsga2_cost(paths: RunPaths, seconds: float) -> dict:
-    """NSGA-II's search cost: the one-shot supernet's training time and the search's (scoring included)."""
-    log = paths.supernet_metrics
-    elapsed = pd.read_csv(log).get("elapsed_s") if log.exists() else None
-    supernet = float(elapsed.iloc[-1]) if elapsed is not None and elapsed.notna().any() else float("nan")
+def nsga2_cost(config: ExperimentConfig, seconds: float) -> dict:
+    """NSGA-II's search cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
+    included)."""
+    supernet = sum(training_seconds(config.paths.supernet_metrics(name)) for name in config.space.skeletons)
     return {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
+
+
+def training_seconds(log) -> float:
+    elapsed = pd.read_csv(log).get("elapsed_s") if log.exists() else None
+    return float(elapsed.iloc[-1]) if elapsed is not None and elapsed.notna().any() else float("nan")
 
 
 def run(ctx: Context) -> None:
@@ -88,7 +92,7 @@ def run(ctx: Context) -> None:
     surrogate = SurrogateSearch(search) if config.search.accuracy_surrogate.enabled else None
     if "nsga2" in config.search.strategies:
         history = surrogate.run(device) if surrogate else search.run(device)
-        cost["nsga2"] = nsga2_cost(paths, float(search.study.user_attrs.get("nsga2_seconds", float("nan"))))
+        cost["nsga2"] = nsga2_cost(config, float(search.study.user_attrs.get("nsga2_seconds", float("nan"))))
     if "dnas" in config.search.strategies:
         evaluated = trials_table(search.study)
         cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == "nsga2"])

@@ -1,4 +1,4 @@
-"""Stage space: sample genotypes of the configured skeleton and record their MACs and parameters.
+"""Stage space: sample genotypes of the configured skeletons and record their MACs and parameters.
 
 Each genotype is extracted from one weight-sharing supernet and checked against it (same output), so the stage
 also proves on the user's own settings that subnets inherit the supernet's function exactly.
@@ -16,19 +16,20 @@ from engine.config import ExperimentConfig
 from engine.files import write_csv
 from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
-from spaces import Genotype, Supernet, largest, sample, smallest, squeezenas
-from spaces.costs import cost_table
+from spaces import Genotype, Supernet, largest, sample_of, smallest, squeezenas
+from spaces.costs import cost_tables
 
 COLUMNS = ("key", "source", "macs", "params", "supernet_max_abs_diff")
 
 
 def survey_genotypes(config: ExperimentConfig) -> list[tuple[str, Genotype]]:
-    """The smallest and largest paths, the released networks of this skeleton, then seeded random samples."""
-    name = config.space.skeleton
-    chosen = [("smallest", smallest(name)), ("largest", largest(name))]
-    chosen += list(squeezenas.released_for(name).items())
+    """The smallest and largest paths and the released networks of each skeleton, then seeded random samples."""
+    chosen = []
+    for name in config.space.skeletons:
+        chosen += [("smallest", smallest(name)), ("largest", largest(name))]
+        chosen += list(squeezenas.released_for(name).items())
     rng = random.Random(config.seed)
-    chosen += [("random", sample(name, rng)) for _ in range(config.samples)]
+    chosen += [("random", sample_of(config.space.skeletons, rng)) for _ in range(config.samples)]
     return chosen
 
 
@@ -37,11 +38,12 @@ def run(ctx: Context) -> None:
     config = ctx.config
     torch.manual_seed(config.seed)
     space = config.space
-    supernet = Supernet(space.skeleton, space.width, space.num_classes).eval()
+    supernets = {name: Supernet(name, space.width, space.num_classes).eval() for name in space.skeletons}
     probe = torch.randn(1, 3, *space.input_size)
-    costs = cost_table(space.skeleton, tuple(space.input_size), space.width, space.num_classes)
+    costs = cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
     rows = []
     for source, genotype in track(survey_genotypes(config), description="surveying the space"):
+        supernet = supernets[genotype.skeleton]
         subnet = supernet.extract(genotype)
         with torch.no_grad():
             diff = (supernet(probe, genotype) - subnet(probe)).abs().max().item()

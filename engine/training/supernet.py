@@ -1,8 +1,10 @@
-"""The weight-sharing supernet of an experiment: built (seeded), trained once with the shared loop, resumably, on
-one process or many (torchrun), and loaded by every stage that scores subnets.
+"""The weight-sharing supernets of an experiment, one per skeleton of `space.skeleton`: built (seeded), trained with
+the shared loop one after another, resumably, on one process or many (torchrun), and loaded by every stage that
+scores subnets.
 
-Training writes runs/<name>/supernet/ (checkpoint.pt, metrics.csv) as it goes and runs/<name>/supernet.pt (weights
-only) when done.
+Training writes runs/<name>/supernet/<skeleton>/ (checkpoint.pt, metrics.csv) as it goes; when every skeleton's is
+done, runs/<name>/supernet.pt holds their final weights (by skeleton). A run killed during the second skeleton's
+training resumes it from its checkpoint; the first, finished, is only reloaded.
 """
 
 from __future__ import annotations
@@ -20,35 +22,47 @@ from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import train
 from spaces import Supernet
 
+FORMAT = "supernets"
+"""supernet.pt: {"format": FORMAT, "models": {skeleton: state_dict}}."""
 
-def build_supernet(config: ExperimentConfig, num_classes: int) -> Supernet:
+
+def build_supernet(config: ExperimentConfig, skeleton: str, num_classes: int) -> Supernet:
     torch.manual_seed(config.seed)
-    return Supernet(config.space.skeleton, config.space.width, num_classes)
+    return Supernet(skeleton, config.space.width, num_classes)
 
 
-def train_supernet(config: ExperimentConfig, world: World) -> Path:
-    """Train (or resume) the supernet of the experiment; returns the path of its final weights."""
-    final = config.paths.supernet
-    dataset = train_set(config.data, config.seed)
+def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World) -> Supernet:
+    """Train (or resume, or reload when finished) one skeleton's supernet in its work folder."""
     settings = config.supernet
-    supernet = build_supernet(config, dataset.num_classes).to(world.device)
+    supernet = build_supernet(config, skeleton, dataset.num_classes).to(world.device)
     if world.distributed:
         sync_batchnorm(supernet, world.device)
     batches = step_batches(dataset, settings.batch_size, config.seed, settings.steps, world.rank, world.size,
                            settings.num_workers)
-    skeleton = config.space.skeleton
     rule = Rule(settings.sandwich_paths, settings.extremes_every)
 
     def paths(step: int):
         return step_paths(skeleton, settings.sampling, config.seed, step, rule)
 
-    train(supernet, batches, settings, config.paths.supernet_dir, world, paths, section="supernet")
+    return train(supernet, batches, settings, config.paths.supernet_work(skeleton), world, paths, section="supernet")
+
+
+def train_supernet(config: ExperimentConfig, world: World) -> Path:
+    """Train (or resume) the supernet of every skeleton of the experiment; returns the path of their weights."""
+    final = config.paths.supernet
+    dataset = train_set(config.data, config.seed)
+    models = {name: checkpoint.cpu_state(train_one(config, name, dataset, world)) for name in config.space.skeletons}
     if world.is_main:
-        checkpoint.save(final, {"model": checkpoint.cpu_state(supernet), "skeleton": config.space.skeleton})
+        checkpoint.save(final, {"format": FORMAT, "models": models})
     return final
 
 
-def load_supernet(config: ExperimentConfig, num_classes: int, device: torch.device) -> Supernet:
-    supernet = build_supernet(config, num_classes)
-    supernet.load_state_dict(checkpoint.load(config.paths.supernet)["model"])
-    return supernet.to(device).eval()
+def load_supernets(config: ExperimentConfig, device: torch.device) -> dict[str, Supernet]:
+    """Every skeleton's trained supernet, in eval mode on `device`, by skeleton."""
+    models = checkpoint.load(config.paths.supernet)["models"]
+    supernets = {}
+    for name in config.space.skeletons:
+        supernet = build_supernet(config, name, config.space.num_classes)
+        supernet.load_state_dict(models[name])
+        supernets[name] = supernet.to(device).eval()
+    return supernets

@@ -10,7 +10,7 @@ import pytest
 from hardware.provenance import provenance
 from predictors.features import cost_feature_names, cost_features, one_hot, one_hot_names
 from spaces import SKELETONS, build, count_macs, count_params, sample
-from spaces.costs import cost_table
+from spaces.costs import cost_table, cost_tables
 from spaces.squeezenas import genotype
 
 SIZES = {"small": (128, 256), "large": (96, 160), "xlarge": (64, 128), "fbnet_cifar": (32, 32),
@@ -47,8 +47,28 @@ def test_one_hot_and_cost_features() -> None:
     assert features.shape == (5, len(cost_feature_names(22)))
     assert features[:, -3].tolist() == [table.genotype_macs(g) for g in genotypes]
     assert np.allclose(features[:, :22].sum(axis=1) + table.fixed_macs, features[:, -3])
+    with pytest.raises(ValueError, match="one search space"):
+        one_hot([sample("small", 0), sample("fbnet_cifar", 0)])
     with pytest.raises(ValueError, match="one skeleton"):
-        one_hot([sample("small", 0), sample("large", 0)])
+        cost_features([sample("small", 0), sample("large", 0)], cost_table("small", (64, 128)))
+
+
+def test_features_of_several_skeletons_pad_the_shorter_and_name_the_skeleton() -> None:
+    """small has 20 layers, large 22: one feature row layout for both, the skeleton in indicator columns."""
+    tables = cost_tables(("small", "large"), (64, 128), 0.5, 19)
+    genotypes = [sample("small", 1), sample("large", 2), sample("small", 3)]
+    x = one_hot(genotypes)
+    assert x.shape == (3, 22 * 13) and x.sum(axis=1).tolist() == [20, 22, 20]
+    assert not x[0, 20 * 13:].any()
+    features = cost_features(genotypes, tables)
+    assert features.shape == (3, 3 * 22 + 3 + 2)
+    assert features[:, -2:].tolist() == [[1, 0], [0, 1], [1, 0]]
+    assert features[:, -5].tolist() == [tables.genotype_macs(g) for g in genotypes]
+    activations = features[:, 2 * 22: 3 * 22]  # per layer, whatever the candidate
+    assert (activations[0, 20:] == 0).all() and (activations[1, 20:] > 0).all() and (activations[:, :20] > 0).all()
+    assert tables.genotype_macs(genotypes[1]) == cost_table("large", (64, 128), 0.5, 19).genotype_macs(genotypes[1])
+    with pytest.raises(ValueError, match="priced with tables of small, large"):
+        tables.genotype_macs(sample("xlarge", 0))
 
 
 def test_provenance_is_json_ready() -> None:

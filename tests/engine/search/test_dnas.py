@@ -92,7 +92,8 @@ def test_temperature_schedule_goes_from_start_to_end(quickstart, schedule: str) 
 
 def sweep(quickstart: str, tmp_path: Path, lambdas: str, extra: list[str] = ()) -> tuple[dict, list[dict]]:
     config = load(quickstart, [f"runs_dir={tmp_path}", *TINY, f"search.dnas.lambdas={lambdas}", *extra])
-    search = DnasSearch(config, space_costs(config).macs.astype(float), torch.device("cpu"))
+    costs = space_costs(config).tables[config.space.skeleton].macs.astype(float)
+    search = DnasSearch(config, costs, torch.device("cpu"), config.paths.dnas_dir)
     return search.run()
 
 

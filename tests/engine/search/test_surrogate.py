@@ -19,7 +19,7 @@ import pytest
 from engine.config import load
 from engine.evaluation.inherited import evaluator_for
 from engine.run import main
-from engine.training.supernet import load_supernet
+from engine.training.supernet import load_supernets
 from predictors.accuracy import AccuracySurrogate
 from predictors.evaluation import kendall
 from spaces import Genotype
@@ -95,7 +95,7 @@ def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None
     assert table["round"].tolist() == [1, 2] and table.batch.tolist() == [4, 4]
     assert table.evaluations.tolist() == [12, 16] and set(table.kind) <= {"ridge", "trees"}
     config = load(quickstart, [f"runs_dir={root / 'whole'}", *args])
-    evaluator = evaluator_for(config, load_supernet(config, config.space.num_classes, "cpu"), "cpu")
+    evaluator = evaluator_for(config, load_supernets(config, "cpu"), "cpu")
     evaluations = pd.read_csv(run / "evaluations.csv")
     for key, miou in zip(evaluations.key, evaluations.miou):  # each the subnet's true inherited mIoU
         assert miou == pytest.approx(evaluator.score(Genotype.from_key(key))["miou"], abs=1e-9)

@@ -10,7 +10,7 @@ import torch
 from engine.config import ExperimentConfig
 from engine.evaluation.inherited import evaluator_for
 from engine.training.distributed import World
-from engine.training.supernet import build_supernet, load_supernet, train_supernet
+from engine.training.supernet import build_supernet, load_supernets, train_supernet
 from spaces import largest, sample
 
 
@@ -24,9 +24,9 @@ def test_trained_supernet_scores_clearly_higher(tmp_path: Path) -> None:
     })
     cpu = torch.device("cpu")
     genotypes = [largest("small"), sample("small", 100), sample("small", 101)]
-    untrained = evaluator_for(config, build_supernet(config, 11).eval(), cpu, cache=False)
+    untrained = evaluator_for(config, {"small": build_supernet(config, "small", 11).eval()}, cpu, cache=False)
     before = [untrained.score(g)["miou"] for g in genotypes]
     train_supernet(config, World(0, 1, 0, cpu))
-    trained = evaluator_for(config, load_supernet(config, 11, cpu), cpu, cache=False)
+    trained = evaluator_for(config, load_supernets(config, cpu), cpu, cache=False)
     after = [trained.score(g)["miou"] for g in genotypes]
     assert all(a > 2 * b for a, b in zip(after, before)), (before, after)

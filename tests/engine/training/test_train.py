@@ -32,7 +32,7 @@ def tiny(runs: Path, steps: int = 6, batch: int = 4, sampling: str = "uniform", 
 
 
 def weights(config: ExperimentConfig) -> dict[str, torch.Tensor]:
-    return checkpoint.load(config.run_dir / "supernet.pt")["model"]
+    return checkpoint.load(config.run_dir / "supernet.pt")["models"]["small"]
 
 
 class Killed(Exception):
@@ -56,14 +56,14 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, s
     monkeypatch.setattr(train_module, "train_step", dies_in_step_4)
     with pytest.raises(Killed):
         train_supernet(resumed, CPU)
-    assert checkpoint.load(resumed.run_dir / "supernet" / "checkpoint.pt")["step"] == 2
+    assert checkpoint.load(resumed.paths.supernet_work("small") / "checkpoint.pt")["step"] == 2
     monkeypatch.setattr(train_module, "train_step", real_step)
     train_supernet(resumed, CPU)
 
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = (resumed.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
+    rows = (resumed.paths.supernet_metrics("small")).read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3", "4", "5", "6"]
 
 
@@ -96,7 +96,7 @@ def test_two_gloo_processes_equal_one_process_with_the_whole_batch(tmp_path: Pat
     one = tiny(tmp_path / "one", steps=STEPS, lr=LR)
     train_supernet(one, CPU)
     mp.spawn(_rank_main, args=(str(tmp_path / "two"), _free_port()), nprocs=2, join=True)
-    start = build_supernet(one, 11).state_dict()
+    start = build_supernet(one, one.space.skeleton, 11).state_dict()
     single, double = weights(one), weights(tiny(tmp_path / "two"))
     moved, apart = _float_distance(single, start), _float_distance(single, double)
     assert apart < 1e-3 * moved, (apart, moved)
@@ -115,9 +115,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     monkeypatch.setattr(train_module, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match="not finite at step 4 .*checkpoint .* is kept; lower supernet.lr"):
         train_supernet(config, CPU)
-    kept = checkpoint.load(config.run_dir / "supernet" / "checkpoint.pt")
+    kept = checkpoint.load(config.paths.supernet_work("small") / "checkpoint.pt")
     assert kept["step"] == 2
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert not (config.run_dir / "supernet.pt").exists()
-    rows = (config.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
+    rows = (config.paths.supernet_metrics("small")).read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3"]  # the diverged step is not logged
