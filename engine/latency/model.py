@@ -2,15 +2,18 @@
 giving predicted latency and its interval; fitted by the latency stage, loaded by every later one.
 
 The features are the space's per-layer costs, with or without the candidates' one-hot columns, whichever explains
-the training measurements better (the additive base's exact leave-one-out error).
+the training measurements better (the additive base's exact leave-one-out error). With several skeletons the model
+is either one predictor over all (the skeleton among its features: `joint`) or one per skeleton (`per_skeleton`),
+whichever has the lower 5-fold cross-validated MAPE on the training measurements.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +23,7 @@ from engine.config import ExperimentConfig
 from engine.files import write_json
 from engine.paths import RunPaths
 from predictors.features import cost_features, one_hot
-from predictors.latency import LatencyRegressor, additive_loo_mape
+from predictors.latency import MIN_ROWS, LatencyRegressor, additive_loo_mape
 from spaces import Genotype
 from spaces.costs import CostTables, cost_tables
 
@@ -45,6 +48,8 @@ class LatencyModel:
     regressor: LatencyRegressor
     costs: CostTables
     feature_set: str
+    layout = "joint"
+    errors: dict[str, float] = field(default_factory=dict)  # cross-validated MAPE of each layout, when chosen
 
     def features(self, genotypes: Sequence[Genotype]) -> np.ndarray:
         return space_features(genotypes, self.costs, self.feature_set)
@@ -56,30 +61,79 @@ class LatencyModel:
         return self.regressor.predict(X), lower, upper
 
 
+@dataclass
+class PerSkeletonModel:
+    """One LatencyModel per skeleton; each genotype is predicted by its skeleton's."""
+
+    models: dict[str, LatencyModel]
+    costs: CostTables
+    layout = "per_skeleton"
+    errors: dict[str, float] = field(default_factory=dict)
+
+    def predict(self, genotypes: Sequence[Genotype]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = np.empty((3, len(genotypes)))
+        for name, model in self.models.items():
+            rows = [i for i, genotype in enumerate(genotypes) if genotype.skeleton == name]
+            if rows:
+                out[:, rows] = model.predict([genotypes[i] for i in rows])
+        return out[0], out[1], out[2]
+
+
 def space_costs(config: ExperimentConfig) -> CostTables:
     """The cost tables of the run's skeletons."""
     space = config.space
     return cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
 
 
-def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> LatencyModel:
+def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> LatencyModel | PerSkeletonModel:
     """The model saved in `folder` (default: the latency stage's runs/<name>/latency/predictor/)."""
     folder = RunPaths(config.run_dir).predictor if folder is None else folder
-    feature_set = json.loads((folder / FEATURES_FILE).read_text())["feature_set"]
-    return LatencyModel(LatencyRegressor.load(folder), space_costs(config), feature_set)
+    return _load(folder, space_costs(config))
 
 
-def save_latency_model(model: LatencyModel, folder: Path) -> None:
-    """The regressor's JSON files and the feature set, written beside `folder` and then moved over it."""
+def _load(folder: Path, costs: CostTables) -> LatencyModel | PerSkeletonModel:
+    record = json.loads((folder / FEATURES_FILE).read_text())
+    errors = record.get("errors", {})
+    if record.get("layout") == "per_skeleton":
+        models = {name: _load(folder / name, CostTables({name: costs.tables[name]})) for name in costs.skeletons}
+        return PerSkeletonModel(models, costs, errors)
+    return LatencyModel(LatencyRegressor.load(folder), costs, record["feature_set"], errors)
+
+
+def save_latency_model(model: LatencyModel | PerSkeletonModel, folder: Path) -> None:
+    """The regressors' JSON files and the feature sets, written beside `folder` and then moved over it."""
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.regressor.save(tmp)
-    write_json(tmp / FEATURES_FILE, {"feature_set": model.feature_set})
+    _save(model, tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
 
-def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
+def _save(model: LatencyModel | PerSkeletonModel, folder: Path) -> None:
+    record = {"layout": model.layout, "errors": model.errors}
+    if isinstance(model, PerSkeletonModel):
+        for name, part in model.models.items():
+            _save(part, folder / name)
+    else:
+        model.regressor.save(folder)
+        record["feature_set"] = model.feature_set
+    write_json(folder / FEATURES_FILE, record)
+
+
+def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int
+                  ) -> LatencyModel | PerSkeletonModel:
+    """The model on these measurements: with one skeleton fit_joint; with several the layout (joint or one per
+    skeleton) with the lower 5-fold cross-validated MAPE, its errors kept in `errors`."""
+    if len(costs.skeletons) == 1:
+        return fit_joint(costs, genotypes, latency, seed)
+    errors = {layout: cross_validated_mape(fit, costs, genotypes, latency, seed) for layout, fit in LAYOUTS.items()}
+    layout = min(errors, key=lambda name: errors[name] if math.isfinite(errors[name]) else math.inf)
+    model = LAYOUTS[layout](costs, genotypes, latency, seed)
+    model.errors = errors
+    return model
+
+
+def fit_joint(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
     """The regressor on the feature set whose additive base has the lower leave-one-out error on these
     measurements (one-hot columns help on large tables and overfit small ones, see BENCHMARKS.md)."""
     feature_set = min(FEATURE_SETS, key=lambda kind: additive_loo_mape(space_features(genotypes, costs, kind),
@@ -87,3 +141,36 @@ def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndar
     model = LatencyModel(LatencyRegressor(seed=seed), costs, feature_set)
     model.regressor.fit(model.features(genotypes), latency)
     return model
+
+
+def fit_per_skeleton(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int
+                     ) -> PerSkeletonModel:
+    """fit_joint on each skeleton's measurements alone."""
+    latency = np.asarray(latency, dtype=np.float64)
+    models = {}
+    for name in costs.skeletons:
+        rows = [i for i, genotype in enumerate(genotypes) if genotype.skeleton == name]
+        models[name] = fit_joint(CostTables({name: costs.tables[name]}), [genotypes[i] for i in rows], latency[rows],
+                                 seed)
+    return PerSkeletonModel(models, costs)
+
+
+LAYOUTS = {"joint": fit_joint, "per_skeleton": fit_per_skeleton}
+FOLDS = 5
+
+
+def cross_validated_mape(fit, costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> float:
+    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves a skeleton with
+    fewer measurements than a regressor needs."""
+    latency = np.asarray(latency, dtype=np.float64)
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(genotypes)), FOLDS)
+    errors = []
+    for held in folds:
+        train = np.setdiff1d(np.arange(len(genotypes)), held)
+        counts = [sum(genotypes[i].skeleton == name for i in train) for name in costs.skeletons]
+        if min(counts) < MIN_ROWS:
+            return math.nan
+        model = fit(costs, [genotypes[i] for i in train], latency[train], seed)
+        predicted, _, _ = model.predict([genotypes[i] for i in held])
+        errors.append(np.abs(predicted - latency[held]) / latency[held])
+    return 100 * float(np.concatenate(errors).mean())

@@ -31,6 +31,8 @@ SUBNET_HOVER = ("%{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms %{custom
                 "MACs %{customdata[1]}, params %{customdata[2]}, feasible %{customdata[4]}<extra></extra>")
 FRONT_COLOR = "#d62728"
 REFERENCE_COLOR = "#17becf"
+SKELETON_COLORS = {"small": "#1f77b4", "large": "#ff7f0e", "xlarge": "#2ca02c"}
+"""With several skeletons, the evaluated subnets (and the front's markers) take their skeleton's colour."""
 
 
 def interval_text(lower: Any, upper: Any) -> str:
@@ -76,7 +78,10 @@ def evaluations_trace(evaluations: pd.DataFrame, measured: bool, generations: tu
 
 
 def evaluations_traces(evaluations: pd.DataFrame) -> list[go.Scatter]:
-    """Every evaluated subnet, measured and predicted-only apart (empty groups left out); one colour bar."""
+    """Every evaluated subnet, measured and predicted-only apart (empty groups left out); one colour bar. With
+    several skeletons, coloured by skeleton instead of generation."""
+    if skeleton_of(evaluations).nunique() > 1:
+        return skeleton_traces(evaluations)
     generation = numbers(evaluations, "generation").fillna(0)
     scale = (float(generation.min()), float(generation.max())) if len(generation) else (0.0, 0.0)
     groups = [measured for measured in (True, False) if (is_measured(evaluations) == measured).any()]
@@ -84,14 +89,41 @@ def evaluations_traces(evaluations: pd.DataFrame) -> list[go.Scatter]:
             for index, measured in enumerate(groups)]
 
 
+def skeleton_of(table: pd.DataFrame) -> pd.Series:
+    """The skeleton of each row (a genotype key is '<skeleton>:<choices>'; NaN for another key)."""
+    return table["key"].astype(str).str.extract(r"^([^:]+):", expand=False)
+
+
+def skeleton_color(name: str) -> str:
+    return SKELETON_COLORS.get(name, "#7f7f7f")
+
+
+def skeleton_traces(evaluations: pd.DataFrame) -> list[go.Scatter]:
+    """The evaluated subnets of each skeleton in its colour, measured (filled) and predicted-only (hollow) apart."""
+    traces = []
+    for name, rows in evaluations.groupby(skeleton_of(evaluations), sort=False):
+        for measured in (True, False):
+            part = rows[is_measured(rows) == measured]
+            if len(part):
+                traces.append(go.Scatter(
+                    x=part["latency_ms"], y=part["miou"], mode="markers",
+                    name=f"{name}: {'measured' if measured else 'predicted only'}",
+                    customdata=subnet_hover(part), hovertemplate=SUBNET_HOVER,
+                    marker={"size": 7, "opacity": 0.75, "color": skeleton_color(name), "symbol": symbols(part),
+                            "line": {"width": 0 if measured else 1.5, "color": skeleton_color(name)}}))
+    return traces
+
+
 def front_trace(front: pd.DataFrame, name: str = "Pareto front") -> go.Scatter:
     """A front as a staircase (the attainment surface) through its points, sorted by latency; a point is filled
     where its latency is measured, hollow where predicted."""
     front = front.sort_values(["latency_ms", "miou"], ascending=[True, False])
+    skeletons = skeleton_of(front)
+    fill = [skeleton_color(s) for s in skeletons] if skeletons.nunique() > 1 else FRONT_COLOR
     return go.Scatter(
         x=front["latency_ms"], y=front["miou"], mode="lines+markers", name=name, line_shape="hv",
         line={"color": FRONT_COLOR, "width": 2},
-        marker={"size": 9, "color": FRONT_COLOR, "symbol": symbols(front), "line": {"width": 2, "color": FRONT_COLOR}},
+        marker={"size": 9, "color": fill, "symbol": symbols(front), "line": {"width": 2, "color": FRONT_COLOR}},
         customdata=subnet_hover(front), hovertemplate=SUBNET_HOVER)
 
 

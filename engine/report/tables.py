@@ -146,7 +146,13 @@ def accuracy_table(accuracy: dict[str, Any]) -> str:
     rows = [[label, *(fmt(part.get(field), spec, unit) for part in parts.values())]
             for label, field, spec, unit in ACCURACY_ROWS]
     first = "all skeletons" if len(parts) > 1 else "value"
-    return html_table(["metric", first, *(f"skeleton {name}" for name in list(parts)[1:])], rows)
+    table = html_table(["metric", first, *(f"skeleton {name}" for name in list(parts)[1:])], rows)
+    errors = accuracy.get("layout_cv_mape") or {}
+    if not errors:
+        return table
+    words = ", ".join(f"{name.replace('_', ' ')} {fmt(value, '.2f', ' %')}" for name, value in errors.items())
+    return (f"{table}<p>Predictor: {escape(str(accuracy.get('layout', '?')).replace('_', ' '))}, the layout with the "
+            f"lower 5-fold cross-validated MAPE on the training measurements ({escape(words)}).</p>")
 
 
 def cost_text(seconds: Any, cost: dict[str, Any]) -> str:

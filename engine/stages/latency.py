@@ -8,7 +8,10 @@ Which genotypes: `latency.measurements` spread over the MACs range of a seeded r
 `latency.heldout` other random genotypes measured only to test the predictor, and optionally `latency.active`
 more, chosen where the predictor's interval is widest near the optimistic front of the pool (inherited mIoU vs
 predicted latency). The predictor's features are the space's per-layer costs, with or without the candidates'
-one-hot columns, whichever explains the training measurements better (leave-one-out). Writes
+one-hot columns, whichever explains the training measurements better (leave-one-out); with several skeletons the
+skeleton is drawn first, the extremes of each are in the pool, and the predictor is one over all skeletons or one per
+skeleton, whichever cross-validates better (engine/latency/model.py); accuracy.json then gives the held-out
+accuracy per skeleton too. Writes
 runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and accuracy.json.
 """
 
@@ -27,7 +30,7 @@ from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
 from engine.latency.meter import latency_of
-from engine.latency.model import LatencyModel, fit_predictor, save_latency_model, space_costs
+from engine.latency.model import LatencyModel, PerSkeletonModel, fit_predictor, save_latency_model, space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
@@ -76,6 +79,8 @@ def accuracy(heldout: pd.DataFrame) -> dict:
     """The predictor's accuracy on the held-out genotypes; with several skeletons also on each one's
     (`per_skeleton`)."""
     def report(rows: pd.DataFrame) -> dict:
+        if len(rows) < 2:  # nothing to rank
+            return {"count": len(rows)}
         return accuracy_report(rows.measured_ms.to_numpy(), rows.predicted_ms.to_numpy()).as_dict()
 
     skeletons = heldout.key.map(lambda key: Genotype.from_key(key).skeleton)
@@ -85,11 +90,13 @@ def accuracy(heldout: pd.DataFrame) -> dict:
     return out
 
 
-def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel) -> None:
+def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel | PerSkeletonModel
+                 ) -> None:
     write_csv(paths.measurements, pd.DataFrame(rows))
     write_csv(paths.heldout, heldout)
     save_latency_model(model, paths.predictor)
-    write_json(paths.accuracy, accuracy(heldout))
+    layout = {"layout": model.layout, "layout_cv_mape": model.errors} if model.errors else {}
+    write_json(paths.accuracy, {**accuracy(heldout), **layout})
 
 
 def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str) -> list[dict]:

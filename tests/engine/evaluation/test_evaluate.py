@@ -37,13 +37,13 @@ def test_inherited_evaluator_scores_and_caches(tmp_path: Path) -> None:
     supernet = Supernet("small", width=0.25, num_classes=11).eval()
     batches = load_batches(val_set(DATA), None, 2)
     cache = tmp_path / "inherited.jsonl"
-    evaluator = InheritedEvaluator(supernet, batches, batches, 11, torch.device("cpu"), cache)
+    evaluator = InheritedEvaluator({"small": supernet}, batches, batches, 11, torch.device("cpu"), cache)
     genotype = sample("small", 0)
     first = evaluator.score(genotype)
     assert 0.0 <= first["miou"] <= 1.0 and len(first["iou"]) == 11
     direct = evaluate(build_and_copy(supernet, genotype, batches), batches, 11, torch.device("cpu"))
     assert abs(direct["miou"] - first["miou"]) < 1e-9
-    reloaded = InheritedEvaluator(supernet, batches, batches, 11, torch.device("cpu"), cache)
+    reloaded = InheritedEvaluator({"small": supernet}, batches, batches, 11, torch.device("cpu"), cache)
     assert genotype.key in reloaded.scores and reloaded.score(genotype) == first
     assert len(cache.read_text().splitlines()) == 1
     untouched = Supernet("small", width=0.25, num_classes=11)
