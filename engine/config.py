@@ -127,6 +127,9 @@ class TrainConfig(_Strict):
     sandwich_paths: int = Field(2, ge=0, le=64, description="random paths between the largest and the smallest")
     extremes_every: int = Field(4, ge=1, description="sandwich_rare: the extremes on one step in this many")
     distill: bool = True
+    class_weights: Literal["none", "median_frequency"] = Field(
+        "none", description="median_frequency: cross-entropy weighted by median-frequency balancing (SegNet's "
+        "CamVid protocol), so thin and rare classes count")
     amp: bool = True
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     checkpoint_every: int = Field(100, ge=1)

@@ -126,6 +126,8 @@ def audit_sections(run: Run) -> list[Section]:
         return []
     if run.audit is not None:
         found = [Section("Proxy fidelity audit", figures.audit_figure(run.audit, run.audit_summary))]
+        if (run.audit_summary or {}).get("per_skeleton"):
+            found.append(Section("Proxy fidelity per skeleton", tables.skeleton_audit_table(run.audit_summary)))
         if run.baseline is not None:
             found.append(Section("Searched vs hand-made at equal measured latency",
                                  tables.baseline_table(run.baseline)))

@@ -328,3 +328,20 @@ def references_table(references: pd.DataFrame, front: pd.DataFrame | None) -> st
               "front − released"]
     return html_table(header, rows, 1) + ("<p>Scored with the run's supernet and validation images and measured "
                                           "as the search's subnets; not search trials.</p>")
+
+
+def skeleton_audit_table(summary: dict[str, Any]) -> str:
+    """The audit within each skeleton: its rank agreement, and how its supernet is calibrated (the mean gap between
+    stand-alone and inherited mIoU); across skeletons: the audit's agreement over all."""
+    rows = [[name, fmt(part.get("count"), "d"), fmt(part.get("inherited_miou_kendall_tau"), ".3f"),
+             fmt(part.get("inherited_miou_spearman_rho"), ".3f"), fmt(part.get("inherited_mean"), ".4f"),
+             fmt(part.get("standalone_mean"), ".4f"), fmt(part.get("gap_mean"), "+.4f")]
+            for name, part in summary["per_skeleton"].items()]
+    rows.append(["all (across skeletons)", fmt(summary.get("genotypes"), "d"),
+                 fmt(summary.get("inherited_miou_kendall_tau"), ".3f"),
+                 fmt(summary.get("inherited_miou_spearman_rho"), ".3f"), MISSING, MISSING, MISSING])
+    table = html_table(["skeleton", "audited", "Kendall τ", "Spearman ρ", "mean inherited mIoU",
+                        "mean stand-alone mIoU", "gap (stand-alone − inherited)"], rows)
+    return (f"{table}<p>Each skeleton's supernet is trained apart; a skeleton whose gap is larger than another's is "
+            f"under-rated on the front by about the difference, since the front compares inherited mIoU across "
+            f"skeletons.</p>")

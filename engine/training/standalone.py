@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from engine.config import DataConfig, TrainConfig
+from engine.data.balance import class_weights
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.paths import WEIGHTS
@@ -45,7 +46,8 @@ def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig
         sync_batchnorm(network, world.device)
     batches = step_batches(dataset, settings.batch_size, seed, settings.steps, world.rank, world.size,
                            settings.num_workers)
-    train(network, batches, settings, out_dir, world, section=section)
+    train(network, batches, settings, out_dir, world, section=section,
+          weight=class_weights(dataset, settings.class_weights, dataset.num_classes))
     if world.is_main:
         checkpoint.save(final, {"model": checkpoint.cpu_state(network), "genotype": genotype.key})
     return network

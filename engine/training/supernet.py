@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ExperimentConfig
+from engine.data.balance import class_weights
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
 from engine.training import checkpoint
@@ -44,7 +45,9 @@ def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World) ->
     def paths(step: int):
         return step_paths(skeleton, settings.sampling, config.seed, step, rule)
 
-    return train(supernet, batches, settings, config.paths.supernet_work(skeleton), world, paths, section="supernet")
+    weight = class_weights(dataset, settings.class_weights, dataset.num_classes)
+    return train(supernet, batches, settings, config.paths.supernet_work(skeleton), world, paths, section="supernet",
+                 weight=weight)
 
 
 def train_supernet(config: ExperimentConfig, world: World) -> Path:

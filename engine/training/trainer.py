@@ -88,8 +88,9 @@ def _forward(model: nn.Module, images: torch.Tensor, path: PathStep | None) -> t
 
 
 def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, paths: list[PathStep] | None,
-               settings: TrainConfig, world: World) -> float:
-    """One optimisation step over the step's paths (None: a stand-alone network); returns the summed loss."""
+               settings: TrainConfig, world: World, weight: torch.Tensor | None = None) -> float:
+    """One optimisation step over the step's paths (None: a stand-alone network); returns the summed loss. `weight`:
+    per-class weights of the cross-entropy (engine/data/balance.py), None for none."""
     use_amp = settings.amp and world.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     state.optimizer.zero_grad(set_to_none=True)
@@ -98,7 +99,7 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, pa
     for path in paths or [None]:
         with autocast:
             logits = _forward(state.model, images, path)
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum") / pixels
+            loss = F.cross_entropy(logits.float(), labels, weight, ignore_index=IGNORE_INDEX, reduction="sum") / pixels
             if teacher is not None and settings.distill:
                 loss = loss + distillation_loss(logits, teacher)
         state.scaler.scale(loss).backward()
@@ -128,13 +129,16 @@ def _on_device(batches: Batches, device: torch.device) -> Batches:
 
 
 def train(model: nn.Module, batches: Batches, settings: TrainConfig, out_dir: Path, world: World,
-          paths: Callable[[int], list[PathStep]] | None = None, section: str = "train") -> nn.Module:
+          paths: Callable[[int], list[PathStep]] | None = None, section: str = "train",
+          weight: torch.Tensor | None = None) -> nn.Module:
     """Train `model` for settings.steps steps, resuming from out_dir/checkpoint.pt; returns the trained model.
-    `section`: where `settings` sit in the configuration (supernet, retrain.train, ...), for the NaN message."""
+    `section`: where `settings` sit in the configuration (supernet, retrain.train, ...), for the NaN message;
+    `weight`: the loss's class weights (None: plain cross-entropy)."""
     state = build_state(model, settings, world)
+    weight = None if weight is None else weight.to(world.device)
 
     def step(index: int, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        return {"loss": train_step(state, *batch, paths(index) if paths else None, settings, world)}
+        return {"loss": train_step(state, *batch, paths(index) if paths else None, settings, world, weight)}
 
     def row(loop: Loop) -> dict[str, float]:
         return {"step": loop.step, "loss": loop.output["loss"], "lr": state.scheduler.get_last_lr()[0],

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from engine.report.tables import skeleton_audit_table
 from engine.run import main
-from engine.stages.audit import rank_agreement
-from spaces import largest, smallest
+from engine.stages.audit import agreement, rank_agreement
+from spaces import largest, sample, smallest
 
 
 def test_rank_agreement_of_both_proxies() -> None:
@@ -20,6 +21,23 @@ def test_rank_agreement_of_both_proxies() -> None:
     agreement = rank_agreement(table)
     assert agreement["inherited_miou_kendall_tau"] == pytest.approx(1.0)
     assert agreement["inherited_miou_no_recalibration_spearman_rho"] == pytest.approx(-1.0)
+
+
+def test_with_two_skeletons_the_audit_ranks_within_each_and_measures_each_supernets_calibration() -> None:
+    keys = [smallest("small").key, largest("small").key, smallest("large").key, largest("large").key,
+            sample("small", 1).key, sample("large", 2).key]
+    table = pd.DataFrame({"key": keys, "group": ["extremes"] * 4 + ["random"] * 2,
+                          "inherited_miou": [0.10, 0.30, 0.12, 0.36, 0.20, 0.25],
+                          "inherited_miou_no_recalibration": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+                          "standalone_miou": [0.20, 0.40, 0.32, 0.56, 0.30, 0.45]})
+    summary = agreement(table)
+    small, large = summary["per_skeleton"]["small"], summary["per_skeleton"]["large"]
+    assert small["inherited_miou_kendall_tau"] == pytest.approx(1.0) and small["count"] == 3
+    assert small["gap_mean"] == pytest.approx(0.10) and large["gap_mean"] == pytest.approx(0.20)
+    assert small["smallest_rank"] == {"inherited": 3, "standalone": 3, "of": 3}
+    assert summary["largest_rank"]["of"] == 6  # across skeletons: the first skeleton's extremes among all
+    html = skeleton_audit_table(summary)
+    assert "+0.1000" in html and "+0.2000" in html and "all (across skeletons)" in html
 
 
 def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path: Path) -> None:
