@@ -25,6 +25,14 @@ def scratch(parser: argparse.ArgumentParser, keep: Path | None) -> Iterator[Path
         yield keep or Path(temporary)
 
 
+def one_skeleton(parser: argparse.ArgumentParser, config):
+    """The experiment, when it searches one skeleton; one line and exit 2 otherwise (the benchmark measures one)."""
+    if len(config.space.skeletons) > 1:
+        parser.error(f"space.skeleton: this benchmark takes one skeleton, the experiment has "
+                     f"{list(config.space.skeletons)}; add space.skeleton=<one of them>")
+    return config
+
+
 def markdown(frame) -> str:
     """A pandas DataFrame as a Markdown table (its index as the first column), without the tabulate package."""
     frame = frame.reset_index()

@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import one_skeleton
 from engine.config import load
 from engine.latency.model import space_costs
 from engine.search.dnas import Architecture, expected_cost, relative_costs
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     config = load(args.config)
+    one_skeleton(parser, config)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
           f"skeleton {config.space.skeleton} width {config.space.width} input {list(config.space.input_size)}")
     print("| batch | mode | peak memory growth (MiB) | step (s) |\n|---|---|---|---|")

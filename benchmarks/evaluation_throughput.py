@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from benchmarks.common import one_skeleton
 from engine.config import ExperimentConfig, load
 from engine.data.splits import train_set, val_set
 from engine.evaluation.inherited import InheritedEvaluator, load_batches
@@ -72,6 +73,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     config = load(args.config, [f"evaluation.calibration_images={args.calibration}",
                                 f"evaluation.val_images={args.val}", f"seed={args.seed}"])
+    one_skeleton(parser, config)
     space, device = config.space, torch.device("cpu")
     start = time.perf_counter()
     runs = evaluators(config, device)

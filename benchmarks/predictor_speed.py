@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import one_skeleton
 from engine.config import ExperimentConfig, load
 from engine.latency.meter import protocol_of
 from engine.latency.model import LatencyModel, fit_predictor, space_costs
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--predict", type=int, default=10000, help="random genotypes predicted in one call")
     parser.add_argument("--store", type=Path, default=None, help="measurement store directory (default: fresh)")
     args = parser.parse_args()
+    one_skeleton(parser, load(args.config))
     with tempfile.TemporaryDirectory(prefix="predictor_speed.") as fresh:
         run(args, args.store or Path(fresh))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.common import host, markdown, scratch
+from benchmarks.common import host, markdown, one_skeleton, scratch
 from engine.config import ExperimentConfig, load
 from engine.evaluation.inherited import evaluator_for, validation_batches
 from engine.evaluation.standalone import standalone_miou
@@ -94,6 +94,7 @@ def main() -> None:
     with scratch(parser, None if resume else args.keep) as folder:
         folder = args.keep if resume else folder
         config = load(args.config, args.overrides)
+        one_skeleton(parser, config)
         world = World(0, 1, 0, torch.device("cpu"))
         groups = random_and_extremes(config.space.skeletons, args.random, config.seed)
         print(f"{host()}, torch {torch.__version__}, {torch.get_num_threads()} threads; {config.data.kind}, skeleton "

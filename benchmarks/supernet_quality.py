@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import one_skeleton
 from engine.config import ExperimentConfig, apply_overrides
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
@@ -70,6 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     tree = apply_overrides({**DEFAULTS, "runs_dir": tempfile.mkdtemp(prefix="quality-")}, args.overrides)
     config = ExperimentConfig.model_validate(tree)
+    one_skeleton(parser, config)
     world = World(0, 1, 0, torch.device("cpu"))
     skeleton = config.space.skeleton
     genotypes = {"largest": largest(skeleton), "smallest": smallest(skeleton)}

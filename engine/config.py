@@ -240,7 +240,7 @@ class SearchConfig(_Strict):
     measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
                                "on predictions alone (one-shot predictor)")
     constraints: Constraints = Constraints()
-    references: bool = Field(True, description="score and measure SqueezeNAS's released networks of the skeleton "
+    references: bool = Field(True, description="score and measure SqueezeNAS's released networks of the skeletons "
                              "after the search: reference points in evaluations.csv and the report, not trials")
     storage: str | None = Field(None, description="SQLAlchemy URL; None: sqlite:///runs/<name>/study.db")
     workers: int = Field(1, ge=1, description="> 1: a Dask LocalCluster with this many processes")

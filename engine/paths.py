@@ -54,12 +54,13 @@ class RunPaths:
         """The final weights of every skeleton's supernet, in one file."""
         return self.root / "supernet.pt"
 
-    def supernet_work(self, skeleton: str) -> Path:
-        """One skeleton's supernet training: its checkpoint and metrics log."""
-        return self.supernet_dir / skeleton
+    def supernet_work(self, skeleton: str, several: bool) -> Path:
+        """A skeleton's supernet training (checkpoint, metrics log): supernet/, or supernet/<skeleton>/ when the run
+        has several skeletons."""
+        return self.supernet_dir / skeleton if several else self.supernet_dir
 
-    def supernet_metrics(self, skeleton: str) -> Path:
-        return self.supernet_work(skeleton) / METRICS_LOG
+    def supernet_metrics(self, skeleton: str, several: bool) -> Path:
+        return self.supernet_work(skeleton, several) / METRICS_LOG
 
     # latency
     @property

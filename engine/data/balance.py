@@ -2,7 +2,10 @@
 
 A class's frequency is its pixels over the pixels of the training images it appears in; its weight is the median
 frequency over the classes that appear divided by its own, so thin and rare classes (poles, signs, people) weigh
-more than road and sky. Counted on up to `IMAGES` training samples spread over the split, as the loader gives them.
+more than road and sky. Counted on the raw labels (`dataset.load`, before cropping and scaling) of up to `IMAGES`
+training images spread over the split. The weighted cross-entropy is still divided by the labelled pixels (as
+SegNet's), so its scale, and its balance against the sandwich rule's distillation term, moves with the mean
+weight of a batch's pixels.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def median_frequency(dataset: Dataset, num_classes: int, images: int = IMAGES) -
     pixels = np.zeros(num_classes, dtype=np.float64)
     image_pixels = np.zeros(num_classes, dtype=np.float64)
     for index in np.linspace(0, len(dataset) - 1, min(images, len(dataset))).round().astype(int):
-        labels = np.asarray(dataset[int(index)][1]).ravel()
+        labels = np.asarray(dataset.load(int(index))[1]).ravel().astype(np.int64)
         labels = labels[labels != IGNORE_INDEX]
         counts = np.bincount(labels, minlength=num_classes)[:num_classes]
         pixels += counts

@@ -1,4 +1,5 @@
-"""Inherited-weight evaluation: a subnet extracted from the supernet, BN statistics recalibrated, mIoU measured.
+"""Inherited-weight evaluation: a subnet extracted from its skeleton's supernet, BN statistics recalibrated, mIoU
+measured (every skeleton on the same calibration and validation images).
 
 The calibration images and the validation batches are loaded once and kept in memory, so scoring hundreds of
 subnets costs only their forward passes; scores are cached by genotype key in a JSON-lines file.

@@ -3,7 +3,7 @@
 `open_scorer(config, device)` gives a context manager whose `scores(genotypes)` yields (genotype, record) pairs as
 they finish, so the caller can store each one at once. With `search.workers` = 1 and no scheduler, genotypes are
 scored here one after another; with more workers a Dask `LocalCluster` of single-threaded processes is started
-(or the running scheduler at `search.scheduler` is used), and each worker loads the supernet and the evaluation
+(or the running scheduler at `search.scheduler` is used), and each worker loads the supernets and the evaluation
 images once and keeps them for every later task.
 """
 

@@ -160,15 +160,15 @@ FOLDS = 5
 
 
 def cross_validated_mape(fit, costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> float:
-    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves a skeleton with
-    fewer measurements than a regressor needs."""
+    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves a regressor fewer
+    measurements than it needs (the joint one all of them, one per skeleton its skeleton's)."""
     latency = np.asarray(latency, dtype=np.float64)
     folds = np.array_split(np.random.default_rng(seed).permutation(len(genotypes)), FOLDS)
     errors = []
     for held in folds:
         train = np.setdiff1d(np.arange(len(genotypes)), held)
         counts = [sum(genotypes[i].skeleton == name for i in train) for name in costs.skeletons]
-        if min(counts) < MIN_ROWS:
+        if (min(counts) if fit is fit_per_skeleton else len(train)) < MIN_ROWS:
             return math.nan
         model = fit(costs, [genotypes[i] for i in train], latency[train], seed)
         predicted, _, _ = model.predict([genotypes[i] for i in held])

@@ -1,24 +1,23 @@
 """The differentiable search (DNAS) of FBNet and SqueezeNAS: one genotype per cost weight lambda.
 
-Every layer of a supernet mixes all its candidates (spaces.Supernet.mix) with Gumbel-softmax weights drawn per
-image from per-layer architecture logits, uniform at the start, at a temperature annealed from temperature[0] to
+Every layer of a supernet mixes all its candidates (spaces.Supernet.mix) with Gumbel-softmax weights drawn per image
+from per-layer architecture logits, uniform at the start, at a temperature annealed from temperature[0] to
 temperature[1] (exponential, linear or constant). Network weights (SGD) and logits (Adam) are trained by separate
-optimisers on alternating batches: a weight step on one batch with cross-entropy (ignore 255), then an
-architecture step on the next with cross-entropy + lambda * E[cost] / E_uniform[cost]. E[cost] is the sum over
-layers of sum_i w_i * cost_i, cost_i the candidate's MACs or its latency in the per-block lookup table measured on
-the target device (hardware/lookup.py); dividing by the same sum under uniform weights makes lambda unit-free
-(lambda = 1 weighs the starting mixture's cost as one nat of cross-entropy). The first `warmup_steps` weight
-steps, with uniform logits, are shared by every lambda; each lambda then sees the same batches. The genotype is
-the per-layer argmax of the logits.
+optimisers on alternating batches: a weight step on one batch with cross-entropy (ignore 255), then an architecture step
+on the next with cross-entropy + lambda * E[cost] / E_uniform[cost]. E[cost] is the sum over layers of sum_i w_i *
+cost_i, cost_i the candidate's MACs or its latency in the per-block lookup table measured on the target device
+(hardware/lookup.py); dividing by the same sum under uniform weights makes lambda unit-free (lambda = 1 weighs the
+starting mixture's cost as one nat of cross-entropy). The first `warmup_steps` weight steps, with uniform logits, are
+shared by every lambda; each lambda then sees the same batches. The genotype is the per-layer argmax of the logits.
 
-Memory: the mixed forward runs all candidates of every layer and keeps their activations for the backward pass,
-about sum_i activations(candidate_i) / activations(one candidate) times a single path's (benchmarks/dnas_memory.py
-measures it), so the batch that fits is that much smaller than for one-shot supernet training.
+Memory: the mixed forward runs all candidates of every layer and keeps their activations for the backward pass, about
+sum_i activations(candidate_i) / activations(one candidate) times a single path's (benchmarks/dnas_memory.py measures
+it), so the batch that fits is that much smaller than for one-shot supernet training.
 
-Both phases run in the shared training loop (engine/training/loop.py) with its standard hooks: a warm-up step is
-one weight step, a search round one weight step and one architecture step. Writes runs/<name>/dnas/warmup/ and
-dnas/lambda_<value>/ (checkpoint.pt, log.csv, result.json); a killed search resumes from its last checkpoint and a
-part whose result exists is not redone.
+Both phases run in the shared training loop (engine/training/loop.py) with its standard hooks: a warm-up step is one
+weight step, a search round one weight step and one architecture step. Writes runs/<name>/dnas/warmup/ and
+dnas/lambda_<value>/ (checkpoint.pt, log.csv, result.json; under dnas/<skeleton>/ when the run has several); a killed
+search resumes from its last checkpoint and a part whose result exists is not redone.
 """
 
 from __future__ import annotations

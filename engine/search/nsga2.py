@@ -13,8 +13,9 @@ spent, and completes every trial with its final latency.
 Resuming: the algorithm is replayed from the same seed; genomes whose trial exists take their stored mIoU instead of
 being scored again, measurements come from the measurement store and the rounds' predictors from their folders, so a
 run killed at any point ends with the same front as an uninterrupted one. Hypervolume per generation: objectives
-(-mIoU, latency / reference) against the reference point (0, 1), the reference latency being 1.1 x the largest
-genotype's first prediction.
+(-mIoU, latency / reference) against the reference point (0, 1), the reference latency being 1.1 x the first
+prediction of the largest genotype (of the slowest skeleton's, with several). With several skeletons the genome has a
+skeleton gene (engine/search/genome.py).
 """
 
 from __future__ import annotations

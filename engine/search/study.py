@@ -42,7 +42,7 @@ def scores_digest(config: ExperimentConfig) -> str:
     inherited-weight scoring (seed, space, data, evaluation, search constraints)."""
     paths = RunPaths(config.run_dir)
     digest = hashlib.sha256()
-    for path in [*sorted(paths.predictor.glob("*.json")), paths.supernet]:
+    for path in [*sorted(paths.predictor.rglob("*.json")), paths.supernet]:  # per-skeleton predictors in folders
         with path.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     settings = config.model_dump(mode="json", include={"seed", "space", "data", "evaluation"})

@@ -2,12 +2,13 @@
 
 Costs: search.dnas.cost = macs takes the space's MAC table (spaces/costs.py) at the experiment's input size; lookup
 measures the per-block latency table once on the experiment's local device under its protocol
-(hardware.lookup.measure_lookup_table, saved as runs/<name>/dnas/lookup.json). Each lambda's genotype is then scored as
-NSGA-II's are (inherited mIoU from the shared supernet, latency from the measuring rounds: measured or predicted; an
+(hardware.lookup.measure_lookup_table, saved as runs/<name>/dnas/lookup.json). With several skeletons the sweep runs on
+each (its checkpoints and lookup table in dnas/<skeleton>/). Each lambda's genotype is then scored as NSGA-II's are
+(inherited mIoU from its skeleton's one-shot supernet, latency from the measuring rounds: measured or predicted; an
 Optuna trial with strategy "dnas" and its lambda) and measured on the device when it is reachable. Writes dnas/dnas.csv,
-one row per lambda: genotype, relative cost, inherited mIoU, the search's latency when it was scored and its measured
-latency, search seconds, and whether a subnet NSGA-II evaluated dominates it (higher or equal mIoU at lower or equal
-latency, one of them strictly, on the latencies known when DNAS ran).
+one row per skeleton and lambda: skeleton, genotype, relative cost, inherited mIoU, the search's latency when it was
+scored and its measured latency, search seconds, and whether a subnet NSGA-II evaluated dominates it (higher or equal
+mIoU at lower or equal latency, one of them strictly, on the latencies known when DNAS ran).
 """
 
 from __future__ import annotations

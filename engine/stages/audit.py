@@ -1,17 +1,16 @@
-"""Stage audit (with audit.enabled): the proxy-fidelity audit. Does inherited-weight mIoU rank subnets as
-stand-alone training does?
+"""Stage audit (with audit.enabled): the proxy-fidelity audit. Does inherited-weight mIoU rank subnets as stand-alone
+training does?
 
-`audit.genotypes` front points of each skeleton, spread over its front points' latency range
-(predictors.design.spread), and with `audit.random` > 0 that many seeded random subnets plus the smallest and largest
-paths of each skeleton, are each trained from
-scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable) and evaluated on the
-validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
-recalibration (what the search used) and without it (the supernet's running statistics), over all audited subnets
-and within each group (front, random, extremes), and with several skeletons within each skeleton, with the gap
-between each skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart). Writes
-runs/<name>/audit/<key>/ (training), audit/audit.csv (one row
-per genotype, its group) and audit/audit.json (Kendall tau and Spearman rho of each proxy, overall and per group;
-where the smallest and largest paths rank by each score; the budget).
+`audit.genotypes` front points of each skeleton, spread over its front points' latency range (predictors.design.spread),
+and with `audit.random` > 0 that many seeded random subnets plus the smallest and largest paths of each skeleton, are
+each trained from scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable) and
+evaluated on the validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
+recalibration (what the search used) and without it (the supernet's running statistics), over all audited subnets and
+within each group (front, random, extremes), and with several skeletons within each skeleton, with the gap between each
+skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart). Writes
+runs/<name>/audit/<key>/ (training), audit/audit.csv (one row per genotype, its group) and audit/audit.json (Kendall tau
+and Spearman rho of each proxy, overall and per group; where the smallest and largest paths rank by each score; the
+budget).
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ def audit_genotypes(config: ExperimentConfig) -> dict[Genotype, str]:
     smallest and largest paths and seeded random subnets, each once."""
     front = pd.read_csv(config.paths.front).sort_values("latency_ms").reset_index(drop=True)
     chosen = {}
-    for name, rows in front.groupby(front.key.map(skeleton_of), sort=False):
-        rows = rows.reset_index(drop=True)
+    for name in config.space.skeletons:  # the table's rows in the configured order of skeletons
+        rows = front[front.key.map(skeleton_of) == name].reset_index(drop=True)
         count = min(config.audit.genotypes, len(rows))
         chosen |= {Genotype.from_key(rows.key[i]): "front"
                    for i in sorted(spread(rows.latency_ms.to_numpy(), count, config.seed))}
@@ -82,25 +81,26 @@ def rank_agreement(table: pd.DataFrame, prefix: str = "") -> dict[str, float]:
 
 
 def agreement(table: pd.DataFrame) -> dict:
-    """rank_agreement over all audited subnets (across skeletons) and within each group, and where the extremes
-    rank; with several skeletons also within each skeleton, with each supernet's calibration (`per_skeleton`)."""
-    out = {**rank_agreement(table), **extreme_ranks(table, table)}
+    """rank_agreement over all audited subnets (across skeletons) and within each group, and where the extremes of
+    the first row's skeleton rank; with several skeletons also within each skeleton, with its extremes' ranks and its
+    supernet's calibration (`per_skeleton`)."""
+    skeletons = table.key.map(skeleton_of)
+    out = {**rank_agreement(table), **extreme_ranks(table, skeletons.iloc[0])}
     if table.group.nunique() > 1:
         for group, rows in table.groupby("group"):
             out.update(rank_agreement(rows, f"{group}_"))
-    skeletons = table.key.map(skeleton_of)
     if skeletons.nunique() > 1:
-        out["per_skeleton"] = {name: {**rank_agreement(rows), **extreme_ranks(rows, rows), **calibration(rows)}
+        out["per_skeleton"] = {name: {**rank_agreement(rows), **extreme_ranks(rows, name), **calibration(rows)}
                                for name, rows in table.groupby(skeletons, sort=False)}
     return out
 
 
-def extreme_ranks(table: pd.DataFrame, rows: pd.DataFrame) -> dict:
-    """Where the smallest and largest path of `rows`' first skeleton rank among `table` by each score."""
+def extreme_ranks(table: pd.DataFrame, skeleton: str) -> dict:
+    """Where the smallest and largest path of `skeleton` rank among `table` by each score."""
     ranks = table[["inherited_miou", "standalone_miou"]].rank(ascending=False, method="min")
     out = {}
     for label, genotype in (("smallest", smallest), ("largest", largest)):
-        found = [i for i, key in zip(table.index, table.key) if key == genotype(skeleton_of(rows.key.iloc[0])).key]
+        found = [i for i, key in zip(table.index, table.key) if key == genotype(skeleton).key]
         if found:
             out[f"{label}_rank"] = {"inherited": int(ranks.inherited_miou[found[0]]),
                                     "standalone": int(ranks.standalone_miou[found[0]]), "of": len(table)}

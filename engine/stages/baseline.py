@@ -1,17 +1,16 @@
-"""Stage baseline (with audit.enabled and audit.baseline): searched networks against hand-made ones of the same
-space at the same measured latency, over several training seeds.
+"""Stage baseline (with audit.enabled and audit.baseline): searched networks against hand-made ones of the same space at
+the same measured latency, over several training seeds.
 
-Each hand-made design of `audit.handmade` puts one candidate in every searchable layer (of each skeleton of the
-run): k3_e6_g1 is MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same family. Each is measured on
-the experiment's
-device; of the front points whose predicted latency is nearest to it, those measured within a tolerance of it
-compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
-the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...: the initialisation and the
-batch order; on synthetic streets also the scenes, which the seed draws; a genotype the audit already trained under
-the first is not trained again) and evaluated on the validation images and, with data.test_split, the
-test split. Writes runs/<name>/audit/baseline.json: per pair the two networks, their measured latency and mIoU per
-seed, the searched − hand-made difference per seed (paired by seed) with its mean and sample standard deviation;
-and the same over every pair and seed.
+Each hand-made design of `audit.handmade` puts one candidate in every searchable layer (of each skeleton of the run):
+k3_e6_g1 is MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same family. Each is measured on the
+experiment's device; of the front points whose predicted latency is nearest to it, those measured within a tolerance of
+it compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
+the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...: the initialisation and the batch
+order; on synthetic streets also the scenes, which the seed draws; a genotype the audit already trained under the first
+is not trained again) and evaluated on the validation images and, with data.test_split, the test split. Writes
+runs/<name>/audit/baseline.json: per pair the two networks, their measured latency and mIoU per seed, the searched −
+hand-made difference per seed (paired by seed) with its mean and sample standard deviation; and the same over every pair
+and seed.
 """
 
 from __future__ import annotations

@@ -4,15 +4,16 @@ The device is this machine (a backend of hardware/backends.py) or a device agent
 (`python -m hardware.agent` on the target, hardware/client.py here). Every measurement goes through the per-device
 measurement store, so a genotype measured by any earlier run is not measured again.
 
-Which genotypes: `latency.measurements` spread over the MACs range of a seeded random pool (predictors/design.py),
+Which genotypes: `latency.measurements` spread over the MACs range of a seeded random pool (predictors/design.py;
+with several skeletons an even share over each skeleton's range),
 `latency.heldout` other random genotypes measured only to test the predictor, and optionally `latency.active`
 more, chosen where the predictor's interval is widest near the optimistic front of the pool (inherited mIoU vs
 predicted latency). The predictor's features are the space's per-layer costs, with or without the candidates'
 one-hot columns, whichever explains the training measurements better (leave-one-out); with several skeletons the
 skeleton is drawn first, the extremes of each are in the pool, and the predictor is one over all skeletons or one per
 skeleton, whichever cross-validates better (engine/latency/model.py); accuracy.json then gives the held-out
-accuracy per skeleton too. Writes
-runs/<name>/latency/: measurements.csv, predictor/ (JSON files), heldout.csv and accuracy.json.
+accuracy per skeleton too. Writes runs/<name>/latency/: measurements.csv, predictor/ (JSON files; one folder per
+skeleton when there is one predictor per skeleton), heldout.csv and accuracy.json.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
     extremes = [genotype for name in names for genotype in (largest(name), smallest(name))]
     pool = extremes + [sample_of(names, rng) for _ in range(config.latency.pool)]
     return list(dict.fromkeys(pool))
+
+
+def spread_genotypes(config: ExperimentConfig, pool: list[Genotype]) -> list[Genotype]:
+    """`latency.measurements` pool genotypes spread over the MACs range; with several skeletons an even share of
+    them over each skeleton's own range (a skeleton with a narrow range is not left with few)."""
+    costs, skeletons = space_costs(config), config.space.skeletons
+    shares = np.array_split(np.arange(config.latency.measurements), len(skeletons))
+    chosen = []
+    for name, share in zip(skeletons, shares):
+        own = [g for g in pool if g.skeleton == name]
+        macs = np.array([costs.genotype_macs(g) for g in own], dtype=np.float64)
+        chosen += [own[i] for i in spread(macs, min(len(share), len(own)), config.seed)]
+    return chosen
 
 
 def heldout_genotypes(config: ExperimentConfig, exclude: set[Genotype]) -> list[Genotype]:
@@ -122,8 +136,7 @@ def run(ctx: Context) -> None:
                           "or check latency.agent.url")
     settings, costs = config.latency, space_costs(config)
     pool = candidate_pool(config)
-    macs = np.array([costs.genotype_macs(g) for g in pool], dtype=np.float64)
-    train = [pool[i] for i in spread(macs, min(settings.measurements, len(pool)), config.seed)]
+    train = spread_genotypes(config, pool)
     measured = meter.measure(train, "spread genotypes")
     rows = _rows(train, measured, "train")
     model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import torch
 import torch.distributed as dist
 
 from engine.config import ExperimentConfig
@@ -41,7 +42,7 @@ def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, wor
     space, retrain = config.space, config.retrain
     supernet = None
     if retrain.init == "inherited":
-        supernet = load_supernets(config, world.device)[genotype.skeleton].cpu()
+        supernet = load_supernets(config, torch.device("cpu"))[genotype.skeleton]
     return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet,
                             section="retrain.train")
 

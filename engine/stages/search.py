@@ -1,21 +1,21 @@
 """Stage search: the strategies of search.strategies, the measuring rounds, then the joint front of every evaluated
 subnet, each front point measured on the device.
 
-NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and latency (min:
-the measurement where the run has one, the prediction otherwise), optional max-latency / max-MACs constraints, in
-rounds that measure the front and refit the predictor (engine/search/rounds.py). DNAS (engine/search/sweep.py): the
-differentiable search's lambda sweep, whose genotypes are scored and stored the same way. Then the front is
-measured until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
+NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and latency (min: the
+measurement where the run has one, the prediction otherwise), optional max-latency / max-MACs constraints, in rounds
+that measure the front and refit the predictor (engine/search/rounds.py). DNAS (engine/search/sweep.py): the
+differentiable search's lambda sweep, whose genotypes are scored and stored the same way. Then the front is measured
+until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
 (engine/search/study.py).
 
 Writes evaluations.csv (every evaluated subnet, from the study, and with search.references the networks SqueezeNAS
-released for the skeleton, scored and measured alike: engine/search/references.py), front.csv / front.json (the feasible
-non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with measured_ms, measured_p90_ms and
-predicted_ms), search/rounds.csv (per round: what was measured, the predictor's out-of-sample accuracy on it, the
+released for the run's skeletons, scored and measured alike: engine/search/references.py), front.csv / front.json (the
+feasible non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with measured_ms, measured_p90_ms
+and predicted_ms), search/rounds.csv (per round: what was measured, the predictor's out-of-sample accuracy on it, the
 front), search/measurements.csv (the search's measurements with the prediction each had before), hypervolume.csv
-(NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search,
-DNAS's warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured points); with DNAS
-also dnas/dnas.csv.
+(NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search, DNAS's
+warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured points); with DNAS also
+dnas/dnas.csv.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def _plain(value):
 def nsga2_cost(config: ExperimentConfig, seconds: float) -> dict:
     """NSGA-II's search cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
     included)."""
-    supernet = sum(training_seconds(config.paths.supernet_metrics(name)) for name in config.space.skeletons)
+    several = len(config.space.skeletons) > 1
+    supernet = sum(training_seconds(config.paths.supernet_metrics(name, several)) for name in config.space.skeletons)
     return {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
 
 

@@ -1,7 +1,7 @@
 """Stage space: sample genotypes of the configured skeletons and record their MACs and parameters.
 
-Each genotype is extracted from one weight-sharing supernet and checked against it (same output), so the stage
-also proves on the user's own settings that subnets inherit the supernet's function exactly.
+Each genotype is extracted from its skeleton's weight-sharing supernet and checked against it (same output), so the
+stage also proves on the user's own settings that subnets inherit the supernet's function exactly.
 """
 
 from __future__ import annotations

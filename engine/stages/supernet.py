@@ -1,5 +1,6 @@
-"""Stage supernet: train the weight-sharing supernet once (engine/training/supernet.py), on every rank under
-torchrun; supernet/ holds its checkpoint and metrics log while it trains, supernet.pt its final weights."""
+"""Stage supernet: train the weight-sharing supernet of each skeleton once (engine/training/supernet.py), on every
+rank under torchrun; supernet/ (supernet/<skeleton>/ with several skeletons) holds the checkpoint and metrics log
+while one trains, supernet.pt every skeleton's final weights."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The weight-sharing supernets of an experiment, one per skeleton of `space.skeleton`: built (seeded), trained with
-the shared loop one after another, resumably, on one process or many (torchrun), and loaded by every stage that
-scores subnets.
+"""The weight-sharing supernets of an experiment, one per skeleton of `space.skeleton`: built (seeded), trained with the
+shared loop one after another, resumably, on one process or many (torchrun), and loaded by every stage that scores
+subnets.
 
-Training writes runs/<name>/supernet/<skeleton>/ (checkpoint.pt, metrics.csv) as it goes; when every skeleton's is
-done, runs/<name>/supernet.pt holds their final weights (by skeleton). A run killed during the second skeleton's
-training resumes it from its checkpoint; the first, finished, is only reloaded.
+Training writes runs/<name>/supernet/ (checkpoint.pt, metrics.csv; supernet/<skeleton>/ with several skeletons) as it
+goes; when every skeleton's is done, runs/<name>/supernet.pt holds their final weights (by skeleton). A run killed
+during the second skeleton's training resumes it from its checkpoint; the first, finished, is only reloaded.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ def build_supernet(config: ExperimentConfig, skeleton: str, num_classes: int) ->
     return Supernet(skeleton, config.space.width, num_classes)
 
 
-def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World) -> Supernet:
+def work_folder(config: ExperimentConfig, skeleton: str) -> Path:
+    return config.paths.supernet_work(skeleton, len(config.space.skeletons) > 1)
+
+
+def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World, weight: torch.Tensor | None
+              ) -> Supernet:
     """Train (or resume, or reload when finished) one skeleton's supernet in its work folder."""
     settings = config.supernet
     supernet = build_supernet(config, skeleton, dataset.num_classes).to(world.device)
@@ -45,8 +50,7 @@ def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World) ->
     def paths(step: int):
         return step_paths(skeleton, settings.sampling, config.seed, step, rule)
 
-    weight = class_weights(dataset, settings.class_weights, dataset.num_classes)
-    return train(supernet, batches, settings, config.paths.supernet_work(skeleton), world, paths, section="supernet",
+    return train(supernet, batches, settings, work_folder(config, skeleton), world, paths, section="supernet",
                  weight=weight)
 
 
@@ -54,7 +58,12 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
     """Train (or resume) the supernet of every skeleton of the experiment; returns the path of their weights."""
     final = config.paths.supernet
     dataset = train_set(config.data, config.seed)
-    models = {name: checkpoint.cpu_state(train_one(config, name, dataset, world)) for name in config.space.skeletons}
+    weight = class_weights(dataset, config.supernet.class_weights, dataset.num_classes)
+    models = {}
+    for name in config.space.skeletons:
+        models[name] = checkpoint.cpu_state(train_one(config, name, dataset, world, weight))
+        if world.device.type == "cuda":
+            torch.cuda.empty_cache()  # the next skeleton's supernet (xlarge's is the largest) starts from a clean cache
     if world.is_main:
         checkpoint.save(final, {"format": FORMAT, "models": models})
     return final
@@ -62,7 +71,8 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
 
 def load_supernets(config: ExperimentConfig, device: torch.device) -> dict[str, Supernet]:
     """Every skeleton's trained supernet, in eval mode on `device`, by skeleton."""
-    models = checkpoint.load(config.paths.supernet)["models"]
+    saved = checkpoint.load(config.paths.supernet)
+    models = saved["models"] if "models" in saved else {saved["skeleton"]: saved["model"]}  # an earlier version's
     supernets = {}
     for name in config.space.skeletons:
         supernet = build_supernet(config, name, config.space.num_classes)

@@ -119,7 +119,7 @@ def test_a_report_killed_mid_write_is_rewritten(quickstart, fast, runs: Path, fi
 
 @pytest.mark.parametrize("broken, message", [
     (("study.db",), "not a readable Optuna storage"),
-    (("supernet.pt", "supernet/small/checkpoint.pt"), "not a readable checkpoint"),
+    (("supernet.pt", "supernet/checkpoint.pt"), "not a readable checkpoint"),
 ])
 def test_a_corrupt_file_the_run_needs_is_one_line(quickstart, fast, runs: Path, finished: Path, broken, message,
                                                    capsys) -> None:

@@ -78,13 +78,13 @@ def test_two_skeletons_end_to_end_resumed_after_a_kill_in_the_second_supernet(qu
     config = load(quickstart, [*run_args, *TWO])
     paths = config.paths
     assert not paths.supernet.exists()
-    assert checkpoint.load(paths.supernet_work("small") / "checkpoint.pt")["step"] == 4
-    assert checkpoint.load(paths.supernet_work("large") / "checkpoint.pt")["step"] == 2
-    small_log = paths.supernet_metrics("small").read_text()
+    assert checkpoint.load(paths.supernet_work("small", True) / "checkpoint.pt")["step"] == 4
+    assert checkpoint.load(paths.supernet_work("large", True) / "checkpoint.pt")["step"] == 2
+    small_log = paths.supernet_metrics("small", True).read_text()
 
     assert main(command) == 0
-    assert paths.supernet_metrics("small").read_text() == small_log  # finished: reloaded, not trained again
-    steps = pd.read_csv(paths.supernet_metrics("large")).step.tolist()
+    assert paths.supernet_metrics("small", True).read_text() == small_log  # finished: reloaded, not trained again
+    steps = pd.read_csv(paths.supernet_metrics("large", True)).step.tolist()
     assert steps[-1] == 4 and steps == sorted(set(steps))  # no step logged twice
     straight = load(quickstart, [f"runs_dir={tmp_path / 'straight'}", *run_args[1:], *TWO])
     assert main([quickstart, f"runs_dir={tmp_path / 'straight'}", *run_args[1:], *TWO, "--stages", "supernet"]) == 0

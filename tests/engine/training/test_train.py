@@ -56,14 +56,14 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, s
     monkeypatch.setattr(train_module, "train_step", dies_in_step_4)
     with pytest.raises(Killed):
         train_supernet(resumed, CPU)
-    assert checkpoint.load(resumed.paths.supernet_work("small") / "checkpoint.pt")["step"] == 2
+    assert checkpoint.load(resumed.run_dir / "supernet" / "checkpoint.pt")["step"] == 2
     monkeypatch.setattr(train_module, "train_step", real_step)
     train_supernet(resumed, CPU)
 
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = (resumed.paths.supernet_metrics("small")).read_text().splitlines()
+    rows = (resumed.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3", "4", "5", "6"]
 
 
@@ -115,9 +115,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     monkeypatch.setattr(train_module, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match="not finite at step 4 .*checkpoint .* is kept; lower supernet.lr"):
         train_supernet(config, CPU)
-    kept = checkpoint.load(config.paths.supernet_work("small") / "checkpoint.pt")
+    kept = checkpoint.load(config.run_dir / "supernet" / "checkpoint.pt")
     assert kept["step"] == 2
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
     assert not (config.run_dir / "supernet.pt").exists()
-    rows = (config.paths.supernet_metrics("small")).read_text().splitlines()
+    rows = (config.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3"]  # the diverged step is not logged
