@@ -8,14 +8,14 @@ differentiable search's lambda sweep, whose genotypes are scored and stored the 
 until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
 (engine/search/study.py).
 
-Writes evaluations.csv (every evaluated subnet, from the study, and with search.references the networks SqueezeNAS
-released for the run's skeletons, scored and measured alike: engine/search/references.py), front.csv / front.json (the
-feasible non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with measured_ms, measured_p90_ms
-and predicted_ms), search/rounds.csv (per round: what was measured, the predictor's out-of-sample accuracy on it, the
-front), search/measurements.csv (the search's measurements with the prediction each had before), hypervolume.csv
-(NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet training and search, DNAS's
-warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured points); with DNAS also
-dnas/dnas.csv.
+Writes evaluations.csv (every evaluated subnet, from the study, with its skeleton, and with search.references the
+networks SqueezeNAS released for the run's skeletons, scored and measured alike: engine/search/references.py), front.csv
+/ front.json (the feasible non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with
+measured_ms, measured_p90_ms and predicted_ms), search/rounds.csv (per round: what was measured, the predictor's
+out-of-sample accuracy on it, the front), search/measurements.csv (the search's measurements with the prediction each
+had before), hypervolume.csv (NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet
+training and search, DNAS's warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured
+points); with DNAS also dnas/dnas.csv.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rounds: Rounds) -> None:
+    table = table.assign(skeleton=table.key.map(lambda key: Genotype.from_key(key).skeleton))
     write_csv(paths.rounds, rounds.table())
     write_csv(paths.search_measurements, pd.DataFrame(rounds.spent, columns=MEASURED_COLUMNS))
     write_csv(paths.evaluations, table)

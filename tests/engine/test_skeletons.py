@@ -94,7 +94,7 @@ def test_two_skeletons_end_to_end_resumed_after_a_kill_in_the_second_supernet(qu
         assert all(torch.equal(resumed[name][k], uninterrupted[name][k]) for k in resumed[name])
 
     evaluations = pd.read_csv(paths.evaluations)
-    skeletons = evaluations.key.str.split(":").str[0]
+    skeletons = evaluations.skeleton
     assert set(skeletons[evaluations.reference.isna()]) == {"small", "large"}
     assert set(evaluations.reference.dropna()) == {"lat_small", "mac_small", "lat_large", "mac_large"}
     dnas = pd.read_csv(paths.dnas)
