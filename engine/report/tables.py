@@ -326,8 +326,8 @@ def references_table(references: pd.DataFrame, front: pd.DataFrame | None) -> st
                      fmt(best - miou, "+.4f")])
     header = ["released network", "genotype", "latency", "inherited mIoU", "front's best at ≤ this latency",
               "front − released"]
-    return html_table(header, rows, 1) + ("<p>Scored with the run's supernet and validation images and measured "
-                                          "as the search's subnets; not search trials.</p>")
+    return html_table(header, rows, 1) + ("<p>Scored with the run's supernet of each one's skeleton and validation "
+                                          "images and measured as the search's subnets; not search trials.</p>")
 
 
 def skeleton_audit_table(summary: dict[str, Any]) -> str:
