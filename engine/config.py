@@ -58,6 +58,11 @@ class SpaceConfig(_Strict):
         """The skeletons of the run, in the configured order (one for a single skeleton)."""
         return (self.skeleton,) if isinstance(self.skeleton, str) else tuple(self.skeleton)
 
+    @property
+    def several(self) -> bool:
+        """Whether the run searches several skeletons."""
+        return len(self.skeletons) > 1
+
     @field_validator("input_size")
     @classmethod
     def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:

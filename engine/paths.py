@@ -12,6 +12,12 @@ METRICS_LOG = "metrics.csv"  # a training's log, in its folder
 WEIGHTS = "weights.pt"  # a finished stand-alone network's weights, in its folder
 
 
+def skeleton_folder(folder: Path, skeleton: str, several: bool) -> Path:
+    """Where a skeleton's part of a stage's work goes: `folder` itself, or folder/<skeleton>/ when the run has several
+    skeletons (the supernets' training, DNAS)."""
+    return folder / skeleton if several else folder
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """runs/<name>/ and what lies in it (README, "A run")."""
@@ -57,7 +63,7 @@ class RunPaths:
     def supernet_work(self, skeleton: str, several: bool) -> Path:
         """A skeleton's supernet training (checkpoint, metrics log): supernet/, or supernet/<skeleton>/ when the run
         has several skeletons."""
-        return self.supernet_dir / skeleton if several else self.supernet_dir
+        return skeleton_folder(self.supernet_dir, skeleton, several)
 
     def supernet_metrics(self, skeleton: str, several: bool) -> Path:
         return self.supernet_work(skeleton, several) / METRICS_LOG

@@ -33,9 +33,10 @@ def one_hot(genotypes: Sequence[Genotype], layers: int | None = None) -> np.ndar
     longest genotype's) pads shorter skeletons' genotypes with zeros."""
     n_candidates = _same_space(genotypes)
     layers = max(len(g.choices) for g in genotypes) if layers is None else layers
+    choices = np.array([g.choices + (-1,) * (layers - len(g.choices)) for g in genotypes])  # -1: no such layer
+    rows, columns = np.nonzero(choices >= 0)
     out = np.zeros((len(genotypes), layers * n_candidates), dtype=np.float32)
-    for row, genotype in enumerate(genotypes):
-        out[row, np.arange(len(genotype.choices)) * n_candidates + np.array(genotype.choices)] = 1.0
+    out[rows, columns * n_candidates + choices[rows, columns]] = 1.0
     return out
 
 
@@ -55,7 +56,8 @@ def cost_features(genotypes: Sequence[Genotype], table: CostTable | CostTables) 
     per_layer = np.zeros((len(genotypes), layers, 3), dtype=np.float64)
     totals = np.zeros((len(genotypes), 3), dtype=np.float64)
     for row, genotype in enumerate(genotypes):
-        own, costs = table.table(genotype), table.layer_costs(genotype)
+        own = table.table(genotype)
+        costs = own.layer_costs(genotype)
         per_layer[row, : len(costs)] = costs
         totals[row] = costs.sum(axis=0) + np.array([own.fixed_macs, own.fixed_params, 0])
     features = [per_layer.transpose(0, 2, 1).reshape(len(genotypes), -1), totals]

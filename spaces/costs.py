@@ -57,6 +57,10 @@ class CostTables:
     def skeletons(self) -> tuple[str, ...]:
         return tuple(self.tables)
 
+    def only(self, skeleton: str) -> "CostTables":
+        """The tables of one of the skeletons."""
+        return CostTables({skeleton: self.tables[skeleton]})
+
     def table(self, genotype: Genotype) -> CostTable:
         if genotype.skeleton not in self.tables:
             raise ValueError(f"genotype of skeleton {genotype.skeleton!r} priced with tables of "

@@ -91,6 +91,11 @@ def sample(skeleton_name: str, rng: random.Random | int | None = None) -> Genoty
     return Genotype(skeleton_name, tuple(rng.randrange(n_candidates) for _ in range(layers)))
 
 
+def extremes(skeletons: tuple[str, ...] | list[str]) -> list[Genotype]:
+    """The largest and the smallest genotype of each skeleton, in that order."""
+    return [genotype for name in skeletons for genotype in (largest(name), smallest(name))]
+
+
 def sample_of(skeletons: tuple[str, ...] | list[str], rng: random.Random) -> Genotype:
     """A random genotype of several skeletons: the skeleton uniformly, then its genotype uniformly (one skeleton:
     exactly `sample`, the same random stream)."""

@@ -95,7 +95,7 @@ def _load(folder: Path, costs: CostTables) -> LatencyModel | PerSkeletonModel:
     record = json.loads((folder / FEATURES_FILE).read_text())
     errors = record.get("errors", {})
     if record.get("layout") == "per_skeleton":
-        models = {name: _load(folder / name, CostTables({name: costs.tables[name]})) for name in costs.skeletons}
+        models = {name: _load(folder / name, costs.only(name)) for name in costs.skeletons}
         return PerSkeletonModel(models, costs, errors)
     return LatencyModel(LatencyRegressor.load(folder), costs, record["feature_set"], errors)
 
@@ -150,8 +150,7 @@ def fit_per_skeleton(costs: CostTables, genotypes: list[Genotype], latency: np.n
     models = {}
     for name in costs.skeletons:
         rows = [i for i, genotype in enumerate(genotypes) if genotype.skeleton == name]
-        models[name] = fit_joint(CostTables({name: costs.tables[name]}), [genotypes[i] for i in rows], latency[rows],
-                                 seed)
+        models[name] = fit_joint(costs.only(name), [genotypes[i] for i in rows], latency[rows], seed)
     return PerSkeletonModel(models, costs)
 
 

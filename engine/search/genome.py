@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from spaces import Genotype, largest, skeleton, smallest, space_of
+from spaces import Genotype, extremes, skeleton, space_of
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Genome:
 
     def initial(self) -> np.ndarray:
         """The largest and smallest genotype of each skeleton, as genomes."""
-        return np.array([self.encode(make(name)) for name in self.skeletons for make in (largest, smallest)])
+        return np.array([self.encode(genotype) for genotype in extremes(self.skeletons)])
 
     def params(self, genotype: Genotype) -> dict[str, str]:
         """The genotype as Optuna parameters: its skeleton (with several) and its layers' candidate names."""

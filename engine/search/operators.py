@@ -111,7 +111,8 @@ class GenomeSampling(Sampling):
             if len(rows) >= target:
                 break
             batch = random_state.integers(low, low + count, size=(target - len(rows), problem.n_var))
-            rows.update((self.key(x), genome_key(x)) for x in batch if self.key(x) not in rows)
+            for x in batch:
+                rows.setdefault(self.key(x), genome_key(x))
         return np.array(list(rows.values())[:n_samples], dtype=int).reshape(-1, problem.n_var)
 
 

@@ -30,7 +30,7 @@ from engine.search.study import scored
 from predictors.accuracy import AccuracySurrogate
 from predictors.design import spread
 from predictors.evaluation import kendall
-from spaces import Genotype, largest, sample_of, smallest
+from spaces import Genotype, extremes, sample_of
 
 COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
 
@@ -70,7 +70,7 @@ class SurrogateSearch:
         names = self.config.space.skeletons
         count = self.settings.initial or self.config.search.population
         rng = random.Random(self.config.seed)
-        chosen = dict.fromkeys(genotype for name in names for genotype in (largest(name), smallest(name)))
+        chosen = dict.fromkeys(extremes(names))
         while len(chosen) < count:
             chosen[sample_of(names, rng)] = None
         return list(chosen)

@@ -25,6 +25,7 @@ import torch
 from engine.config import ExperimentConfig
 from engine.files import write_csv
 from engine.latency.meter import Meter, latency_of
+from engine.paths import skeleton_folder
 from engine.search.dnas import DnasSearch
 from engine.search.fronts import dominated_by, minimised
 from hardware.lookup import LookupTable, measure_lookup_table
@@ -60,7 +61,7 @@ def run_dnas(config: ExperimentConfig, device: torch.device, meter: Meter | None
     dnas/<skeleton>/ with several), its genotypes scored and measured, dnas/dnas.csv; returns its search cost."""
     tables, costs = [], []
     for name in config.space.skeletons:
-        folder = config.paths.dnas_dir / name if len(config.space.skeletons) > 1 else config.paths.dnas_dir
+        folder = skeleton_folder(config.paths.dnas_dir, name, config.space.several)
         table, cost = sweep(config.of_skeleton(name), device, meter, score, reference, folder)
         tables.append(table)
         costs.append(cost)

@@ -77,7 +77,7 @@ def measured_pairs(config: ExperimentConfig, meter: Meter, front: pd.DataFrame) 
     designs = [(name, design) for name in config.space.skeletons for design in config.audit.handmade]
     for name, design in designs:
         baseline = handmade(name, design)
-        design = design if len(config.space.skeletons) == 1 else f"{design} ({name})"
+        design = f"{design} ({name})" if config.space.several else design
         baseline_ms = float(latency_of(meter.measure([baseline], f"the hand-made {design}"), statistic)[0])
         searched, searched_ms = matched_genotype(
             front, baseline_ms, lambda genotypes: list(latency_of(meter.measure(genotypes, "front points"), statistic)))

@@ -40,15 +40,14 @@ from engine.training.supernet import load_supernets
 from hardware.protocol import Measurement
 from predictors.design import active, spread
 from predictors.evaluation import accuracy_report
-from spaces import Genotype, largest, sample_of, smallest
+from spaces import Genotype, extremes, sample_of
 
 
 def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
     """The extremes and a seeded random pool of distinct genotypes."""
     names = config.space.skeletons
     rng = random.Random(config.seed)
-    extremes = [genotype for name in names for genotype in (largest(name), smallest(name))]
-    pool = extremes + [sample_of(names, rng) for _ in range(config.latency.pool)]
+    pool = extremes(names) + [sample_of(names, rng) for _ in range(config.latency.pool)]
     return list(dict.fromkeys(pool))
 
 

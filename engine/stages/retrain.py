@@ -42,7 +42,7 @@ def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, wor
     space, retrain = config.space, config.retrain
     supernet = None
     if retrain.init == "inherited":
-        supernet = load_supernets(config, torch.device("cpu"))[genotype.skeleton]
+        supernet = load_supernets(config, torch.device("cpu"), (genotype.skeleton,))[genotype.skeleton]
     return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet,
                             section="retrain.train")
 

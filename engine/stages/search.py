@@ -75,8 +75,8 @@ def _plain(value):
 def nsga2_cost(config: ExperimentConfig, seconds: float) -> dict:
     """NSGA-II's search cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
     included)."""
-    several = len(config.space.skeletons) > 1
-    supernet = sum(training_seconds(config.paths.supernet_metrics(name, several)) for name in config.space.skeletons)
+    space = config.space
+    supernet = sum(training_seconds(config.paths.supernet_metrics(name, space.several)) for name in space.skeletons)
     return {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
 
 

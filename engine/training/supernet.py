@@ -33,7 +33,7 @@ def build_supernet(config: ExperimentConfig, skeleton: str, num_classes: int) ->
 
 
 def work_folder(config: ExperimentConfig, skeleton: str) -> Path:
-    return config.paths.supernet_work(skeleton, len(config.space.skeletons) > 1)
+    return config.paths.supernet_work(skeleton, config.space.several)
 
 
 def train_one(config: ExperimentConfig, skeleton: str, dataset, world: World, weight: torch.Tensor | None
@@ -69,12 +69,14 @@ def train_supernet(config: ExperimentConfig, world: World) -> Path:
     return final
 
 
-def load_supernets(config: ExperimentConfig, device: torch.device) -> dict[str, Supernet]:
-    """Every skeleton's trained supernet, in eval mode on `device`, by skeleton."""
+def load_supernets(config: ExperimentConfig, device: torch.device, names: tuple[str, ...] | None = None
+                   ) -> dict[str, Supernet]:
+    """The trained supernets of `names` (default: every skeleton of the run), in eval mode on `device`, by
+    skeleton."""
     saved = checkpoint.load(config.paths.supernet)
     models = saved["models"] if "models" in saved else {saved["skeleton"]: saved["model"]}  # an earlier version's
     supernets = {}
-    for name in config.space.skeletons:
+    for name in names or config.space.skeletons:
         supernet = build_supernet(config, name, config.space.num_classes)
         supernet.load_state_dict(models[name])
         supernets[name] = supernet.to(device).eval()
