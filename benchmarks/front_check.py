@@ -1,6 +1,6 @@
 """Does the front sit where the device says? The one-shot predictor against the measuring rounds, side by side.
 
-    python -m benchmarks.front_check [--config experiments/quickstart.yaml] [--passes 3] [--keep DIR]
+    python -m benchmarks.front_check [--config experiments/quickstart.yaml] [--passes 3] [--keep DIR] [key=value ...]
 
 From empty directories and an empty measurement store: the config's space, supernet and latency stages run once;
 the search then runs twice on copies of that run, as "one-shot" (search.measure_limit=0: today's search, the front
@@ -16,6 +16,7 @@ The same passes re-measure the latency stage's held-out genotypes ("anchors": me
 no search): their ratios are the host's own repeatability, the floor no front can beat, and their median is the
 host's speed now against then. The table repeats every ratio divided by that median ("normalised"): on a shared CPU
 whose speed drifts by ±10% within minutes, this is the comparison that says whether a front is biased.
+`key=value` overrides go to every run (e.g. latency.statistic=min).
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ def run(config: str, runs: Path, store: Path, *overrides: str) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def searched(config: str, scratch: Path) -> dict[str, Path]:
+def searched(config: str, scratch: Path, overrides: list[str]) -> dict[str, Path]:
     """The run directory of each arm, searched from one shared latency stage."""
     store = scratch / "store"
-    run(config, scratch / "base", store, "--stages", "space,supernet,latency")
+    run(config, scratch / "base", store, *overrides, "--stages", "space,supernet,latency")
     (name,) = [p.name for p in (scratch / "base").iterdir() if p.is_dir()]
     arms = {}
-    for arm, overrides in ARMS.items():
+    for arm, arm_overrides in ARMS.items():
         shutil.copytree(scratch / "base", scratch / arm)
-        run(config, scratch / arm, store, *overrides, "--stages", "search")
+        run(config, scratch / arm, store, *overrides, *arm_overrides, "--stages", "search")
         arms[arm] = scratch / arm / name
     return arms
 
@@ -108,10 +109,11 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args()
-    print(host())
+    print(host(), *args.overrides)
     with scratch_folder(parser, args.keep) as scratch:
-        arms = searched(args.config, scratch)
+        arms = searched(args.config, scratch, args.overrides)
         table = groups(arms, args.seed)
         measured = remeasure(args.config, next(iter(arms.values())), list(dict.fromkeys(table.key)), args.passes,
                              args.seed)

@@ -122,7 +122,9 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
     for folder in sorted(paths.selected_dir.glob("*/metrics.json")):
         m = json.loads(folder.read_text())
         searched = f"search measured {m['search_measured_ms']:.2f} ms, " if m.get("search_measured_ms") else ""
-        measured = f"re-measured {m['measured']['median_ms']:.2f} ms" if m.get("measured") else "not re-measured"
+        statistic = config.latency.statistic
+        measured = (f"re-measured {m['measured'][f'{statistic}_ms']:.2f} ms ({statistic})" if m.get("measured")
+                    else "not re-measured")
         console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "
                       f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}")
     if paths.selection.exists():

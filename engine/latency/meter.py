@@ -29,7 +29,7 @@ MEASURING = ("latency.device", "latency.backend", "latency.device_name", "latenc
              "latency.batch", "latency.threads", "latency.statistic")
 """The settings a measurement depends on (where, with what, how): the config of a stage that measures."""
 
-STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms"}
+STAT_FIELD = {"median": "median_ms", "mean": "mean_ms", "p90": "p90_ms", "min": "min_ms"}
 
 
 def protocol_of(config: ExperimentConfig) -> MeasurementProtocol:

@@ -195,10 +195,10 @@ def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any]]:
     for pick in picks:
         (x, predicted), y = pick_latency(pick), pick.get("inherited_miou")
         if after:
-            median, retrained = pick.measured("median_ms"), pick.get("retrained_miou")
-            if is_missing(median) and is_missing(retrained):
+            remeasured, retrained = pick.remeasured_ms(), pick.get("retrained_miou")
+            if is_missing(remeasured) and is_missing(retrained):
                 continue
-            x = x if is_missing(median) else median
+            x = x if is_missing(remeasured) else remeasured
             y = y if is_missing(retrained) else retrained
         if not (is_missing(x) or is_missing(y)):
             points.append((pick_label(pick, predicted and not after), x, y))

@@ -46,6 +46,7 @@ class Pick:
     budget_ms: float | None
     values: dict[str, Any]
     retrained: bool
+    statistic: str = "median"
 
     def get(self, name: str) -> Any:
         """A field of metrics.json (predicted_ms, inherited_miou, retrained_miou, iou, ...), None when unknown."""
@@ -54,6 +55,10 @@ class Pick:
     def measured(self, name: str) -> Any:
         """A field of the re-measurement (median_ms, p90_ms, ...), None when the pick was not re-measured."""
         return (self.get("measured") or {}).get(name)
+
+    def remeasured_ms(self) -> Any:
+        """The re-measurement's value of the run's latency.statistic (median, mean, p90 or min)."""
+        return self.measured(f"{self.statistic}_ms")
 
 
 @dataclass
@@ -118,20 +123,21 @@ def front_values(front: pd.DataFrame | None, key: str) -> dict[str, Any]:
     return {name: row[column] for column, name in FRONT_FIELDS.items() if column in row}
 
 
-def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None) -> Pick:
+def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None, statistic: str) -> Pick:
     """One entry of selection.json with its front values and, once retrained, its metrics.json."""
     label, key = str(entry["label"]), str(entry["key"])
     metrics = read_json(paths.picked(label) / "metrics.json")
     if metrics is None:
         log.info("picked network %s (%s) is not retrained yet: the report shows its front values", label, key)
     values = {**front_values(front, key), **(metrics or {})}
-    return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None)
+    return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None, statistic=statistic)
 
 
-def load_picks(paths: RunPaths, front: pd.DataFrame | None) -> list[Pick]:
-    """The picked networks of selected/selection.json, in its order, whatever their labels."""
+def load_picks(paths: RunPaths, front: pd.DataFrame | None, statistic: str = "median") -> list[Pick]:
+    """The picked networks of selected/selection.json, in its order, whatever their labels; `statistic`: the run's
+    latency.statistic, the value of their re-measurement the report shows."""
     selection = read_json(paths.selection) or {}
-    return [load_pick(entry, paths, front) for entry in selection.get("picked", [])]
+    return [load_pick(entry, paths, front, statistic) for entry in selection.get("picked", [])]
 
 
 def load_run(run_dir: Path) -> Run:
@@ -141,16 +147,18 @@ def load_run(run_dir: Path) -> Run:
     references = None
     if evaluations is not None:
         evaluations, references = split_references(evaluations)
+    config = load_config(paths.config)
+    statistic = str((config.get("latency") or {}).get("statistic", "median"))
     return Run(
         directory=run_dir,
-        config=load_config(paths.config),
+        config=config,
         evaluations=evaluations,
         references=references,
         front=front,
         hypervolume=load_table(paths.hypervolume),
         heldout=load_table(paths.heldout),
         accuracy=read_json(paths.accuracy),
-        picks=load_picks(paths, front),
+        picks=load_picks(paths, front, statistic),
         audit=load_table(paths.audit),
         audit_summary=read_json(paths.audit_summary),
         dnas=searched_latency(load_table(paths.dnas), evaluations),

@@ -114,7 +114,8 @@ def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model
 
 def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str) -> list[dict]:
     return [{"key": g.key, "role": role, "median_ms": m.stats.median_ms, "mean_ms": m.stats.mean_ms,
-             "p90_ms": m.stats.p90_ms, "cv": m.stats.cv} for g, m in zip(genotypes, measurements)]
+             "p90_ms": m.stats.p90_ms, "min_ms": m.stats.min_ms, "cv": m.stats.cv}
+            for g, m in zip(genotypes, measurements)]
 
 
 def mean_iou_scorer(config: ExperimentConfig, world: World) -> Callable[[Genotype], float]:

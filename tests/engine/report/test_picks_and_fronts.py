@@ -85,7 +85,8 @@ def write_selection(run_dir: Path, picked: list[tuple[str, str, float | None]], 
                        "search_measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
                        "inherited_miou": row.miou,
                        "retrained_miou": row.miou + 0.02, "iou": [0.9, 0.4], "class_names": ["road", "sky"],
-                       "measured": {"median_ms": row.latency_ms * 1.1, "p90_ms": row.latency_ms * 1.2}}
+                       "measured": {"median_ms": row.latency_ms * 1.1, "p90_ms": row.latency_ms * 1.2,
+                                    "min_ms": row.latency_ms * 0.9}}
             (run_dir / "selected" / entry["label"]).mkdir()
             (run_dir / "selected" / entry["label"] / "metrics.json").write_text(json.dumps(metrics))
 
@@ -117,6 +118,19 @@ def test_picks_under_any_label_appear_retrained_or_not(tmp_path: Path) -> None:
     iou, _ = figure(page, "per-class-iou")
     assert [bars["name"] for bars in iou] == ["fast"]
     assert "edge-1 (a, not retrained), fast (b), knee (a-copy, not retrained)" in page
+
+
+def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) -> None:
+    write_search(tmp_path, {"fast": 1000.0})
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "latency": {"statistic": "min"}}))
+    write_selection(tmp_path, [("fast", "b", 1000.0)], retrained={"fast"})
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    header = re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))
+    assert header[5] == "retrain re-measurement: min ms"
+    assert table_rows(page, "Picked networks")[0][5] == "18.00"  # 0.9 x 20 ms, not the median's 22.00
+    data, _ = figure(page, "search-trade-off")
+    assert trace(data, "picked: retrain re-measurement, retrained mIoU")["x"] == [18.0]
 
 
 def test_fronts_agree_with_pymoo_with_ties_and_an_infeasible_point(tmp_path: Path) -> None:

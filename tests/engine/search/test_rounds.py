@@ -100,6 +100,22 @@ def test_the_front_is_measured_first_then_the_least_certain(latency_run) -> None
     assert again.refit(1).predict(fresh)[0].tolist() == rounds.model.predict(fresh)[0].tolist()
 
 
+@pytest.mark.parametrize("statistic, column, index", [("median", "median_ms", 0), ("min", "min_ms", 3)])
+def test_the_configured_statistic_is_the_latency_the_search_uses(latency_run, statistic: str, column: str,
+                                                                 index: int) -> None:
+    meter = RecordingMeter()
+    rounds = rounds_of(latency_run, meter, f"latency.statistic={statistic}", "search.measure_per_round=2")
+    stage = pd.read_csv(load(latency_run[0], latency_run[1:]).paths.measurements).set_index("key")
+    assert {key: m.ms for key, m in rounds.measured.items()} == stage[column].to_dict()
+    fresh = [g for g in (sample("small", seed) for seed in range(400, 420)) if g.key not in rounds.measured][:4]
+    rows = rows_of(rounds, fresh, [0.1, 0.2, 0.3, 0.4])
+    rounds.measure(rows, "search", 0)
+    after = {row["key"]: row for row in rows_of(rounds, fresh, [0.1, 0.2, 0.3, 0.4])}
+    assert len(meter.calls) == 2
+    for key in meter.calls:
+        assert after[key]["latency_ms"] == after[key]["measured_ms"] == RecordingMeter.ms(Genotype.from_key(key))[index]
+
+
 def test_measuring_without_a_device_is_one_clear_error(latency_run) -> None:
     rounds = rounds_of(latency_run, None)
     fresh = [g for g in (sample("small", seed) for seed in range(200, 210)) if g.key not in rounds.measured]
