@@ -31,7 +31,7 @@ import torch
 
 from benchmarks.common import one_skeleton
 from engine.config import ExperimentConfig, load
-from engine.latency.meter import protocol_of
+from engine.latency.meter import STAT_FIELD, protocol_of
 from engine.latency.model import LatencyModel, fit_predictor, space_costs
 from engine.stages.latency import candidate_pool, heldout_genotypes
 from hardware.backends import backend
@@ -55,7 +55,8 @@ def chosen_genotypes(config: ExperimentConfig) -> tuple[list[Genotype], list[Gen
 
 def measured(config: ExperimentConfig, genotypes: list[Genotype], store: MeasurementStore
              ) -> tuple[np.ndarray, list[float]]:
-    """Median latency (ms) of each genotype and the wall-clock seconds of each one measured here (not stored)."""
+    """Latency (ms, the config's latency.statistic) of each genotype and the wall-clock seconds of each one measured
+    here (not stored)."""
     space, settings, protocol = config.space, config.latency, protocol_of(config)
     runner, label = backend(settings.backend), space_label(space.skeleton, space.width, space.num_classes)
     stored, seconds = store.load(), []
@@ -67,7 +68,7 @@ def measured(config: ExperimentConfig, genotypes: list[Genotype], store: Measure
             store.put(key, stored[key])
             seconds.append(time.perf_counter() - start)
     keys = [MeasurementKey.of(label, g.key, runner.name, protocol) for g in genotypes]
-    return np.array([stored[key].stats.median_ms for key in keys]), seconds
+    return np.array([getattr(stored[key].stats, STAT_FIELD[settings.statistic]) for key in keys]), seconds
 
 
 def predictions_per_second(model: LatencyModel, genotypes: list[Genotype]) -> tuple[float, float]:

@@ -4,8 +4,10 @@ paths relative to the run directory, for the stages' declarations (`ARTEFACTS.pi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT = "checkpoint.pt"  # a training's resumable state, in its folder (engine/training/hooks.py)
 METRICS_LOG = "metrics.csv"  # a training's log, in its folder
@@ -40,6 +42,21 @@ class RunPaths:
     def records(self) -> Path:
         """One JSON record per finished stage: what it read and wrote, with digests (engine/runner.py)."""
         return self.root / "stages"
+
+    def made_with(self, stage: str, setting: str) -> Any:
+        """A setting (dotted: latency.statistic) as the stage's last finished run had it, from its record; None
+        without a record or that setting. A run's config.yaml is the latest invocation's; a record is what made
+        the stage's outputs."""
+        try:
+            settings = json.loads((self.records / f"{stage}.json").read_text()).get("settings") or {}
+        except (OSError, ValueError, AttributeError):
+            return None
+        if setting in settings:
+            return settings[setting]
+        value: Any = settings
+        for part in setting.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
 
     @property
     def lock(self) -> Path:

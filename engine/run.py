@@ -108,8 +108,9 @@ def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
 
 
 def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> None:
-    """Front size, picked networks, notes and where the report is."""
+    """Front size, picked networks (re-measured in the statistic the search used), notes and where the report is."""
     paths = config.paths
+    statistic = paths.made_with("search", "latency.statistic") or config.latency.statistic
     console.print(f"[bold]{config.name}[/]: skeleton {' + '.join(config.space.skeletons)}, width {config.space.width}, "
                   f"input {config.space.input_size[0]}x{config.space.input_size[1]}, data {config.data.kind}")
     if paths.evaluations.exists():
@@ -122,7 +123,6 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
     for folder in sorted(paths.selected_dir.glob("*/metrics.json")):
         m = json.loads(folder.read_text())
         searched = f"search measured {m['search_measured_ms']:.2f} ms, " if m.get("search_measured_ms") else ""
-        statistic = config.latency.statistic
         measured = (f"re-measured {m['measured'][f'{statistic}_ms']:.2f} ms ({statistic})" if m.get("measured")
                     else "not re-measured")
         console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "

@@ -97,8 +97,9 @@ def _block(candidate: Candidate, spec: LayerSpec, skip_style: str) -> nn.Module:
 
 
 def measure_lookup_table(skeleton_name: str, backend: Backend, protocol: MeasurementProtocol, width: float = 1.0,
-                         num_classes: int | None = None) -> LookupTable:
-    """Time every candidate at every layer's input shape, and the fixed part, at protocol.size (module docstring)."""
+                         num_classes: int | None = None, statistic: str = "median_ms") -> LookupTable:
+    """Time every candidate at every layer's input shape, and the fixed part, at protocol.size (module docstring);
+    each by `statistic` of its timed runs (a LatencyStats field: median_ms, min_ms, ...), kept in the provenance."""
     frame = skeleton(skeleton_name).scaled(width, num_classes)
     space = space_of(skeleton_name)
     table = np.zeros((frame.num_layers, len(space.candidates)))
@@ -111,13 +112,13 @@ def measure_lookup_table(skeleton_name: str, backend: Backend, protocol: Measure
             signature = (candidate.name, spec, h, w)
             if signature not in timed:
                 shape = (protocol.batch, spec.c_in, h, w)
-                timed[signature] = measure(module, backend, protocol, shape).stats.median_ms
+                timed[signature] = getattr(measure(module, backend, protocol, shape).stats, statistic)
             table[i, j] = timed[signature]
     base = smallest(skeleton_name)
     whole = measure(build(base, width, num_classes), backend, protocol)
-    fixed = whole.stats.median_ms - table[np.arange(frame.num_layers), base.choices].sum()
+    fixed = getattr(whole.stats, statistic) - table[np.arange(frame.num_layers), base.choices].sum()
     return LookupTable(skeleton_name, protocol.size, width, frame.num_classes, backend.name, table, float(fixed),
-                       whole.provenance)
+                       {**whole.provenance, "statistic": statistic})
 
 
 def _hwnasbench_keys(frame: Skeleton, size: int) -> tuple[list[list[str]], list[str]]:

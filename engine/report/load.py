@@ -148,7 +148,8 @@ def load_run(run_dir: Path) -> Run:
     if evaluations is not None:
         evaluations, references = split_references(evaluations)
     config = load_config(paths.config)
-    statistic = str((config.get("latency") or {}).get("statistic", "median"))
+    statistic = str(paths.made_with("search", "latency.statistic") or (config.get("latency") or {}).get("statistic")
+                    or "median")
     return Run(
         directory=run_dir,
         config=config,

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import ExperimentConfig
-from engine.errors import DeviceError
+from engine.errors import DeviceError, MissingInput
 from engine.latency.meter import STAT_FIELD, Meter
 from engine.latency.model import LatencyModel, fit_predictor, load_latency_model, save_latency_model
 from engine.paths import RunPaths
@@ -59,6 +59,11 @@ class Rounds:
         self.folder = paths.round_predictors
         self.statistic = STAT_FIELD[config.latency.statistic]
         stage = pd.read_csv(paths.measurements)
+        made = paths.made_with("latency", "latency.statistic")
+        if self.statistic not in stage or made not in (None, config.latency.statistic):
+            raise MissingInput(f"latency/ was measured and fit by the {made or 'median'} of the timed runs, this run "
+                               f"asks for latency.statistic {config.latency.statistic}: run the latency stage again "
+                               f"(--stages latency,search, or every stage)")
         self.measured = {row["key"]: Measured(float(row[self.statistic]), float(row["p90_ms"]))
                          for row in stage.to_dict(orient="records")}
         heldout = pd.read_csv(paths.heldout)

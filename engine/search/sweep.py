@@ -24,7 +24,7 @@ import torch
 
 from engine.config import ExperimentConfig
 from engine.files import write_csv
-from engine.latency.meter import Meter, latency_of
+from engine.latency.meter import STAT_FIELD, Meter, latency_of
 from engine.paths import skeleton_folder
 from engine.search.dnas import DnasSearch
 from engine.search.fronts import dominated_by, minimised
@@ -49,7 +49,8 @@ def layer_costs(config: ExperimentConfig, meter: Meter | None, folder: Path) -> 
     if meter is None or meter.local is None:  # the config forbids an agent with a lookup cost; this is a guard
         raise ValueError("search.dnas.cost lookup needs latency.device local")
     start = time.perf_counter()
-    table = measure_lookup_table(space.skeleton, meter.local, meter.protocol, space.width, space.num_classes)
+    table = measure_lookup_table(space.skeleton, meter.local, meter.protocol, space.width, space.num_classes,
+                                 STAT_FIELD[config.latency.statistic])
     seconds = time.perf_counter() - start
     replace(table, provenance={**table.provenance, "seconds": seconds}).save(path)
     return table.latency_ms, seconds

@@ -178,6 +178,19 @@ def test_lookup_table_sums_blocks_and_fixed_part(tmp_path) -> None:
         table.predict(sample("large", 0))
 
 
+def test_lookup_table_takes_the_statistic_it_is_asked_for(monkeypatch) -> None:
+    import hardware.lookup
+
+    stats = LatencyStats(median_ms=2.0, mean_ms=2.5, p90_ms=3.0, min_ms=1.0, cv=0.1, samples=3)
+    monkeypatch.setattr(hardware.lookup, "measure", lambda *args: Measurement(stats, {"host": "test"}))
+    for statistic, value in (("median_ms", 2.0), ("min_ms", 1.0)):
+        table = measure_lookup_table("small", backend("torch-cpu"), TINY, width=0.25, statistic=statistic)
+        assert set(np.unique(table.latency_ms[:, :12])) == {value}
+        base = table.latency_ms[np.arange(20), smallest("small").choices].sum()  # skips that reduce are timed
+        assert table.fixed_ms == value - base
+        assert table.provenance["statistic"] == statistic
+
+
 def test_hwnasbench_table_sums_equal_help_columns(shared) -> None:
     help_table = pd.read_csv(shared("latency/help_fbnet_latency.csv"), dtype={"arch": str})
     genotypes = [Genotype.from_digits("fbnet_cifar", arch) for arch in help_table["arch"]]

@@ -131,6 +131,12 @@ def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) 
     assert table_rows(page, "Picked networks")[0][5] == "18.00"  # 0.9 x 20 ms, not the median's 22.00
     data, _ = figure(page, "search-trade-off")
     assert trace(data, "picked: retrain re-measurement, retrained mIoU")["x"] == [18.0]
+    # config.yaml is the latest invocation's; the search's record says what its front and picks were measured by
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "search.json").write_text(json.dumps({"settings": {"latency.statistic": "median"}}))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))[5] == "retrain re-measurement: median ms"
+    assert table_rows(page, "Picked networks")[0][5] == "22.00"
 
 
 def test_fronts_agree_with_pymoo_with_ties_and_an_infeasible_point(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from engine.config import load
-from engine.errors import DeviceError
+from engine.errors import DeviceError, MissingInput
 from engine.latency.meter import Meter
 from engine.latency.model import load_latency_model
 from engine.run import main
@@ -100,20 +100,21 @@ def test_the_front_is_measured_first_then_the_least_certain(latency_run) -> None
     assert again.refit(1).predict(fresh)[0].tolist() == rounds.model.predict(fresh)[0].tolist()
 
 
-@pytest.mark.parametrize("statistic, column, index", [("median", "median_ms", 0), ("min", "min_ms", 3)])
-def test_the_configured_statistic_is_the_latency_the_search_uses(latency_run, statistic: str, column: str,
-                                                                 index: int) -> None:
+def test_the_search_uses_the_statistic_its_latency_stage_measured_with(latency_run) -> None:
     meter = RecordingMeter()
-    rounds = rounds_of(latency_run, meter, f"latency.statistic={statistic}", "search.measure_per_round=2")
-    stage = pd.read_csv(load(latency_run[0], latency_run[1:]).paths.measurements).set_index("key")
-    assert {key: m.ms for key, m in rounds.measured.items()} == stage[column].to_dict()
+    rounds = rounds_of(latency_run, meter, "search.measure_per_round=2")
+    config = load(latency_run[0], latency_run[1:])
+    assert config.latency.statistic == "min"  # the quickstart's
+    stage = pd.read_csv(config.paths.measurements).set_index("key")
+    assert {key: m.ms for key, m in rounds.measured.items()} == stage.min_ms.to_dict()
     fresh = [g for g in (sample("small", seed) for seed in range(400, 420)) if g.key not in rounds.measured][:4]
-    rows = rows_of(rounds, fresh, [0.1, 0.2, 0.3, 0.4])
-    rounds.measure(rows, "search", 0)
+    rounds.measure(rows_of(rounds, fresh, [0.1, 0.2, 0.3, 0.4]), "search", 0)
     after = {row["key"]: row for row in rows_of(rounds, fresh, [0.1, 0.2, 0.3, 0.4])}
     assert len(meter.calls) == 2
-    for key in meter.calls:
-        assert after[key]["latency_ms"] == after[key]["measured_ms"] == RecordingMeter.ms(Genotype.from_key(key))[index]
+    for key in meter.calls:  # RecordingMeter's min
+        assert after[key]["latency_ms"] == after[key]["measured_ms"] == RecordingMeter.ms(Genotype.from_key(key))[3]
+    with pytest.raises(MissingInput, match="--stages latency,search"):  # fit on the minimum, asked for the median
+        rounds_of(latency_run, None, "latency.statistic=median")
 
 
 def test_measuring_without_a_device_is_one_clear_error(latency_run) -> None:
