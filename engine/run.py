@@ -26,7 +26,7 @@ from engine.config import ExperimentConfig, load
 from engine.data.splits import check_splits
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
-from engine.latency.meter import open_meter
+from engine.latency.meter import STAT_FIELD, open_meter
 from engine.runner import Context, Runner
 from engine.search.references import split_references
 from engine.stages import audit, baseline, latency, report, retrain, search, select, space, supernet
@@ -123,7 +123,7 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
     for folder in sorted(paths.selected_dir.glob("*/metrics.json")):
         m = json.loads(folder.read_text())
         searched = f"search measured {m['search_measured_ms']:.2f} ms, " if m.get("search_measured_ms") else ""
-        measured = (f"re-measured {m['measured'][f'{statistic}_ms']:.2f} ms ({statistic})" if m.get("measured")
+        measured = (f"re-measured {m['measured'][STAT_FIELD[statistic]]:.2f} ms ({statistic})" if m.get("measured")
                     else "not re-measured")
         console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "
                       f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}")

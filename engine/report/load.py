@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from engine.files import read_json
+from engine.latency.meter import STAT_FIELD
 from engine.paths import RunPaths
 from engine.search.fronts import front_mask
 from engine.search.references import split_references
@@ -58,7 +59,7 @@ class Pick:
 
     def remeasured_ms(self) -> Any:
         """The re-measurement's value of the run's latency.statistic (median, mean, p90 or min)."""
-        return self.measured(f"{self.statistic}_ms")
+        return self.measured(STAT_FIELD[self.statistic])
 
 
 @dataclass

@@ -30,7 +30,7 @@ from engine.config import UNSEEN, ExperimentConfig
 from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
-from engine.latency.meter import latency_of
+from engine.latency.meter import STAT_FIELD, latency_of
 from engine.latency.model import LatencyModel, PerSkeletonModel, fit_predictor, save_latency_model, space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
@@ -113,9 +113,9 @@ def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model
 
 
 def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str) -> list[dict]:
-    return [{"key": g.key, "role": role, "median_ms": m.stats.median_ms, "mean_ms": m.stats.mean_ms,
-             "p90_ms": m.stats.p90_ms, "min_ms": m.stats.min_ms, "cv": m.stats.cv}
-            for g, m in zip(genotypes, measurements)]
+    """measurements.csv rows: every statistic a run may search by (STAT_FIELD), so the search finds its column."""
+    return [{"key": g.key, "role": role, **{field: getattr(m.stats, field) for field in STAT_FIELD.values()},
+             "cv": m.stats.cv} for g, m in zip(genotypes, measurements)]
 
 
 def mean_iou_scorer(config: ExperimentConfig, world: World) -> Callable[[Genotype], float]:
