@@ -27,6 +27,7 @@ from engine.data.transforms import IGNORE_INDEX, eval_transform
 
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, TERRAIN, CAR, PERSON, POLE, SIGN, FENCE = range(len(SYNTHETIC_CLASSES))
 MIN_SIZE = 16
+CACHE_BYTES = 1 << 30  # rendered scenes kept per dataset: a scene is rendered once, not once an epoch
 FAR = 150.0  # metres: nothing beyond is drawn but the skyline
 _SEGMENTS = 65  # facade / hedge / gap segments per side, more than any view spans
 
@@ -441,7 +442,8 @@ def render_street(size: tuple[int, int], seed: int | tuple[int, ...]) -> tuple[n
 
 class SyntheticStreets(Dataset):
     """`count` synthetic street scenes of `size` (H, W); scene i of a split is `render_street(size, (seed,
-    crc32(split), i))`, so the same seed gives identical samples and splits never share scenes."""
+    crc32(split), i))`, so the same seed gives identical samples and splits never share scenes. Rendered scenes
+    are kept (read-only) up to CACHE_BYTES, so training renders each scene once rather than once an epoch."""
 
     class_names = SYNTHETIC_CLASSES
     num_classes = len(SYNTHETIC_CLASSES)
@@ -456,6 +458,7 @@ class SyntheticStreets(Dataset):
         self.size = (int(size[0]), int(size[1]))
         self.count, self.seed, self.split = count, seed, split
         self.transform = eval_transform() if transform is None else transform
+        self._scenes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.count
@@ -464,7 +467,15 @@ class SyntheticStreets(Dataset):
         """The raw scene: RGB uint8 [H, W, 3] and labels uint8 [H, W], before the transform."""
         if not -self.count <= index < self.count:
             raise IndexError(f"scene {index} of a synthetic dataset of {self.count}")
-        return render_street(self.size, (self.seed, zlib.crc32(self.split.encode()), index % self.count))
+        index %= self.count
+        scene = self._scenes.get(index)
+        if scene is None:
+            scene = render_street(self.size, (self.seed, zlib.crc32(self.split.encode()), index))
+            for array in scene:
+                array.setflags(write=False)
+            if (len(self._scenes) + 1) * sum(array.nbytes for array in scene) <= CACHE_BYTES:
+                self._scenes[index] = scene
+        return scene
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transform(*self.load(index))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,27 @@ def test_synthetic_sizes_and_every_class_appears() -> None:
     assert seen == set(range(len(SYNTHETIC_CLASSES)))
     image, label = SyntheticStreets(size=(37, 50), count=1)[0]
     assert image.shape == (3, 37, 50) and label.shape == (37, 50)
+
+
+def test_a_synthetic_scene_is_rendered_once_and_kept_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.data.synthetic as synthetic
+
+    calls: list[int] = []
+    render = synthetic.render_street
+    monkeypatch.setattr(synthetic, "render_street", lambda size, seed: calls.append(seed[-1]) or render(size, seed))
+    dataset = SyntheticStreets(size=(32, 64), count=3, seed=5, transform=train_transform((24, 40)))
+    image, label = dataset.load(1)
+    for _ in range(3):
+        assert dataset.load(1)[0] is image and dataset.load(-2)[1] is label
+        dataset[1]
+    assert calls == [1]
+    fresh = render((32, 64), (5, zlib.crc32(b"train"), 1))
+    assert np.array_equal(image, fresh[0]) and np.array_equal(label, fresh[1])
+    with pytest.raises(ValueError, match="read-only"):
+        image[0, 0, 0] = 1
+    monkeypatch.setattr(synthetic, "CACHE_BYTES", 0)
+    uncached = SyntheticStreets(size=(32, 64), count=3, seed=5)
+    assert uncached.load(2)[0] is not uncached.load(2)[0] and calls == [1, 2, 2]
 
 
 def test_synthetic_rejects_bad_arguments() -> None:
