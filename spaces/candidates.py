@@ -69,6 +69,11 @@ class InvertedResidual(nn.Module):
         out = self.body(x)
         return x + out if self.residual else out
 
+    def zero_init_last(self) -> None:
+        """Zero the last BN's scale of a residual block, so that the block starts as the identity."""
+        if self.residual:
+            nn.init.zeros_(self.body[-1].weight)
+
 
 class FactorizedReduce(nn.Module):
     """ReLU, then two 1x1 stride-2 convs (the second on the input shifted by one pixel), each with its BN, concat.

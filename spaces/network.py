@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.candidates import ConvBNReLU, build_candidate
+from spaces.candidates import ConvBNReLU, InvertedResidual, build_candidate
 from spaces.genotype import Genotype
 from spaces.heads import build_head
 from spaces.space import Skeleton, skeleton, space_of
@@ -64,6 +64,14 @@ def build(genotype: Genotype, width: float = 1.0, num_classes: int | None = None
     network = Network(stem, layers, neck, head, frame.skip_layer, genotype)
     initialise(network)
     return network
+
+
+def zero_init_residuals(module: nn.Module) -> None:
+    """Every residual block of `module` made to start as the identity (its last BN scale zeroed; Goyal et al.
+    2017, timm's zero_init_last): a deep network then trains from the start like a shallow one."""
+    for m in module.modules():
+        if isinstance(m, InvertedResidual):
+            m.zero_init_last()
 
 
 def initialise(module: nn.Module) -> None:

@@ -18,16 +18,20 @@ from engine.paths import WEIGHTS
 from engine.training import checkpoint
 from engine.training.distributed import World, sync_batchnorm
 from engine.training.trainer import train
-from spaces import Genotype, Network, Supernet, build
+from spaces import Genotype, Network, Supernet, build, zero_init_residuals
 
 
 def initial_network(genotype: Genotype, width: float, num_classes: int, seed: int,
-                    supernet: Supernet | None = None) -> Network:
-    """A fresh network (seeded), or the supernet's path copied out when a supernet is given."""
+                    supernet: Supernet | None = None, zero_residual: bool = False) -> Network:
+    """A fresh network (seeded; with `zero_residual`, its residual blocks start as identities), or the supernet's
+    path copied out when a supernet is given."""
     if supernet is not None:
         return supernet.extract(genotype).cpu()
     torch.manual_seed(seed)
-    return build(genotype, width, num_classes)
+    network = build(genotype, width, num_classes)
+    if zero_residual:
+        zero_init_residuals(network)
+    return network
 
 
 def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig, out_dir: Path, world: World,
@@ -36,7 +40,7 @@ def train_standalone(genotype: Genotype, data: DataConfig, settings: TrainConfig
     """Train the genotype's network; returns it (loaded from <out>/weights.pt when that exists). `section`: where
     `settings` sit in the configuration (retrain.train, audit.train), for the NaN message."""
     dataset = train_set(data, seed)
-    network = initial_network(genotype, width, dataset.num_classes, seed, supernet)
+    network = initial_network(genotype, width, dataset.num_classes, seed, supernet, settings.zero_init_residual)
     final = out_dir / WEIGHTS
     if final.exists():
         network.load_state_dict(checkpoint.load(final)["model"])

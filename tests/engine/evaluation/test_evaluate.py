@@ -12,8 +12,10 @@ from engine.data.splits import val_set
 from engine.evaluation.inherited import InheritedEvaluator, evaluate, load_batches, recalibrate_batchnorm
 from engine.training import checkpoint
 from engine.training.distributed import World
-from engine.training.standalone import train_standalone
+from engine.stages.baseline import handmade
+from engine.training.standalone import initial_network, train_standalone
 from spaces import Supernet, build, sample
+from spaces.candidates import InvertedResidual
 
 CPU = World(0, 1, 0, torch.device("cpu"))
 DATA = DataConfig(synthetic_size=(48, 96), crop=(48, 96), synthetic_train=8, synthetic_val=4)
@@ -71,3 +73,19 @@ def test_standalone_training_writes_weights_and_reuses_them(tmp_path: Path) -> N
     inherited = train_standalone(genotype, DATA, settings.model_copy(update={"steps": 1}), tmp_path / "from-super",
                                  CPU, width=0.25, supernet=supernet)
     assert inherited.head.classifier.out_channels == 11
+
+
+def test_a_network_from_scratch_starts_with_identity_residual_blocks_unless_told_otherwise() -> None:
+    genotype = handmade("small", "k3_e6_g1")  # residual blocks within stages, projections where stages change
+    zeroed = initial_network(genotype, 0.25, 11, seed=3, zero_residual=True).eval()
+    release = initial_network(genotype, 0.25, 11, seed=3).eval()
+    blocks = [(a, b) for a, b in zip(zeroed.layers, release.layers) if isinstance(a, InvertedResidual)]
+    assert {a.residual for a, _ in blocks} == {True, False}
+    for a, b in blocks:
+        x = torch.randn(2, a.body[0].in_channels, 8, 16)
+        if a.residual:
+            assert torch.equal(a(x), x) and not torch.equal(b(x), x)  # the identity at the start
+        else:
+            assert torch.equal(a(x), b(x))  # a projection is left as the release initialises it
+    assert initial_network(genotype, 0.25, 11, seed=3, zero_residual=True).layers[1].body[-1].weight.abs().sum() == 0
+    assert TrainConfig().zero_init_residual and not TrainConfig(zero_init_residual=False).zero_init_residual
