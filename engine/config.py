@@ -132,10 +132,10 @@ class TrainConfig(_Strict):
     sandwich_paths: int = Field(2, ge=0, le=64, description="random paths between the largest and the smallest")
     extremes_every: int = Field(4, ge=1, description="sandwich_rare: the extremes on one step in this many")
     distill: bool = True
-    zero_init_residual: bool = Field(True, description="stand-alone training from scratch: every residual block "
-                                     "starts as the identity (its last BN scale zeroed), so deep networks train as "
-                                     "fast as shallow ones at first (Goyal et al. 2017); not used by the supernet "
-                                     "or an inherited start")
+    zero_init_residual: bool = Field(True, description="training from fresh weights (the supernet, a stand-alone "
+                                     "network from scratch): every residual block starts as the identity (its last "
+                                     "BN scale zeroed; Goyal et al. 2017, BigNAS), so deep networks train as fast as "
+                                     "shallow ones at first; an inherited start keeps the supernet's weights")
     class_weights: Literal["none", "median_frequency"] = Field(
         "none", description="median_frequency: cross-entropy weighted by median-frequency balancing (SegNet's "
         "CamVid protocol), so thin and rare classes count")

@@ -21,15 +21,19 @@ from engine.training import checkpoint
 from engine.training.distributed import World, sync_batchnorm
 from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import train
-from spaces import Supernet
+from spaces import Supernet, zero_init_residuals
 
 FORMAT = "supernets"
 """supernet.pt: {"format": FORMAT, "models": {skeleton: state_dict}}."""
 
 
 def build_supernet(config: ExperimentConfig, skeleton: str, num_classes: int) -> Supernet:
+    """A fresh supernet (seeded); with supernet.zero_init_residual every residual candidate starts as the identity."""
     torch.manual_seed(config.seed)
-    return Supernet(skeleton, config.space.width, num_classes)
+    supernet = Supernet(skeleton, config.space.width, num_classes)
+    if config.supernet.zero_init_residual:
+        zero_init_residuals(supernet)
+    return supernet
 
 
 def work_folder(config: ExperimentConfig, skeleton: str) -> Path:

@@ -16,6 +16,7 @@ from engine.training import checkpoint
 from engine.training import trainer as train_module
 from engine.training.distributed import World, cleanup, init_world
 from engine.training.supernet import build_supernet, train_supernet
+from spaces.candidates import InvertedResidual
 
 CPU = World(0, 1, 0, torch.device("cpu"))
 
@@ -121,3 +122,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     assert not (config.run_dir / "supernet.pt").exists()
     rows = (config.run_dir / "supernet" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "1", "2", "3"]  # the diverged step is not logged
+
+
+def test_a_fresh_supernet_s_residual_candidates_start_as_identities_unless_told_otherwise(tmp_path: Path) -> None:
+    config = tiny(tmp_path)
+    zeroed, release = (build_supernet(c, "small", 11) for c in (
+        config, config.model_copy(update={"supernet": config.supernet.model_copy(update={"zero_init_residual": False})})))
+    last = [(a.body[-1].weight, b.body[-1].weight, a.residual) for a, b in zip(zeroed.modules(), release.modules())
+            if isinstance(a, InvertedResidual)]
+    assert {residual for *_, residual in last} == {True, False}
+    for mine, theirs, residual in last:
+        assert torch.equal(theirs, torch.ones_like(theirs))
+        assert torch.equal(mine, torch.zeros_like(mine) if residual else theirs)
