@@ -61,6 +61,15 @@ class Pick:
         """The re-measurement's value of the run's latency.statistic (median, mean, p90 or min)."""
         return self.measured(STAT_FIELD[self.statistic])
 
+    def spread_ms(self) -> Any:
+        """The re-measurement's value of spread_statistic(the run's statistic), shown beside remeasured_ms."""
+        return self.measured(STAT_FIELD[spread_statistic(self.statistic)])
+
+
+def spread_statistic(statistic: str) -> str:
+    """The statistic shown beside the run's own: the tail (p90), or the median when the run's statistic is the p90."""
+    return "median" if statistic == "p90" else "p90"
+
 
 @dataclass
 class Run:

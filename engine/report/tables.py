@@ -10,9 +10,18 @@ from typing import Any
 
 import pandas as pd
 
-from engine.latency.meter import STAT_FIELD
 from engine.report.formatting import MISSING, fmt, is_missing, si
-from engine.report.load import Pick, Run, is_measured, latency_source, nested, nsga2_front, nsga2_rows, numbers
+from engine.report.load import (
+    Pick,
+    Run,
+    is_measured,
+    latency_source,
+    nested,
+    nsga2_front,
+    nsga2_rows,
+    numbers,
+    spread_statistic,
+)
 from engine.search.fronts import dominated_by, minimised
 
 
@@ -101,18 +110,11 @@ def search_measured_text(pick: Pick) -> str:
     return "not measured" if is_missing(value) else fmt(value, ".2f")
 
 
-def spread_statistic(statistic: str) -> str:
-    """The re-measurement's second column beside the run's statistic: the tail (p90), or the median when the run's
-    statistic is the p90 itself."""
-    return "median" if statistic == "p90" else "p90"
-
-
 def pick_header(statistic: str) -> list[str]:
     """The picks table's columns; `statistic`: the run's latency.statistic, shown for the re-measurement."""
     return ["label", "key", "budget", "search: measured ms", "predictor: ms [90 % interval]",
             f"retrain re-measurement: {statistic} ms", f"retrain re-measurement: {spread_statistic(statistic)} ms",
-            "inherited mIoU",
-            "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
+            "inherited mIoU", "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
 
 
 def picks_table(picks: list[Pick]) -> str:
@@ -126,7 +128,7 @@ def picks_table(picks: list[Pick]) -> str:
         search_measured_text(pick),
         predicted_text(pick),
         fmt(pick.remeasured_ms(), ".2f"),
-        fmt(pick.measured(STAT_FIELD[spread_statistic(pick.statistic)]), ".2f"),
+        fmt(pick.spread_ms(), ".2f"),
         fmt(pick.get("inherited_miou"), ".4f"),
         fmt(pick.get("retrained_miou"), ".4f") if pick.retrained else "not retrained",
         si(pick.get("macs")),

@@ -10,9 +10,9 @@ from torch import nn
 from engine.config import DataConfig, TrainConfig
 from engine.data.splits import val_set
 from engine.evaluation.inherited import InheritedEvaluator, evaluate, load_batches, recalibrate_batchnorm
+from engine.stages.baseline import handmade
 from engine.training import checkpoint
 from engine.training.distributed import World
-from engine.stages.baseline import handmade
 from engine.training.standalone import initial_network, train_standalone
 from spaces import Supernet, build, sample
 from spaces.candidates import InvertedResidual

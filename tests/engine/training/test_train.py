@@ -126,8 +126,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
 
 def test_a_fresh_supernet_s_residual_candidates_start_as_identities_unless_told_otherwise(tmp_path: Path) -> None:
     config = tiny(tmp_path)
-    zeroed, release = (build_supernet(c, "small", 11) for c in (
-        config, config.model_copy(update={"supernet": config.supernet.model_copy(update={"zero_init_residual": False})})))
+    release_config = config.model_copy(
+        update={"supernet": config.supernet.model_copy(update={"zero_init_residual": False})})
+    zeroed, release = (build_supernet(c, "small", 11) for c in (config, release_config))
     last = [(a.body[-1].weight, b.body[-1].weight, a.residual) for a, b in zip(zeroed.modules(), release.modules())
             if isinstance(a, InvertedResidual)]
     assert {residual for *_, residual in last} == {True, False}
