@@ -136,14 +136,16 @@ def before_intervals(measurements: pd.DataFrame | None) -> dict[str, tuple[Any, 
         last["key"], column(last, "lower_ms"), column(last, "upper_ms"))}
 
 
-def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None) -> list[str]:
-    """Hover text of a measured front point's prediction: measured, predicted before measuring, final predictor."""
+def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None, statistic: str = "median") -> list[str]:
+    """Hover text of a measured front point's prediction: measured (the run's latency.statistic, and the p90 where
+    that is another), predicted before measuring, final predictor."""
     before = before_intervals(measurements)
     texts = []
     for key, ms, p90, earlier, predicted, lower, upper in zip(
             front["key"], front["latency_ms"], column(front, "measured_p90_ms"), column(front, "predicted_before_ms"),
             column(front, "predicted_ms"), column(front, "latency_lower_ms"), column(front, "latency_upper_ms")):
-        lines = [escape(str(key)), f"measured {fmt(ms, '.2f')} ms (p90 {fmt(p90, '.2f')} ms)"]
+        tail = "" if statistic == "p90" else f" (p90 {fmt(p90, '.2f')} ms)"
+        lines = [escape(str(key)), f"measured {statistic} {fmt(ms, '.2f')} ms{tail}"]
         if not is_missing(earlier):
             low, high = before.get(str(key), (None, None))
             lines.append(f"predicted before measuring {fmt(earlier, '.2f')} ms, 90 % interval "
@@ -155,7 +157,8 @@ def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None) -> 
     return texts
 
 
-def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None) -> list[go.Scatter]:
+def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None,
+                      statistic: str = "median") -> list[go.Scatter]:
     """Beside each measured front point its prediction (the one before measuring where the search measured it,
     the final predictor's otherwise): a small marker joined to the measured point by a thin line."""
     measured = front[is_measured(front)]
@@ -172,7 +175,7 @@ def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None) ->
                    line={"color": FRONT_COLOR, "width": 1, "dash": "dot"}),
         go.Scatter(x=predicted, y=measured["miou"], mode="markers", name=name, legendgroup=name,
                    marker={"symbol": "line-ns-open", "size": 11, "color": FRONT_COLOR, "line": {"width": 2}},
-                   text=prediction_hover(measured, measurements), hovertemplate="%{text}<extra></extra>"),
+                   text=prediction_hover(measured, measurements, statistic), hovertemplate="%{text}<extra></extra>"),
     ]
 
 
@@ -277,7 +280,7 @@ def tradeoff_figure(run: Run) -> go.Figure:
     if run.dnas is not None:
         figure.add_trace(dnas_trace(run.dnas, measured=False))
     if run.front is not None:
-        figure.add_traces(prediction_traces(run.front, run.search_measurements))
+        figure.add_traces(prediction_traces(run.front, run.search_measurements, run.statistic))
         figure.add_trace(front_trace(run.front))
     if run.references is not None and len(run.references):
         figure.add_trace(references_trace(run.references))

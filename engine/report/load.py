@@ -92,6 +92,7 @@ class Run:
     rounds: pd.DataFrame | None = None  # search/rounds.csv; empty (not None) when the search measured in no round
     search_measurements: pd.DataFrame | None = None
     references: pd.DataFrame | None = None  # evaluations.csv's rows of the released networks (search.references)
+    statistic: str = "median"  # the search's latency.statistic: what its measured_ms is
 
     @property
     def measuring(self) -> dict[str, Any] | None:
@@ -178,6 +179,7 @@ def load_run(run_dir: Path) -> Run:
         rounds=load_rows(paths.rounds),
         surrogate=load_table(paths.surrogate),
         search_measurements=load_table(paths.search_measurements),
+        statistic=statistic,
     )
 
 

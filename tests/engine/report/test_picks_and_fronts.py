@@ -188,6 +188,17 @@ def test_each_measured_front_point_has_its_prediction_beside_it(tmp_path: Path) 
     assert lines["mode"] == "lines" and lines["x"] == pytest.approx(
         [4.75, 5.0, None, 9.0, 10.0, None, 18.0, 20.0, None, 22.5, 25.0, None])
     g, _, b, _ = markers["text"]
-    assert "measured 5.00 ms" in g and "latency stage" in g and "final predictor 4.75 ms" in g
-    assert "measured 20.00 ms (p90 22.00 ms)" in b and "predicted before measuring 18.00 ms" in b
+    assert "measured median 5.00 ms" in g and "latency stage" in g and "final predictor 4.75 ms" in g
+    assert "measured median 20.00 ms (p90 22.00 ms)" in b and "predicted before measuring 18.00 ms" in b
     assert "final predictor 19.00 ms, 90 % interval [17.10, 20.90] ms" in b
+
+
+def test_a_p90_search_s_measurement_is_named_once(tmp_path: Path) -> None:
+    write_search(tmp_path, {})
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "search.json").write_text(json.dumps({"settings": {"latency.statistic": "p90"}}))
+    data, _ = figure(write_report(tmp_path).read_text(encoding="utf-8"), "search-trade-off")
+
+    _, markers = traces(data, "front: prediction beside measurement")
+    b = markers["text"][2]
+    assert "measured p90 20.00 ms<br>" in b and b.count("p90") == 1
