@@ -1,7 +1,8 @@
 """Full-evaluation NSGA-II against the surrogate-assisted search: hypervolume against true inherited evaluations.
 
     python -m benchmarks.surrogate_search [--config experiments/quickstart.yaml] [--seeds 0 1 2]
-        [--full-generations 12] [--rounds 5] [--per-round 8] [--inner-generations 20] [--keep DIR] [key=value ...]
+        [--full-generations 12] [--rounds 5] [--per-round 8] [--inner-generations 20] [--keep DIR [--resume]]
+        [key=value ...]
 
 The config's space, supernet and latency stages run once (fresh directories and measurement store; `key=value`
 overrides go to every run, e.g. data.root=... for CamVid). Then, for each seed, on copies of that run and in this
@@ -13,7 +14,9 @@ the validation images, so each seed's two searches are compared with each other.
 inherited mIoU, predicted latency / L) against (0, 1), L = 1.1 x the largest predicted latency either search of the
 seed saw. Prints per seed the final hypervolume of each, the surrogate's share of full's hypervolume and of its
 evaluations, then the mean curve (hypervolume after n true evaluations) of both. Goal (issue 14): >= 99% of full's
-final hypervolume with <= 25% of its evaluations.
+final hypervolume with <= 25% of its evaluations. `--resume` goes on in an existing --keep folder: finished stages,
+searches and evaluations are kept (delete an arm's folder, e.g. surrogate-0, to search it again, for instance with
+other search.accuracy_surrogate settings).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def search(config_path: str, base: Path, folder: Path, overrides: list[str]) -> 
     from engine.stages import search as stage
     from engine.training.distributed import init_world
 
-    shutil.copytree(base, folder / base.name)
+    if not (folder / base.name).exists():
+        shutil.copytree(base, folder / base.name)
     config = load(config_path, [f"runs_dir={folder}", *overrides, "search.measure_limit=0",
                                 "search.strategies=[nsga2]"])
     stage.run(Context(config, config.paths, init_world("cpu")))
@@ -70,10 +74,14 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=8)
     parser.add_argument("--inner-generations", type=int, default=20, help="generations on the surrogate per round")
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
+    parser.add_argument("--resume", action="store_true", help="go on in the existing --keep folder")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args()
     print(host())
-    with scratch_folder(parser, args.keep) as scratch:
+    if args.resume and (args.keep is None or not args.keep.is_dir()):
+        parser.error("--resume: give the folder of an earlier run as --keep")
+    with scratch_folder(parser, None if args.resume else args.keep) as temporary:
+        scratch = args.keep if args.resume else temporary
         base = base_run(args.config, scratch, args.overrides)
         arms = {"full": [f"search.generations={args.full_generations}", "search.rounds=1"],
                 "surrogate": ["search.accuracy_surrogate.enabled=true", f"search.rounds={args.rounds}",

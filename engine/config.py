@@ -225,8 +225,13 @@ class SurrogateConfig(_Strict):
     enabled: bool = False
     initial: int | None = Field(None, ge=8, description="subnets truly evaluated before the first fit, the "
                                 "extremes and random ones (None: search.population)")
-    per_round: int = Field(8, ge=1, description="subnets truly evaluated per round: the surrogate's front, spread "
-                           "over latency, and its most uncertain candidates")
+    per_round: int = Field(8, ge=1, description="subnets truly evaluated per round: chosen by `selection`, then "
+                           "the surrogate's most uncertain candidates")
+    selection: Literal["hypervolume", "spread"] = Field(
+        "hypervolume", description="hypervolume: greedily the candidates whose optimistic point adds most hypervolume "
+        "to the true front; spread: the surrogate's front spread over latency, a quarter kept for the most uncertain")
+    optimism: float = Field(1.0, ge=0.0, description="standard deviations of the surrogate's ensemble added to its "
+                            "mIoU when judging a candidate's hypervolume gain (selection: hypervolume)")
     kinds: list[Literal["ridge", "gp", "trees", "mlp"]] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
                                                                 description="regressors tried each round")
     members: int = Field(5, ge=1, le=50, description="bootstrap copies of the chosen regressor (its uncertainty)")

@@ -5,9 +5,12 @@ First the extremes and random subnets (`initial`) are truly evaluated (inherited
 score). Then each of `search.rounds` rounds: an accuracy surrogate (predictors/accuracy.py: the regressor of best
 cross-validated Kendall tau, as a bootstrap ensemble) is fit to every true evaluation so far; `search.algorithm`
 runs `search.generations` generations on (surrogate mIoU, latency from the measuring rounds), seeded from the true
-front; of the unevaluated subnets it asked for, the surrogate's front spread over latency
-(predictors.design.spread) and the most uncertain of the rest, `per_round` in all, are truly evaluated (in parallel
-on Dask workers when search.workers > 1), and the surrogate's Kendall tau on them, which it had not seen, is
+front; of the unevaluated subnets it asked for, `per_round` are truly evaluated (in parallel on Dask workers when
+search.workers > 1): with `selection: hypervolume` (the default) one at a time the subnet whose optimistic point
+(surrogate mIoU + `optimism` x its ensemble's standard deviation, at its latency) adds most hypervolume to the true
+front and the points chosen before it (a greedy batch of hypervolume improvement, as in q-EHVI's "believer" batches),
+with `selection: spread` the surrogate's front spread over latency (predictors.design.spread); then, if the batch is
+not full, the most uncertain of the rest. The surrogate's Kendall tau on the batch, which it had not seen, is
 recorded (search/surrogate.csv); then a measuring round as the plain strategy has one. Only true evaluations become
 Optuna trials; the surrogate's predictions are never stored as evaluations. Every step is seeded by the round, so a
 resumed search replays to the same front, scoring nothing twice.
@@ -109,7 +112,7 @@ class SurrogateSearch:
         found = [g for g in dict.fromkeys(found) if g.key not in seen]
         if len(found) < self.settings.per_round:
             found += [g for g in self.unseen(seen, number) if g not in found]
-        return self.choose(model, found, number)
+        return self.choose(model, found, seen, number)
 
     def seeds(self, seen: dict[str, dict]) -> np.ndarray:
         """The inner search's first genomes: the true front's (feasible first), at most the population."""
@@ -131,15 +134,40 @@ class SurrogateSearch:
                 break
         return list(found)
 
-    def choose(self, model: AccuracySurrogate, found: list[Genotype], number: int) -> list[Genotype]:
+    def choose(self, model: AccuracySurrogate, found: list[Genotype], seen: dict[str, dict], number: int
+               ) -> list[Genotype]:
+        """The round's batch (module docstring): by hypervolume gain or spread, then the most uncertain."""
         count = min(self.settings.per_round, len(found))
         mean, std = model.predict(self.features(found))
-        latency = np.array([row["latency_ms"] for row in self.search.describe(found, {})])
-        front = np.flatnonzero(fronts.pareto_mask(fronts.minimised(mean, latency)))
-        diverse = count - count // 4
-        picked = [int(front[i]) for i in spread(latency[front], min(diverse, len(front)), self.config.seed + number)]
+        rows = self.search.describe(found, {})
+        if self.settings.selection == "hypervolume":
+            picked = self.gains(rows, mean + self.settings.optimism * std, list(seen.values()), count)
+        else:
+            picked = self.spread_front(rows, mean, count - count // 4, number)
         rest = [i for i in np.argsort(-std, kind="stable") if i not in picked]
         return [found[i] for i in picked + rest[: count - len(picked)]]
+
+    def spread_front(self, rows: list[dict], mean: np.ndarray, count: int, number: int) -> list[int]:
+        """Up to `count` points of the surrogate's front (surrogate mIoU, latency), spread over latency."""
+        latency = np.array([row["latency_ms"] for row in rows])
+        front = np.flatnonzero(fronts.pareto_mask(fronts.minimised(mean, latency)))
+        return [int(front[i]) for i in spread(latency[front], min(count, len(front)), self.config.seed + number)]
+
+    def gains(self, rows: list[dict], optimistic: np.ndarray, known: list[dict], count: int) -> list[int]:
+        """Greedily, up to `count` candidates whose optimistic point adds hypervolume to `known` (the true
+        evaluations) and to the candidates taken before it; fewer when no candidate adds any."""
+        candidates = [{**row, "miou": float(m)} for row, m in zip(rows, optimistic)]
+        picked: list[int] = []
+        for _ in range(count):
+            base = self.search.hypervolume(known)
+            gain = np.array([-1.0 if i in picked else self.search.hypervolume([*known, c]) - base
+                             for i, c in enumerate(candidates)])
+            best = int(np.argmax(gain))
+            if gain[best] <= 0:
+                break
+            picked.append(best)
+            known = [*known, candidates[best]]
+        return picked
 
     def record(self, number: int, model: AccuracySurrogate, batch: list[Genotype], rows: list[dict],
                before: int) -> None:

@@ -1,7 +1,8 @@
 """The accuracy surrogate: the regressor chosen by cross-validated rank correlation ranks unseen subnets of a
 synthetic problem; the surrogate loop end to end on a tiny run (only true evaluations become trials, each its
 subnet's true inherited mIoU); a run killed with SIGKILL inside a surrogate round resumes to the same front
-without scoring anything twice; pymoo's other algorithms run the search."""
+without scoring anything twice; pymoo's other algorithms run the search; a round's batch is what adds most
+hypervolume (optimistically) to the true front, or the surrogate's front spread over latency."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -19,6 +21,8 @@ import pytest
 from engine.config import load
 from engine.evaluation.inherited import evaluator_for
 from engine.run import main
+from engine.search.fronts import hypervolume
+from engine.search.surrogate import SurrogateSearch
 from engine.training.supernet import load_supernets
 from predictors.accuracy import AccuracySurrogate
 from predictors.evaluation import kendall
@@ -84,6 +88,38 @@ def surrogate_runs(tmp_path_factory, quickstart: str, fast: list[str]) -> tuple[
 def keys(run: Path) -> list[str]:
     study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'study.db'}")
     return [t.user_attrs["key"] for t in study.trials]
+
+
+def selection_loop() -> SurrogateSearch:
+    """A SurrogateSearch over a stand-in search: hypervolume of (-mIoU, latency / 10 ms), feasible rows only."""
+    def volume(rows: list[dict]) -> float:
+        return hypervolume(np.array([[-r["miou"], r["latency_ms"] / 10] for r in rows if r["feasible"]]), [0.0, 1.0])
+
+    config = SimpleNamespace(seed=0, search=SimpleNamespace(accuracy_surrogate=None))
+    return SurrogateSearch(SimpleNamespace(config=config, hypervolume=volume))
+
+
+def point(latency_ms: float, feasible: bool = True) -> dict:
+    return {"latency_ms": latency_ms, "feasible": feasible, "miou": 0.0}
+
+
+def test_a_round_s_batch_is_what_adds_most_hypervolume_to_the_true_front() -> None:
+    loop = selection_loop()
+    known = [{**point(5.0), "miou": 0.30}]
+    rows = [point(6.0), point(5.0), point(2.0), point(9.0, feasible=False), point(2.1)]
+    optimistic = np.array([0.20, 0.35, 0.31, 0.90, 0.31])
+    # 2 adds most, then 1; 4 would add nearly as much as 2 alone but nothing once 2 is taken (as good, slower);
+    # 0 is dominated and 3 infeasible: the batch stops short
+    assert loop.gains(rows, optimistic, known, 5) == [2, 1]
+    assert loop.gains(rows, optimistic, known, 1) == [2]
+    assert loop.gains(rows, np.array([0.2, 0.3, 0.1, 0.9, 0.1]), [*known, {**point(1.0), "miou": 0.3}], 3) == []
+
+
+def test_the_spread_selection_takes_the_surrogate_front_spread_over_latency() -> None:
+    rows = [point(ms) for ms in (1.0, 2.0, 3.0, 4.0, 5.0, 4.5)]
+    mean = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.3])  # the last is dominated
+    picked = selection_loop().spread_front(rows, mean, 3, 1)
+    assert len(picked) == 3 and 5 not in picked and {0, 4} <= set(picked)
 
 
 def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None:
