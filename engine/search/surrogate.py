@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import numpy as np
 import pandas as pd
@@ -47,15 +48,18 @@ class SurrogateSearch:
         self.records: list[dict] = []
 
     def run(self, device) -> list[dict]:
-        """Initial sample, then the rounds; returns the hypervolume after each (true mIoU, latency)."""
+        """Initial sample, then the rounds; returns the hypervolume after each (true mIoU, latency). The study's
+        user attribute nsga2_seconds accumulates the loop's time over resumed runs, as the plain search's does."""
         search, settings = self.search, self.config.search
         study = search.study
         done = scored(study)
         history = []
+        spent, start = study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
         with open_scorer(self.config, device) as scorer:
             origin = {"strategy": "nsga2", "generation": 0, "round": 1}
             seen = {row["key"]: row for row in search.evaluate(study, done, self.initial(), origin, scorer)}
             history.append(self.point(0, seen))
+            study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
             for number in range(1, settings.rounds + 1):
                 model = self.fit(list(seen.values()), number)
                 batch = self.propose(model, seen, number)
@@ -66,6 +70,7 @@ class SurrogateSearch:
                 if number < settings.rounds and search.rounds.left > 0:
                     seen = search.measure_round(seen, number)
                 history.append(self.point(number, seen))
+                study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
         return history
 
     def initial(self) -> list[Genotype]:

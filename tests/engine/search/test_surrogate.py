@@ -6,6 +6,7 @@ hypervolume (optimistically) to the true front, or the surrogate's front spread 
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -130,6 +131,7 @@ def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None
     table = pd.read_csv(run / "search" / "surrogate.csv")
     assert table["round"].tolist() == [1, 2] and table.batch.tolist() == [4, 4]
     assert table.evaluations.tolist() == [12, 16] and set(table.kind) <= {"ridge", "trees"}
+    assert json.loads((run / "search_cost.json").read_text())["nsga2"]["search_s"] > 0  # the loop's time, as NSGA-II's
     config = load(quickstart, [f"runs_dir={root / 'whole'}", *args])
     evaluator = evaluator_for(config, load_supernets(config, "cpu"), "cpu")
     evaluations = pd.read_csv(run / "evaluations.csv")
