@@ -136,7 +136,7 @@ def before_intervals(measurements: pd.DataFrame | None) -> dict[str, tuple[Any, 
         last["key"], column(last, "lower_ms"), column(last, "upper_ms"))}
 
 
-def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None, statistic: str = "median") -> list[str]:
+def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None, statistic: str) -> list[str]:
     """Hover text of a measured front point's prediction: measured (the run's latency.statistic, and the p90 where
     that is another), predicted before measuring, final predictor."""
     before = before_intervals(measurements)
@@ -157,8 +157,7 @@ def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None, sta
     return texts
 
 
-def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None,
-                      statistic: str = "median") -> list[go.Scatter]:
+def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None, statistic: str) -> list[go.Scatter]:
     """Beside each measured front point its prediction (the one before measuring where the search measured it,
     the final predictor's otherwise): a small marker joined to the measured point by a thin line."""
     measured = front[is_measured(front)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 import optuna
@@ -117,7 +118,7 @@ class Search:
         nsga.start(algorithm, nsga.GenomeProblem(choices, 2, len(self.limits)), settings.generations, self.config.seed)
         per_round = math.ceil(settings.generations / min(settings.rounds, settings.generations))
         history, seen = [], {}
-        spent, start = study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
+        record_time = self.clock()
         with open_scorer(self.config, device) as scorer, Progress() as progress:
             task = progress.add_task(f"{settings.algorithm} generations", total=settings.generations)
             generation = 0
@@ -138,8 +139,14 @@ class Search:
                 history.append({"generation": generation - 1, "evaluations": len(seen),
                                 "hypervolume": self.hypervolume(list(seen.values()))})
                 progress.update(task, completed=generation)
-                study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
+                record_time()
         return history
+
+    def clock(self) -> Callable[[], None]:
+        """A function that stores in the study's user attribute nsga2_seconds the search's time so far: the earlier
+        (resumed) runs' and this one's since clock() was called."""
+        spent, start = self.study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
+        return lambda: self.study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
 
     def algorithm(self, initial: np.ndarray):
         settings = self.config.search

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import numpy as np
 import pandas as pd
@@ -54,12 +53,12 @@ class SurrogateSearch:
         study = search.study
         done = scored(study)
         history = []
-        spent, start = study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
+        record_time = search.clock()
         with open_scorer(self.config, device) as scorer:
             origin = {"strategy": "nsga2", "generation": 0, "round": 1}
             seen = {row["key"]: row for row in search.evaluate(study, done, self.initial(), origin, scorer)}
             history.append(self.point(0, seen))
-            study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
+            record_time()
             for number in range(1, settings.rounds + 1):
                 model = self.fit(list(seen.values()), number)
                 batch = self.propose(model, seen, number)
@@ -70,7 +69,7 @@ class SurrogateSearch:
                 if number < settings.rounds and search.rounds.left > 0:
                     seen = search.measure_round(seen, number)
                 history.append(self.point(number, seen))
-                study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
+                record_time()
         return history
 
     def initial(self) -> list[Genotype]:
