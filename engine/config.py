@@ -232,6 +232,8 @@ class SurrogateConfig(_Strict):
         "to the true front; spread: the surrogate's front spread over latency, a quarter kept for the most uncertain")
     optimism: float = Field(1.0, ge=0.0, description="standard deviations of the surrogate's ensemble added to its "
                             "mIoU when judging a candidate's hypervolume gain (selection: hypervolume)")
+    local: int = Field(0, ge=0, description="of each round's batch, up to this many mutants of the true front's "
+                       "points (one or two layers changed), chosen first by the same hypervolume gain")
     kinds: list[Literal["ridge", "gp", "trees", "mlp"]] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
                                                                 description="regressors tried each round")
     members: int = Field(5, ge=1, le=50, description="bootstrap copies of the chosen regressor (its uncertainty)")

@@ -9,11 +9,13 @@ front; of the unevaluated subnets it asked for, `per_round` are truly evaluated 
 search.workers > 1): with `selection: hypervolume` (the default) one at a time the subnet whose optimistic point
 (surrogate mIoU + `optimism` x its ensemble's standard deviation, at its latency) adds most hypervolume to the true
 front and the points chosen before it (a greedy batch of hypervolume improvement, as in q-EHVI's "believer" batches),
-with `selection: spread` the surrogate's front spread over latency (predictors.design.spread); then, if the batch is
-not full, the most uncertain of the rest. The surrogate's Kendall tau on the batch, which it had not seen, is
-recorded (search/surrogate.csv); then a measuring round as the plain strategy has one. Only true evaluations become
-Optuna trials; the surrogate's predictions are never stored as evaluations. Every step is seeded by the round, so a
-resumed search replays to the same front, scoring nothing twice.
+the first `local` of them among mutants of the true front's points (one or two layers changed: BANANAS' local
+search, next to what is known to be good, where a surrogate that trusts its own optimum may never look); with
+`selection: spread` the surrogate's front spread over latency (predictors.design.spread), the mutants among the
+candidates; then, if the batch is not full, the most uncertain of the rest. The surrogate's Kendall tau on the
+batch, which it had not seen, is recorded (search/surrogate.csv); then a measuring round as the plain strategy has
+one. Only true evaluations become Optuna trials; the surrogate's predictions are never stored as evaluations. Every
+step is seeded by the round, so a resumed search replays to the same front, scoring nothing twice.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from predictors.design import spread
 from predictors.evaluation import kendall
 from spaces import Genotype, extremes, sample_of
 
+MUTANTS = 20
+"""Mutants of each true front point offered to a round's batch (search.accuracy_surrogate.local)."""
 COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
 
 
@@ -116,7 +120,9 @@ class SurrogateSearch:
         found = [g for g in dict.fromkeys(found) if g.key not in seen]
         if len(found) < self.settings.per_round:
             found += [g for g in self.unseen(seen, number) if g not in found]
-        return self.choose(model, found, seen, number)
+        taken = set(found)
+        mutants = [g for g in dict.fromkeys(self.neighbours(seen, number)) if g.key not in seen and g not in taken]
+        return self.choose(model, found + mutants, len(found), seen, number)
 
     def seeds(self, seen: dict[str, dict]) -> np.ndarray:
         """The inner search's first genomes: the true front's (feasible first), at most the population."""
@@ -125,6 +131,26 @@ class SurrogateSearch:
         order = np.lexsort((F[:, 1], ~fronts.pareto_mask(F)))  # the front first, each part by latency
         keys = [rows[i]["key"] for i in order[: self.config.search.population]]
         return np.array([self.search.genome.encode(Genotype.from_key(key)) for key in keys])
+
+    def neighbours(self, seen: dict[str, dict], number: int) -> list[Genotype]:
+        """MUTANTS mutants of each point of the true front, one or two layers changed (BANANAS' local search):
+        candidates next to what is known to be good, which the search on a surrogate that trusts its own optimum may
+        never propose."""
+        if not self.settings.local:
+            return []
+        rows = list(seen.values())
+        front = fronts.pareto_mask(fronts.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows]))
+        rng = random.Random(self.config.seed * 1000 + 500 + number)
+        options = len(self.search.genome.names)
+        found = []
+        for index in np.flatnonzero(front):
+            parent = Genotype.from_key(rows[index]["key"])
+            for _ in range(MUTANTS):
+                choices = list(parent.choices)
+                for layer in rng.sample(range(len(choices)), rng.choice((1, 2))):
+                    choices[layer] = rng.choice([c for c in range(options) if c != choices[layer]])
+                found.append(Genotype(parent.skeleton, tuple(choices)))
+        return found
 
     def unseen(self, seen: dict[str, dict], number: int) -> list[Genotype]:
         """Random unevaluated genotypes, when the search on the surrogate found nothing new."""
@@ -138,14 +164,17 @@ class SurrogateSearch:
                 break
         return list(found)
 
-    def choose(self, model: AccuracySurrogate, found: list[Genotype], seen: dict[str, dict], number: int
-               ) -> list[Genotype]:
-        """The round's batch (module docstring): by hypervolume gain or spread, then the most uncertain."""
+    def choose(self, model: AccuracySurrogate, found: list[Genotype], local_from: int, seen: dict[str, dict],
+               number: int) -> list[Genotype]:
+        """The round's batch (module docstring): by hypervolume gain (first up to `local` of the mutants, found from
+        `local_from` on, then any candidate) or spread, then the most uncertain."""
         count = min(self.settings.per_round, len(found))
         mean, std = model.predict(self.features(found))
         rows = self.search.describe(found, {})
         if self.settings.selection == "hypervolume":
-            picked = self.gains(rows, mean + self.settings.optimism * std, list(seen.values()), count)
+            optimistic, known = mean + self.settings.optimism * std, list(seen.values())
+            picked = self.gains(rows, optimistic, known, min(self.settings.local, count), range(local_from, len(found)))
+            picked = self.gains(rows, optimistic, known, count, picked=picked)
         else:
             picked = self.spread_front(rows, mean, count - count // 4, number)
         rest = [i for i in np.argsort(-std, kind="stable") if i not in picked]
@@ -157,20 +186,23 @@ class SurrogateSearch:
         front = np.flatnonzero(fronts.pareto_mask(fronts.minimised(mean, latency)))
         return [int(front[i]) for i in spread(latency[front], min(count, len(front)), self.config.seed + number)]
 
-    def gains(self, rows: list[dict], optimistic: np.ndarray, known: list[dict], count: int) -> list[int]:
-        """Greedily, up to `count` candidates whose optimistic point adds hypervolume to `known` (the true
-        evaluations) and to the candidates taken before it; fewer when no candidate adds any."""
+    def gains(self, rows: list[dict], optimistic: np.ndarray, known: list[dict], count: int,
+              among: range | None = None, picked: tuple[int, ...] | list[int] = ()) -> list[int]:
+        """Greedily, after `picked`, candidates (of `among`, by default all) whose optimistic point adds most
+        hypervolume to `known` (the true evaluations) and to the candidates taken before it, until `count` are
+        taken or no candidate adds any."""
         candidates = [{**row, "miou": float(m)} for row, m in zip(rows, optimistic)]
-        picked: list[int] = []
-        for _ in range(count):
+        picked = list(picked)
+        known = [*known, *(candidates[i] for i in picked)]
+        among = range(len(candidates)) if among is None else among
+        while len(picked) < count:
             base = self.search.hypervolume(known)
-            gain = np.array([-1.0 if i in picked else self.search.hypervolume([*known, c]) - base
-                             for i, c in enumerate(candidates)])
-            best = int(np.argmax(gain))
-            if gain[best] <= 0:
+            gain = {i: self.search.hypervolume([*known, candidates[i]]) - base for i in among if i not in picked}
+            best = max(gain, key=gain.get, default=None)  # the first of equal gains
+            if best is None or gain[best] <= 0:
                 break
             picked.append(best)
-            known = [*known, candidates[best]]
+            known.append(candidates[best])
         return picked
 
     def record(self, number: int, model: AccuracySurrogate, batch: list[Genotype], rows: list[dict],
