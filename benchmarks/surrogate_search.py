@@ -1,15 +1,15 @@
 """Full-evaluation NSGA-II against the surrogate-assisted search: hypervolume against true inherited evaluations.
 
     python -m benchmarks.surrogate_search [--config experiments/quickstart.yaml] [--seeds 0 1 2]
-        [--full-generations 12] [--rounds 5] [--per-round 8] [--inner-generations 20] [--keep DIR [--resume]]
+        [--full-generations 12] [--rounds 12] [--per-round 4] [--inner-generations 20] [--keep DIR [--resume]]
         [key=value ...]
 
 The config's space, supernet and latency stages run once (fresh directories and measurement store; `key=value`
 overrides go to every run, e.g. data.root=... for CamVid). Then, for each seed, on copies of that run and in this
 process, the search stage runs twice with search.measure_limit=0 (latency predicted by the run's one predictor, so
 only the accuracy side differs): "full" (NSGA-II, search.population x --full-generations, every subnet truly
-evaluated) and "surrogate" (search.accuracy_surrogate: search.population initial subnets, then --rounds rounds of
---per-round, each after --inner-generations on the surrogate). The seed changes the search and, for synthetic data,
+evaluated) and "surrogate" (search.accuracy_surrogate: its `initial` subnets, 12 by default, then --rounds rounds
+of --per-round, each after --inner-generations on the surrogate). The seed changes the search and, for synthetic data,
 the validation images, so each seed's two searches are compared with each other. Hypervolume: objectives (-true
 inherited mIoU, predicted latency / L) against (0, 1), L = 1.1 x the largest predicted latency either search of the
 seed saw. Prints per seed the final hypervolume of each, the surrogate's share of full's hypervolume and of its
@@ -70,8 +70,8 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/quickstart.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full-generations", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-round", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--per-round", type=int, default=4)
     parser.add_argument("--inner-generations", type=int, default=20, help="generations on the surrogate per round")
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
     parser.add_argument("--resume", action="store_true", help="go on in the existing --keep folder")

@@ -223,16 +223,17 @@ class SurrogateConfig(_Strict):
     `search.algorithm` on it, and truly evaluates `per_round` of what it found."""
 
     enabled: bool = False
-    initial: int | None = Field(None, ge=8, description="subnets truly evaluated before the first fit, the "
+    initial: int | None = Field(12, ge=8, description="subnets truly evaluated before the first fit, the "
                                 "extremes and random ones (None: search.population)")
-    per_round: int = Field(8, ge=1, description="subnets truly evaluated per round: chosen by `selection`, then "
-                           "the surrogate's most uncertain candidates")
+    per_round: int = Field(4, ge=1, description="subnets truly evaluated per round: chosen by `selection`, then "
+                           "the surrogate's most uncertain candidates (small batches refit more often; raise it to "
+                           "keep many Dask workers busy)")
     selection: Literal["hypervolume", "spread"] = Field(
         "hypervolume", description="hypervolume: greedily the candidates whose optimistic point adds most hypervolume "
         "to the true front; spread: the surrogate's front spread over latency, a quarter kept for the most uncertain")
     optimism: float = Field(1.0, ge=0.0, description="standard deviations of the surrogate's ensemble added to its "
                             "mIoU when judging a candidate's hypervolume gain (selection: hypervolume)")
-    local: int = Field(0, ge=0, description="of each round's batch, up to this many mutants of the true front's "
+    local: int = Field(1, ge=0, description="of each round's batch, up to this many mutants of the true front's "
                        "points (one or two layers changed), chosen first by the same hypervolume gain")
     kinds: list[Literal["ridge", "gp", "trees", "mlp"]] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
                                                                 description="regressors tried each round")
