@@ -133,13 +133,13 @@ class SurrogateSearch:
         return np.array([self.search.genome.encode(Genotype.from_key(key)) for key in keys])
 
     def neighbours(self, seen: dict[str, dict], number: int) -> list[Genotype]:
-        """MUTANTS mutants of each point of the true front, one or two layers changed (BANANAS' local search):
-        candidates next to what is known to be good, which the search on a surrogate that trusts its own optimum may
-        never propose."""
+        """MUTANTS mutants of each point of the true front (fronts.rows_front_mask: feasible rows only), one or two
+        layers changed (BANANAS' local search): candidates next to what is known to be good, which the search on a
+        surrogate that trusts its own optimum may never propose."""
         if not self.settings.local:
             return []
         rows = list(seen.values())
-        front = fronts.pareto_mask(fronts.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows]))
+        front = fronts.rows_front_mask(rows)
         rng = random.Random(self.config.seed * 1000 + 500 + number)
         options = len(self.search.genome.names)
         found = []

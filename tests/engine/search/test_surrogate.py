@@ -150,7 +150,7 @@ def test_local_candidates_are_mutants_of_the_true_front_only() -> None:
     config = SimpleNamespace(seed=0, search=SimpleNamespace(accuracy_surrogate=SimpleNamespace(local=2)))
     loop = SurrogateSearch(SimpleNamespace(config=config, genome=SimpleNamespace(names=names)))
     good, bad, cheap = Genotype("small", (7,) * 20), Genotype("small", (3,) * 20), Genotype("small", (12,) * 20)
-    seen = {g.key: {"key": g.key, "miou": m, "latency_ms": ms}
+    seen = {g.key: {"key": g.key, "miou": m, "latency_ms": ms, "feasible": True}
             for g, m, ms in ((good, 0.4, 3.0), (bad, 0.2, 3.5), (cheap, 0.1, 1.0))}
     found = loop.neighbours(seen, 1)
     assert len(found) == 2 * MUTANTS and found == loop.neighbours(seen, 1) and found != loop.neighbours(seen, 2)
