@@ -4,8 +4,9 @@
 
 Runs `python -m engine.run CONFIG runs_dir=<tmp> latency.store=<tmp>/store` in a subprocess (so nothing is cached:
 no supernet, no measurements, no study), then the same command again (every stage skipped), and prints the wall
-time of each, each stage's seconds in the first run (from the runner's records, runs/<name>/stages/<stage>.json)
-and the ratio of the first run to the goal.
+time of each, each stage's seconds in the first run (from the runner's records, runs/<name>/stages/<stage>.json),
+the ratio of the first run to the goal, and the picks: their re-measured latency (the run's statistic) and retrained
+mIoU, with Spearman's rho between the two over the distinct picked networks (does mIoU rise with latency?).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
+from scipy.stats import spearmanr
 
 from benchmarks.common import host, scratch
 
@@ -35,6 +39,20 @@ def stage_seconds(run_dir: Path) -> list[tuple[str, float]]:
     return [(name, records[name]["seconds"]) for name in STAGE_NAMES if "seconds" in records.get(name, {})]
 
 
+def picks(run_dir: Path) -> list[tuple[str, str, float, float]]:
+    """(labels, key, re-measured ms, retrained mIoU) of each distinct picked network, by latency."""
+    from engine.latency.meter import STAT_FIELD
+
+    statistic = yaml.safe_load((run_dir / "config.yaml").read_text())["latency"]["statistic"]
+    found: dict[str, list] = {}
+    for path in sorted((run_dir / "selected").glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        entry = found.setdefault(m["key"], [[], m["key"], m["measured"][STAT_FIELD[statistic]], m["retrained_miou"]])
+        entry[0].append(m["label"])
+    return sorted(((" = ".join(labels), key, ms, miou) for labels, key, ms, miou in found.values()),
+                  key=lambda row: row[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/quickstart.yaml")
@@ -49,6 +67,12 @@ def main() -> None:
         print("| stage | seconds |\n|---|---|")
         for stage, seconds in stage_seconds(name):
             print(f"| {stage} | {seconds:.0f} |")
+        rows = picks(name)
+        print("\n| picks | key | re-measured ms | retrained mIoU |\n|---|---|---|---|")
+        for labels, key, ms, miou in rows:
+            print(f"| {labels} | {key} | {ms:.2f} | {miou:.4f} |")
+        rho = spearmanr([r[2] for r in rows], [r[3] for r in rows]).statistic if len(rows) > 1 else float("nan")
+        print(f"Spearman rho, re-measured latency vs retrained mIoU over {len(rows)} distinct picks: {rho:.2f}")
     print(f"first run {first / 60:.2f} min, rerun {second:.1f} s; first run / goal {args.goal_minutes:g} min = "
           f"{first / 60 / args.goal_minutes:.2f}")
 

@@ -17,9 +17,8 @@ from engine.errors import ConfigError
 from engine.paths import RunPaths
 
 OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.device", "*.train.device",
-               "latency.agent", "latency.store",
-               "search.workers", "search.scheduler", "search.storage", "search.dnas.checkpoint_every", "runs_dir",
-               "name")
+               "latency.agent", "latency.store", "search.workers", "search.scheduler", "search.storage",
+               "search.dnas.checkpoint_every", "retrain.workers", "runs_dir", "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
 UNSEEN = ("!data.test_split",)
@@ -266,10 +265,21 @@ class SearchConfig(_Strict):
     scheduler: str | None = Field(None, description="address of a running Dask scheduler (overrides workers)")
 
 
+def _label(label: str) -> str:
+    if not label.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"budget label {label!r} must be letters, digits, '_' or '-' (it names a folder)")
+    return label
+
+
 class SelectionConfig(_Strict):
-    """The select stage: the highest-mIoU front point under each latency budget (label -> ms), and the knee."""
+    """The select stage: the highest-mIoU front point under each latency budget (label -> ms, or label -> a place
+    along the front's latency range), and the knee."""
 
     budgets_ms: dict[str, float] = {"small": 35.0, "large": 100.0}
+    budgets_span: dict[str, float] = Field(
+        {}, description="budgets placed along the front's measured latency range, label -> fraction f: (1 - f) x "
+        "fastest + f x slowest ms (0: the fastest front point, 1: the most accurate); for a device whose speed is not "
+        "known in advance, as the quickstart's CPU")
     knee: bool = True
 
     @field_validator("budgets_ms")
@@ -277,10 +287,27 @@ class SelectionConfig(_Strict):
     def _positive_budgets(cls, value: dict[str, float]) -> dict[str, float]:
         for label, budget in value.items():
             if not budget > 0:
-                raise ValueError(f"budget {label} must be a positive number of ms, got {budget}")
-            if not label.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"budget label {label!r} must be letters, digits, '_' or '-' (it names a folder)")
+                raise ValueError(f"budget {_label(label)} must be a positive number of ms, got {budget}")
+            _label(label)
         return value
+
+    @field_validator("budgets_span")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for label, fraction in value.items():
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"budget {_label(label)} must be a fraction of the front's latency range in [0, 1], "
+                                 f"got {fraction}")
+            _label(label)
+        return value
+
+    @model_validator(mode="after")
+    def _labels_once(self) -> "SelectionConfig":
+        both = sorted(set(self.budgets_ms) & set(self.budgets_span) | {"knee"} & (set(self.budgets_ms) |
+                                                                                  set(self.budgets_span)))
+        if both:
+            raise ValueError(f"budget labels {both} are given twice (budgets_ms and budgets_span) or name the knee")
+        return self
 
 
 class RetrainConfig(_Strict):
@@ -288,6 +315,12 @@ class RetrainConfig(_Strict):
 
     init: Literal["scratch", "inherited"] = "inherited"
     train: TrainConfig = TrainConfig(steps=500)
+    seeds: int = Field(1, ge=1, le=20, description="trainings of each pick (seed, seed + 1, ...): its retrained mIoU "
+                       "is their mean, reported with the per-seed values and their spread; the first seed's network "
+                       "is the one exported and re-measured")
+    workers: int = Field(1, ge=1, le=256, description="> 1: the trainings (every pick under every seed) run at once "
+                         "on a Dask LocalCluster of this many single-threaded processes, the largest first; on a CPU "
+                         "of 2 cores 2 workers train ~1.4x faster than 1 process of 2 threads (not under torchrun)")
     export: bool = True
     remeasure: bool = True
 

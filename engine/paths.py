@@ -202,6 +202,11 @@ class RunPaths:
     def picked_weights(self, label: str) -> Path:
         return self.picked(label) / WEIGHTS
 
+    def picked_seed(self, label: str, seed_index: int) -> Path:
+        """Where a pick is trained under the run's seed + seed_index (retrain.seeds): selected/<label>/ for the first
+        seed (the network exported and re-measured), selected/<label>/seed<i>/ for the others."""
+        return self.picked(label) / f"seed{seed_index}" if seed_index else self.picked(label)
+
     # audit
     @property
     def audit_dir(self) -> Path:

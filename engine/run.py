@@ -126,7 +126,8 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
         measured = (f"re-measured {m['measured'][STAT_FIELD[statistic]]:.2f} ms ({statistic})" if m.get("measured")
                     else "not re-measured")
         console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "
-                      f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}")
+                      f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}"
+                      + (f" ± {m['retrained_miou_std']:.4f}" if m.get("retrained_miou_std") is not None else ""))
     if paths.selection.exists():
         notes = notes + json.loads(paths.selection.read_text()).get("notes", [])
     for note in notes:

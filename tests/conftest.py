@@ -27,7 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "latency.measurements=10",
         "latency.heldout=4", "latency.repeats=3", "latency.warmup=1", "latency.pool=50", "search.population=6",
-        "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1",
+        "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1", "retrain.workers=1",
         "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4",
         "evaluation.calibration_images=4", "space.input_size=[64,128]", "search.strategies=[nsga2]"]
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from typing import Iterator, Sequence
 
 import torch
 
+from engine.cluster import as_finished, dask_client
 from engine.config import ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
 from engine.training.supernet import load_supernets
@@ -57,28 +58,17 @@ class DaskScorer(AbstractContextManager):
     """Scores on a Dask cluster: a LocalCluster of `workers` processes, or the scheduler at `address`."""
 
     def __init__(self, config: ExperimentConfig, workers: int, address: str | None):
-        import dask
-        from distributed import Client, LocalCluster
-
         self.config_json = json.dumps(config.model_dump(mode="json"))
-        scratch = str(config.paths.dask)  # the workers' and the scheduler's scratch, in the run, not /tmp
-        with dask.config.set({"temporary-directory": scratch}):
-            self.cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                             processes=True, dashboard_address=None,
-                                                             local_directory=scratch)
-        self.client = Client(address or self.cluster)
+        self.stack = ExitStack()  # the workers' and the scheduler's scratch in the run, not /tmp
+        self.client = self.stack.enter_context(dask_client(config.paths.dask, workers, address))
 
     def scores(self, genotypes: Sequence[Genotype]) -> Iterator[tuple[Genotype, Record]]:
-        from distributed import as_completed
-
-        futures = {self.client.submit(score_on_worker, self.config_json, g.key, pure=False): g for g in genotypes}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        tasks = [(self.config_json, genotype.key) for genotype in genotypes]
+        for (_, key), record in as_finished(self.client, score_on_worker, tasks):
+            yield Genotype.from_key(key), record
 
     def __exit__(self, *exc) -> None:
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        self.stack.close()
 
 
 def open_scorer(config: ExperimentConfig, device: torch.device) -> LocalScorer | DaskScorer:

@@ -190,34 +190,38 @@ def pick_label(pick: Pick, predicted: bool) -> str:
     return f"{pick.label} ({'; '.join(notes)})" if notes else pick.label
 
 
-def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any]]:
-    """(label, latency, mIoU) of each pick: the search's measurement (its prediction when unmeasured) and inherited
-    mIoU, or (after) the retrain stage's re-measurement and retrained mIoU where known."""
+def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any, Any]]:
+    """(label, latency, mIoU, spread) of each pick: the search's measurement (its prediction when unmeasured) and
+    inherited mIoU, or (after) the retrain stage's re-measurement and retrained mIoU where known, with the standard
+    deviation of that mIoU over the retraining seeds (None for one seed or before retraining)."""
     points = []
     for pick in picks:
-        (x, predicted), y = pick_latency(pick), pick.get("inherited_miou")
+        (x, predicted), y, spread = pick_latency(pick), pick.get("inherited_miou"), None
         if after:
             remeasured, retrained = pick.remeasured_ms(), pick.get("retrained_miou")
             if is_missing(remeasured) and is_missing(retrained):
                 continue
             x = x if is_missing(remeasured) else remeasured
-            y = y if is_missing(retrained) else retrained
+            y, spread = (y, None) if is_missing(retrained) else (retrained, pick.get("retrained_miou_std"))
         if not (is_missing(x) or is_missing(y)):
-            points.append((pick_label(pick, predicted and not after), x, y))
+            points.append((pick_label(pick, predicted and not after), x, y, spread))
     return points
 
 
 PICK_NAMES = {False: "picked: search latency (measured), inherited mIoU",
-              True: "picked: retrain re-measurement, retrained mIoU"}
+              True: "picked: retrain re-measurement, retrained mIoU (± sd over seeds)"}
 
 
-def picks_trace(points: list[tuple[str, Any, Any]], after: bool) -> go.Scatter:
-    """Picked networks as stars: filled and labelled where the search put them, open after retraining."""
+def picks_trace(points: list[tuple[str, Any, Any, Any]], after: bool) -> go.Scatter:
+    """Picked networks as stars: filled and labelled where the search put them, open after retraining, with error
+    bars of one standard deviation where a pick was retrained under several seeds."""
     name = PICK_NAMES[after]
+    spreads = [0.0 if is_missing(spread) else spread for *_, spread in points]
     return go.Scatter(
-        x=[x for _, x, _ in points], y=[y for _, _, y in points], name=name,
-        mode="markers" if after else "markers+text", text=[escape(label) for label, _, _ in points],
+        x=[x for _, x, _, _ in points], y=[y for _, _, y, _ in points], name=name,
+        mode="markers" if after else "markers+text", text=[escape(label) for label, *_ in points],
         textposition="top left",
+        error_y={"type": "data", "array": spreads, "visible": True, "color": "#555"} if any(spreads) else None,
         marker={"symbol": "star-open" if after else "star", "size": 16, "color": "#111",
                 "line": {"width": 2, "color": "#111"}},
         hovertemplate="%{text}<br>latency %{x:.2f} ms, mIoU %{y:.4f}<extra>" + escape(name) + "</extra>")
@@ -227,8 +231,8 @@ def add_pick_arrows(figure: go.Figure, picks: list[Pick]) -> None:
     """An arrow from each pick's search point to its re-measured/retrained point."""
     for pick in picks:
         before, after = pick_points([pick], after=False), pick_points([pick], after=True)
-        if before and after and before[0][1:] != after[0][1:]:
-            (_, ax, ay), (_, x, y) = before[0], after[0]
+        if before and after and before[0][1:3] != after[0][1:3]:
+            (_, ax, ay, _), (_, x, y, _) = before[0], after[0]
             figure.add_annotation(x=x, y=y, ax=ax, ay=ay, xref="x", yref="y", axref="x", ayref="y", text="",
                                   showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555",
                                   standoff=9, startstandoff=9)
@@ -246,8 +250,8 @@ def add_budgets(figure: go.Figure, picks: list[Pick], config: dict[str, Any]) ->
     """The latency budgets as vertical dashed lines, each named by its label."""
     for budget, label in budgets(picks, config):
         figure.add_vline(x=budget, line_dash="dash", line_color="#777", line_width=1,
-                         annotation_text=escape(f"{label} ≤ {budget:g} ms"), annotation_position="bottom right",
-                         annotation_font_size=11)
+                         annotation_text=escape(f"{label} ≤ {round(budget, 2):g} ms"),
+                         annotation_position="bottom right", annotation_font_size=11)
 
 
 def references_trace(references: pd.DataFrame) -> go.Scatter:

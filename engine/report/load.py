@@ -140,7 +140,7 @@ def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None
     metrics = read_json(paths.picked(label) / "metrics.json")
     if metrics is None:
         log.info("picked network %s (%s) is not retrained yet: the report shows its front values", label, key)
-    values = {**front_values(front, key), **(metrics or {})}
+    values = {**front_values(front, key), "budget_span": entry.get("budget_span"), **(metrics or {})}
     return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None, statistic=statistic)
 
 

@@ -95,7 +95,11 @@ def summary_table(run: Run) -> str:
 
 
 def budget_text(pick: Pick) -> str:
-    return "knee (no budget)" if is_missing(pick.budget_ms) else f"≤ {pick.budget_ms:g} ms"
+    """'≤ 4 ms', '≤ 3.52 ms (0.3 of the front's range)' (selection.budgets_span) or 'knee (no budget)'."""
+    if is_missing(pick.budget_ms):
+        return "knee (no budget)"
+    span = pick.get("budget_span")
+    return f"≤ {pick.budget_ms:g} ms" if span is None else f"≤ {pick.budget_ms:.2f} ms ({span:g} of the front's range)"
 
 
 def predicted_text(pick: Pick) -> str:
@@ -117,6 +121,13 @@ def pick_header(statistic: str) -> list[str]:
             "inherited mIoU", "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
 
 
+def seeded_text(pick: Pick, field: str) -> str:
+    """A pick's mIoU (`field` of metrics.json) and, retrained under several seeds, ± their standard deviation and
+    the number of seeds."""
+    text, spread = fmt(pick.get(field), ".4f"), pick.get(f"{field}_std")
+    return text if spread is None else f"{text} ± {spread:.4f} ({len(pick.get(f'{field}_per_seed'))} seeds)"
+
+
 def picks_table(picks: list[Pick]) -> str:
     """One row per picked network: the search's measurement, the prediction with its interval, the retrain stage's
     re-measurement, mIoU before/after retraining, costs, ONNX check; a network not retrained yet shows its front
@@ -130,7 +141,7 @@ def picks_table(picks: list[Pick]) -> str:
         fmt(pick.remeasured_ms(), ".2f"),
         fmt(pick.spread_ms(), ".2f"),
         fmt(pick.get("inherited_miou"), ".4f"),
-        fmt(pick.get("retrained_miou"), ".4f") if pick.retrained else "not retrained",
+        seeded_text(pick, "retrained_miou") if pick.retrained else "not retrained",
         si(pick.get("macs")),
         si(pick.get("params")),
         fmt(pick.get("onnx_max_abs_diff"), ".2e"),
@@ -141,7 +152,7 @@ def picks_table(picks: list[Pick]) -> str:
         return html_table(columns, rows, key_column=1)
     split = tested[0].get("test_split")
     for row, pick in zip(rows, picks):
-        row.insert(9, fmt(pick.get("test_miou"), ".4f") if pick.get("test_miou") is not None else MISSING)
+        row.insert(9, seeded_text(pick, "test_miou") if pick.get("test_miou") is not None else MISSING)
     header = [*columns[:8], "retrained mIoU (val)", f"retrained mIoU (test split {split})", *columns[9:]]
     return html_table(header, rows, key_column=1)
 

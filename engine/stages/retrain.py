@@ -1,50 +1,103 @@
 """Stage retrain: retrain each picked network stand-alone, evaluate it, export it to ONNX and re-measure it.
 
 For every entry of selected/selection.json: training (engine/training/standalone.py, from scratch or from the supernet's
-weights as `retrain.init` says; resumable, data-parallel under torchrun) into selected/<label>/, then on the main
-process the validation mIoU and per-class IoU, model.onnx checked against torch with ONNX Runtime, and a new
-latency measurement on the experiment's device (stored in the measurement store like any other) beside the
-prediction the search used. A label whose metrics.json exists is not redone when the stage resumes.
+weights as `retrain.init` says; resumable, data-parallel under torchrun) under each of `retrain.seeds` seeds (the run's
+seed, then + 1, ...: the initialisation and the batch order, and on synthetic streets the scenes) into selected/<label>/
+(the first seed) and selected/<label>/seed<i>/; with `retrain.workers` > 1 every training of the stage runs first on a
+Dask LocalCluster of single-threaded processes, the largest networks first, each writing its output to its folder's
+train.log. Then on the main process the validation (and test split) mIoU and per-class IoU of each seed's network, kept
+as their mean with the per-seed mIoU and its sample standard deviation; the first seed's network exported to model.onnx
+(checked against torch with ONNX Runtime) and re-measured on the experiment's device (stored in the measurement store
+like any other) beside the prediction the search used. A label whose metrics.json exists is not redone when the stage
+resumes, nor a training whose weights.pt exists.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 
+from engine.cluster import as_finished, dask_client
 from engine.config import ExperimentConfig
 from engine.data.classes import DATASET_CLASSES
+from engine.errors import ConfigError
 from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, split_batches, validation_batches
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter
+from engine.latency.model import space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
 from engine.search.references import split_references
-from engine.training.distributed import World
+from engine.training.distributed import World, init_world
 from engine.training.standalone import train_standalone
 from engine.training.supernet import load_supernets
 from spaces import Genotype, Network
+
+log = logging.getLogger(__name__)
+TRAIN_LOG = "train.log"
 
 
 def selection(config: ExperimentConfig) -> list[dict]:
     return json.loads(config.paths.selection.read_text())["picked"]
 
 
-def train_picked(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World) -> Network:
-    space, retrain = config.space, config.retrain
+def train_picked(config: ExperimentConfig, key: str, folder: Path, seed_index: int, world: World) -> Network:
+    """The pick's network trained under the run's seed + seed_index into `folder` (loaded when already trained)."""
+    space, retrain, genotype = config.space, config.retrain, Genotype.from_key(key)
     supernet = None
     if retrain.init == "inherited":
         supernet = load_supernets(config, torch.device("cpu"), (genotype.skeleton,))[genotype.skeleton]
-    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed, supernet,
-                            section="retrain.train")
+    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed + seed_index,
+                            supernet, section="retrain.train")
+
+
+def train_on_worker(config_json: str, key: str, folder: str, seed_index: int) -> None:
+    """A Dask task: one training in a worker process, on one thread, its output in <folder>/train.log."""
+    config = ExperimentConfig.model_validate_json(config_json)
+    torch.set_num_threads(1)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / TRAIN_LOG, "a") as output, redirect_stdout(output), redirect_stderr(output):
+        train_picked(config, key, Path(folder), seed_index, init_world(config.retrain.train.device))
+
+
+def trainings(config: ExperimentConfig, entries: list[dict]) -> list[tuple[str, Path, int]]:
+    """(key, folder, seed index) of every training the stage still needs: each genotype once (under its first
+    label), under each seed, without a weights.pt yet."""
+    labels = {}
+    for entry in entries:
+        labels.setdefault(entry["key"], entry["label"])
+    wanted = [(key, config.paths.picked_seed(label, index), index)
+              for key, label in labels.items() for index in range(config.retrain.seeds)]
+    return [job for job in wanted if not (job[1] / WEIGHTS).exists()]
+
+
+def train_on_cluster(config: ExperimentConfig, jobs: list[tuple[str, Path, int]], world: World) -> None:
+    """Every training at once on retrain.workers single-threaded processes, the most MACs first."""
+    if world.distributed:
+        raise ConfigError("retrain.workers > 1 trains in Dask worker processes, not under torchrun: set "
+                          "retrain.workers=1 or run without torchrun")
+    config_json = json.dumps(config.model_dump(mode="json"))
+    tasks = [(config_json, key, str(folder), index) for key, folder, index in jobs]
+    costs = space_costs(config)
+    macs = [float(costs.genotype_macs(Genotype.from_key(key))) for key, _, _ in jobs]
+    log.info("retrain: %d trainings on %d worker processes (each one's output in its folder's %s)", len(jobs),
+             config.retrain.workers, TRAIN_LOG)
+    with dask_client(config.paths.dask, min(config.retrain.workers, len(jobs))) as client:
+        for done, (_, key, folder, index) in enumerate(t for t, _ in as_finished(client, train_on_worker, tasks, macs)):
+            log.info("retrain: %d/%d trained, %s (seed %d) in %s", done + 1, len(jobs), key, config.seed + index,
+                     folder)
 
 
 def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) -> dict | None:
@@ -56,38 +109,46 @@ def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) ->
     return measurement.as_dict()
 
 
-def finish(config: ExperimentConfig, entry: dict, network: Network, meter: Meter | None, world: World,
+def finish(config: ExperimentConfig, entry: dict, networks: list[Network], meter: Meter | None, world: World,
            batches: list[Batch], test: list[Batch] | None) -> dict:
-    """Evaluate (on the validation `batches`, and the `test` ones when the experiment has a test split), export
-    and re-measure one retrained network; the metrics.json record."""
-    genotype = Genotype.from_key(entry["key"])
-    result = evaluate(network.to(world.device), batches, config.space.num_classes, world.device)
+    """Evaluate each seed's network (on the validation `batches`, and the `test` ones when the experiment has a test
+    split), export and re-measure the first seed's; the metrics.json record."""
+    network = networks[0]
+    scores = {"": [evaluate(n.to(world.device), batches, config.space.num_classes, world.device) for n in networks]}
+    if test is not None:
+        scores["test_"] = [evaluate(n, test, config.space.num_classes, world.device) for n in networks]
     searched = split_references(pd.read_csv(config.paths.evaluations))[0].set_index("key").loc[entry["key"]]
-    measured = measured_stats(meter, genotype, network)  # before the ONNX Runtime check runs threads of its own
+    measured = measured_stats(meter, Genotype.from_key(entry["key"]), network)  # before ONNX Runtime's threads
     shape = (config.latency.batch, 3, *config.space.input_size)
     diff = export_checked(network, shape, config.paths.picked_onnx(entry["label"])) if config.retrain.export else None
     return {
         "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
-        "predicted_ms": float(searched.predicted_ms), "predicted_lower_ms": float(searched.latency_lower_ms),
+        "budget_span": entry.get("budget_span"), "predicted_ms": float(searched.predicted_ms),
+        "predicted_lower_ms": float(searched.latency_lower_ms),
         "predicted_upper_ms": float(searched.latency_upper_ms), "search_measured_ms": _number(searched.measured_ms),
-        "inherited_miou": float(searched.miou),
-        "retrained_miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"],
-        "iou": [None if math.isnan(v) else v for v in result["iou"]],
+        "inherited_miou": float(searched.miou), **over_seeds(scores[""], "retrained_"),
         "class_names": list(DATASET_CLASSES[config.data.kind]),
         "measured": measured, "onnx_max_abs_diff": diff,
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
-        "retrain_steps": config.retrain.train.steps, **scores_on_test(network, test, config, world),
+        "retrain_steps": config.retrain.train.steps, "seeds": [config.seed + i for i in range(len(networks))],
+        **({"test_split": config.data.test_split, **over_seeds(scores["test_"], "test_")} if test is not None else {}),
     }
 
 
-def scores_on_test(network: Network, test: list[Batch] | None, config: ExperimentConfig, world: World) -> dict:
-    """test_miou, test_iou and test_pixel_accuracy on data.test_split ({} without one)."""
-    if test is None:
-        return {}
-    result = evaluate(network.to(world.device), test, config.space.num_classes, world.device)
-    return {"test_split": config.data.test_split, "test_miou": result["miou"],
-            "test_pixel_accuracy": result["pixel_accuracy"],
-            "test_iou": [None if math.isnan(v) else v for v in result["iou"]]}
+def over_seeds(results: list[dict], prefix: str) -> dict:
+    """The seeds' mean mIoU (<prefix>miou; "retrained_" on val, "test_" on the test split), its per-seed values and
+    sample standard deviation (None for one seed), and the mean pixel accuracy and per-class IoU (None for a class no
+    seed's network met: absent from the images and never predicted). On val the accuracy and IoU keep the names
+    pixel_accuracy and iou."""
+    miou = np.array([r["miou"] for r in results], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class NaN under every seed stays NaN
+        iou = np.nanmean(np.array([r["iou"] for r in results], dtype=np.float64), axis=0)
+    other = "" if prefix == "retrained_" else prefix
+    return {f"{prefix}miou": float(miou.mean()), f"{prefix}miou_per_seed": miou.tolist(),
+            f"{prefix}miou_std": float(miou.std(ddof=1)) if len(miou) > 1 else None,
+            f"{other}pixel_accuracy": float(np.mean([r["pixel_accuracy"] for r in results])),
+            f"{other}iou": [None if math.isnan(v) else float(v) for v in iou]}
 
 
 def _number(value) -> float | None:
@@ -100,7 +161,7 @@ def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
     for name in (WEIGHTS, "model.onnx"):
         if (source / name).exists():
             shutil.copyfile(source / name, folder / name)
-    record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"]}
+    record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"], "budget_span": entry.get("budget_span")}
     write_json(config.paths.picked_metrics(entry["label"]), record)
     return record
 
@@ -114,8 +175,12 @@ def finished(paths: RunPaths, label: str, export: bool) -> bool:
 def run(ctx: Context) -> None:
     """Retrain, evaluate, export and re-measure every picked network (module docstring)."""
     config, world = ctx.config, ctx.world
+    entries = selection(config)
+    jobs = trainings(config, [e for e in entries if not finished(ctx.paths, e["label"], config.retrain.export)])
+    if config.retrain.workers > 1 and len(jobs) > 1:
+        train_on_cluster(config, jobs, world)
     records, batches, test = [], None, None
-    for entry in selection(config):
+    for entry in entries:
         out = ctx.paths.picked_metrics(entry["label"])
         if finished(ctx.paths, entry["label"], config.retrain.export):
             records.append(json.loads(out.read_text()))
@@ -124,13 +189,14 @@ def run(ctx: Context) -> None:
         if twin is not None:  # the same genotype under two labels is trained once
             records.append(copy_twin(config, twin, entry) if world.is_main else twin)
             continue
-        network = train_picked(config, Genotype.from_key(entry["key"]), out.parent, world)
+        networks = [train_picked(config, entry["key"], ctx.paths.picked_seed(entry["label"], index), index, world)
+                    for index in range(config.retrain.seeds)]  # trained here, or loaded when trained already
         record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the twins
         if world.is_main:
             if batches is None:
                 batches = validation_batches(config)
                 test = split_batches(config, config.data.test_split) if config.data.test_split else None
-            record = finish(config, entry, network, ctx.meter, world, batches, test)
+            record = finish(config, entry, networks, ctx.meter, world, batches, test)
             write_json(out, record)
         records.append(record)
         if world.distributed:
@@ -144,6 +210,7 @@ def _reads(config: ExperimentConfig) -> tuple[str, ...]:
 
 STAGE = Stage("retrain", run, reads=_reads,
               writes=(A.picked_metrics("*"), A.picked_onnx("*"), A.picked_weights("*")),
-              work=(A.picked("*") / CHECKPOINT, A.picked("*") / METRICS_LOG, A.picked("*") / "tensorboard"),
+              work=(A.picked("*") / CHECKPOINT, A.picked("*") / METRICS_LOG, A.picked("*") / "tensorboard",
+                    A.picked("*") / TRAIN_LOG, A.picked("*") / "seed*", A.dask),
               config=("seed", "space", "data", "evaluation", "retrain", *MEASURING), ranks="all",
               device=lambda config: config.retrain.remeasure)

@@ -5,9 +5,11 @@ Only front points with a measurement (measured_ms, the search's `latency.statist
 unmeasured (search.measure_limit spent) is named in the notes. When no front point is measured (measure_limit 0:
 the search ran on predictions alone) the picks are made on predicted latency and the notes say so.
 
-The knee is the front point farthest from the straight line through the front's two ends, both objectives scaled
-to [0, 1] over the front (the point where trading latency for mIoU stops paying off). A budget that no front point
-meets is reported and skipped. Writes runs/<name>/selected/selection.json (label, key, budget; the notes) and
+A budget is a number of ms (`selection.budgets_ms`) or a place along the front's range of measured latency
+(`selection.budgets_span`: 0 the fastest point, 1 the slowest), for a device whose speed is not known in advance. The
+knee is the front point farthest from the straight line through the front's two ends, both objectives scaled to [0, 1]
+over the front (the point where trading latency for mIoU stops paying off). A budget that no front point meets is
+reported and skipped. Writes runs/<name>/selected/selection.json (label, key, budget; the notes) and
 selected/<label>/genotype.json.
 """
 
@@ -47,16 +49,27 @@ def knee(front: pd.DataFrame) -> pd.Series | None:
     return ordered.iloc[int(distance.argmax())]
 
 
-def pick(front: pd.DataFrame, budgets_ms: dict[str, float], with_knee: bool) -> tuple[list[dict], list[str]]:
-    """(picked networks as {label, key, budget_ms}, notes on budgets no front point meets)."""
+def span_budgets(front: pd.DataFrame, fractions: dict[str, float]) -> dict[str, float]:
+    """Each label's budget in ms, (1 - f) x fastest + f x slowest over the front's latencies (exact at 0 and 1)."""
+    fastest, slowest = float(front.latency_ms.min()), float(front.latency_ms.max())
+    return {label: (1 - fraction) * fastest + fraction * slowest for label, fraction in fractions.items()}
+
+
+def pick(front: pd.DataFrame, budgets_ms: dict[str, float], with_knee: bool,
+         budgets_span: dict[str, float] | None = None) -> tuple[list[dict], list[str]]:
+    """(picked networks as {label, key, budget_ms} and, placed by `budgets_span`, budget_span; notes on budgets no
+    front point meets)."""
     picked, notes = [], []
-    for label, budget in sorted(budgets_ms.items(), key=lambda item: item[1]):
+    spans = budgets_span or {}
+    budgets = {**budgets_ms, **(span_budgets(front, spans) if spans and not front.empty else {})}
+    for label, budget in sorted(budgets.items(), key=lambda item: item[1]):
         row = under_budget(front, budget)
         if row is None:
             notes.append(f"no front point within the {label} budget of {budget:g} ms (fastest: "
                          f"{front.latency_ms.min():.2f} ms)")
         else:
-            picked.append({"label": label, "key": row.key, "budget_ms": budget})
+            span = {"budget_span": spans[label]} if label in spans else {}
+            picked.append({"label": label, "key": row.key, "budget_ms": budget, **span})
     row = knee(front) if with_knee else None
     if row is not None:
         picked.append({"label": "knee", "key": row.key, "budget_ms": None})
@@ -77,7 +90,8 @@ def run(ctx: Context) -> None:
     """The selection stage (module docstring)."""
     paths = ctx.paths
     front, skipped = measured(pd.read_csv(paths.front))
-    picked, notes = pick(front, ctx.config.selection.budgets_ms, ctx.config.selection.knee)
+    selection = ctx.config.selection
+    picked, notes = pick(front, selection.budgets_ms, selection.knee, selection.budgets_span)
     notes = skipped + notes
     for entry in picked:
         write_text(paths.picked_genotype(entry["label"]), Genotype.from_key(entry["key"]).to_json())

@@ -72,7 +72,7 @@ def test_a_new_stage_upstream_refreshes_the_report(quickstart, fast, runs: Path,
 def test_a_changed_setting_reruns_its_stage_and_those_after_it(quickstart, fast, runs: Path, finished: Path) -> None:
     run = runs / "quickstart"
     before = stamps(run)
-    assert again(quickstart, fast, runs, finished, "selection.budgets_ms={fast: 1000}", "selection.knee=false",
+    assert again(quickstart, fast, runs, finished, "selection.budgets_ms={fast: 1000}", "selection.budgets_span={}",
                  "--stages", UP_TO_REPORT) == 0
     after = stamps(run)
     assert {name for name in before if after[name] != before[name]} == {"select.json", "report.json"}
@@ -188,7 +188,8 @@ def test_a_stage_not_rerun_keeps_the_settings_it_was_made_with(quickstart, fast,
     """config.yaml is the latest invocation's; each stage's record keeps the settings that made it."""
     run = runs / "quickstart"
     made_with = json.loads((run / "stages" / "select.json").read_text())["settings"]
-    assert made_with == {"selection": {"budgets_ms": {"small": 4.0, "large": 6.0, "xlarge": 9.0}, "knee": True}}
-    assert again(quickstart, fast, runs, finished, "selection.knee=false", "--stages", "report") == 0
-    assert "knee: false" in (run / "config.yaml").read_text()
+    assert made_with == {"selection": {"budgets_ms": {}, "budgets_span": {"small": 0.0, "large": 0.33, "xlarge": 1.0},
+                                       "knee": False}}
+    assert again(quickstart, fast, runs, finished, "selection.knee=true", "--stages", "report") == 0
+    assert "knee: true" in (run / "config.yaml").read_text()
     assert json.loads((run / "stages" / "select.json").read_text())["settings"] == made_with

@@ -3,6 +3,7 @@ and fronts that agree with pymoo's non-dominated sorting over feasible points (t
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -111,13 +112,31 @@ def test_picks_under_any_label_appear_retrained_or_not(tmp_path: Path) -> None:
     searched = trace(data, "picked: search latency (measured), inherited mIoU")
     assert searched["text"] == ["edge-1 (not retrained; latency predicted)", "fast", "knee (not retrained)"]
     assert searched["x"] == [10.0, 20.0, 10.0]
-    remeasured = trace(data, "picked: retrain re-measurement, retrained mIoU")
+    remeasured = trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")
     assert remeasured["text"] == ["fast"] and remeasured["x"] == [22.0]
     budgets = [note["text"] for note in layout["annotations"] if note["text"]]
     assert budgets == ["edge-1 ≤ 12 ms", "fast ≤ 1000 ms"]
     iou, _ = figure(page, "per-class-iou")
     assert [bars["name"] for bars in iou] == ["fast"]
     assert "edge-1 (a, not retrained), fast (b), knee (a-copy, not retrained)" in page
+
+
+def test_a_pick_under_several_seeds_shows_their_spread_and_a_span_budget_its_place(tmp_path: Path) -> None:
+    write_search(tmp_path, {})
+    write_selection(tmp_path, [("fastest", "g", 5.0)], retrained={"fastest"})
+    selection = json.loads((tmp_path / "selected" / "selection.json").read_text())
+    selection["picked"][0]["budget_span"] = 0.0
+    (tmp_path / "selected" / "selection.json").write_text(json.dumps(selection))
+    metrics_path = tmp_path / "selected" / "fastest" / "metrics.json"
+    metrics = {**json.loads(metrics_path.read_text()), "budget_span": 0.0, "retrained_miou": 0.42,
+               "retrained_miou_per_seed": [0.41, 0.43], "retrained_miou_std": 0.0141}
+    metrics_path.write_text(json.dumps(metrics))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    row = table_rows(page, "Picked networks")[0]
+    assert html.unescape(row[2]) == "≤ 5.00 ms (0 of the front's range)" and row[8] == "0.4200 ± 0.0141 (2 seeds)"
+    data, _ = figure(page, "search-trade-off")
+    after = trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")
+    assert after["y"] == [0.42] and after["error_y"]["array"] == [0.0141]
 
 
 def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) -> None:
@@ -130,7 +149,7 @@ def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) 
     assert header[5] == "retrain re-measurement: min ms"
     assert table_rows(page, "Picked networks")[0][5] == "18.00"  # 0.9 x 20 ms, not the median's 22.00
     data, _ = figure(page, "search-trade-off")
-    assert trace(data, "picked: retrain re-measurement, retrained mIoU")["x"] == [18.0]
+    assert trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")["x"] == [18.0]
     # config.yaml is the latest invocation's; the search's record says what its front and picks were measured by
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "search.json").write_text(json.dumps({"settings": {"latency.statistic": "median"}}))

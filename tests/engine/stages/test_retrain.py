@@ -49,3 +49,60 @@ def test_the_search_selection_and_audit_never_read_a_test_image(quickstart, run_
     assert (tmp_path / "quickstart" / "audit" / "audit.json").exists()
     with pytest.raises(ReadTheTestSplit):
         main([*args, "--stages", "retrain"])
+
+
+def weights(folder: Path) -> dict:
+    import torch
+
+    return torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def test_each_pick_is_trained_under_each_seed_and_reported_as_their_mean_with_its_spread(
+        quickstart, run_args: list[str], tmp_path: Path) -> None:
+    import numpy as np
+
+    assert main([quickstart, *run_args, "retrain.seeds=2"]) == 0
+    run = tmp_path / "quickstart"
+    metrics = [json.loads(path.read_text()) for path in (run / "selected").glob("*/metrics.json")]
+    for m in metrics:
+        assert m["seeds"] == [0, 1] and len(m["retrained_miou_per_seed"]) == 2
+        assert m["retrained_miou"] == pytest.approx(np.mean(m["retrained_miou_per_seed"]))
+        assert m["retrained_miou_std"] == pytest.approx(np.std(m["retrained_miou_per_seed"], ddof=1))
+    trained = [path.parent for path in (run / "selected").glob("*/seed1/weights.pt")]
+    assert len(trained) == len({m["key"] for m in metrics})  # each genotype once, under its second seed too
+    first, second = weights(trained[0].parent), weights(trained[0])
+    assert any(not first[name].equal(second[name]) for name in first)  # another initialisation, other batches
+    assert " ± " in (run / "report.html").read_text()
+
+
+def test_trainings_run_at_once_on_worker_processes_and_a_finished_one_is_not_redone(
+        quickstart, run_args: list[str], tmp_path: Path) -> None:
+    args = [quickstart, *run_args, "retrain.seeds=2", "retrain.workers=2"]
+    assert main(args) == 0
+    run = tmp_path / "quickstart"
+    folders = [path.parent for path in (run / "selected").glob("**/weights.pt")]
+    assert folders and all((folder / "train.log").exists() for folder in folders)  # trained on a worker
+    metrics = {path.parent.name: json.loads(path.read_text()) for path in (run / "selected").glob("*/metrics.json")}
+    assert all(len(m["retrained_miou_per_seed"]) == 2 for m in metrics.values())
+    label = next(iter(metrics))
+    (run / "selected" / label / "metrics.json").unlink()
+    (run / "selected" / label / "seed1" / "weights.pt").unlink()  # as if killed while its second seed trained
+    kept = {folder: (folder / "weights.pt").stat().st_mtime_ns for folder in folders if folder.exists()
+            and (folder / "weights.pt").exists()}
+    assert main([*args[:-1], "retrain.workers=1"]) == 0  # workers: how it runs, not what it computes
+    assert (run / "selected" / label / "seed1" / "weights.pt").exists()
+    assert all((folder / "weights.pt").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
+
+
+def test_worker_processes_are_refused_under_torchrun(quickstart, tmp_path: Path) -> None:
+    import torch
+
+    from engine.config import load
+    from engine.errors import ConfigError
+    from engine.stages.retrain import train_on_cluster
+    from engine.training.distributed import World
+
+    config = load(quickstart, [f"runs_dir={tmp_path}", "retrain.workers=2"])
+    jobs = [("small:" + "-".join(["12"] * 20), tmp_path / "a", 0)] * 2
+    with pytest.raises(ConfigError, match="retrain.workers"):
+        train_on_cluster(config, jobs, World(0, 2, 0, torch.device("cpu")))

@@ -1,0 +1,50 @@
+"""Dask for work spread over processes: a LocalCluster of single-threaded worker processes whose scratch lives in the
+run (never /tmp), or the running scheduler at an address; and tasks' results in the order they finish."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+FOR_TORCH = {
+    # a task waits on the scheduler until a worker's thread is free, so tasks start in order of priority (by default
+    # each worker is handed a second task at once, whatever the priorities)
+    "distributed.scheduler.worker-saturation": 1.0,
+    # Dask's default environment without MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand every freed tensor back
+    # to the kernel: a training step on a worker took 2x as long as in a plain process (benchmarks/retrain_workers.py)
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+}
+
+
+@contextmanager
+def dask_client(scratch: Path, workers: int, address: str | None = None) -> Iterator[Any]:
+    """A distributed.Client of a new LocalCluster of `workers` single-threaded processes (closed on exit), or of the
+    scheduler at `address`; the workers' and the scheduler's scratch in `scratch`."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    settings = {"temporary-directory": str(scratch), **FOR_TORCH}
+    with dask.config.set(settings):
+        cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None, local_directory=str(scratch))
+    client = Client(address or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def as_finished(client: Any, function: Callable, tasks: Sequence[tuple], priorities: Sequence[float] | None = None
+                ) -> Iterator[tuple[tuple, Any]]:
+    """`function(*task)` for every task on the cluster; yields (task, result) as each finishes (a task's error is
+    raised here). `priorities`: higher starts first (e.g. the longest first, so the last to start is short)."""
+    from distributed import as_completed
+
+    priorities = priorities or [0] * len(tasks)
+    ordered = sorted(range(len(tasks)), key=lambda i: -priorities[i])  # idle workers take the first submitted
+    futures = {client.submit(function, *tasks[i], pure=False, priority=priorities[i]): tasks[i] for i in ordered}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
