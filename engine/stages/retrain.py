@@ -73,13 +73,14 @@ def train_on_worker(config_json: str, key: str, folder: str, seed_index: int) ->
 
 
 def trainings(config: ExperimentConfig, entries: list[dict]) -> list[tuple[str, Path, int]]:
-    """(key, folder, seed index) of every training the stage still needs: each genotype once (under its first
-    label), under each seed, without a weights.pt yet."""
+    """(key, folder, seed index) of every training the stage still needs: each genotype once, under its first label
+    (a later label of it copies that one's results) unless that label is finished, under each seed, without a
+    weights.pt yet."""
     labels = {}
     for entry in entries:
         labels.setdefault(entry["key"], entry["label"])
-    wanted = [(key, config.paths.picked_seed(label, index), index)
-              for key, label in labels.items() for index in range(config.retrain.seeds)]
+    wanted = [(key, config.paths.picked_seed(label, index), index) for key, label in labels.items()
+              if not finished(config.paths, label, config.retrain.export) for index in range(config.retrain.seeds)]
     return [job for job in wanted if not (job[1] / WEIGHTS).exists()]
 
 
@@ -176,7 +177,7 @@ def run(ctx: Context) -> None:
     """Retrain, evaluate, export and re-measure every picked network (module docstring)."""
     config, world = ctx.config, ctx.world
     entries = selection(config)
-    jobs = trainings(config, [e for e in entries if not finished(ctx.paths, e["label"], config.retrain.export)])
+    jobs = trainings(config, entries)
     if config.retrain.workers > 1 and len(jobs) > 1:
         train_on_cluster(config, jobs, world)
     records, batches, test = [], None, None

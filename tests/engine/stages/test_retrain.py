@@ -106,3 +106,20 @@ def test_worker_processes_are_refused_under_torchrun(quickstart, tmp_path: Path)
     jobs = [("small:" + "-".join(["12"] * 20), tmp_path / "a", 0)] * 2
     with pytest.raises(ConfigError, match="retrain.workers"):
         train_on_cluster(config, jobs, World(0, 2, 0, torch.device("cpu")))
+
+
+def test_the_trainings_left_are_each_genotype_once_under_its_first_label(quickstart, tmp_path: Path) -> None:
+    from engine.config import load
+    from engine.stages.retrain import trainings
+
+    config = load(quickstart, [f"runs_dir={tmp_path}", "retrain.seeds=2", "retrain.export=false"])
+    a, b = "small:" + "-".join(["12"] * 20), "small:" + "-".join(["7"] * 20)
+    entries = [{"label": "small", "key": a}, {"label": "knee", "key": a}, {"label": "xlarge", "key": b}]
+    paths = config.paths
+    assert trainings(config, entries) == [(a, paths.picked("small"), 0), (a, paths.picked("small") / "seed1", 1),
+                                          (b, paths.picked("xlarge"), 0), (b, paths.picked("xlarge") / "seed1", 1)]
+    for path in (paths.picked_metrics("small"), paths.picked_weights("small"), paths.picked("xlarge") / "weights.pt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    # small finished (its twin knee only copies it); xlarge's first seed trained, its second not yet
+    assert trainings(config, entries) == [(b, paths.picked("xlarge") / "seed1", 1)]
