@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from engine.config import ExperimentConfig
 from engine.evaluation.inherited import Batch, evaluate
 from engine.training.distributed import World
@@ -24,3 +26,10 @@ def standalone_scores(config: ExperimentConfig, genotype: Genotype, folder: Path
 def standalone_miou(config: ExperimentConfig, genotype: Genotype, folder: Path, world: World,
                     batches: list[Batch]) -> float:
     return standalone_scores(config, genotype, folder, world, {"val": batches})["val"]
+
+
+def spread(values: list[float]) -> dict:
+    """Mean and sample standard deviation (None below two values) of per-seed values, and the values."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "per_seed": array.tolist()}

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from engine.config import ExperimentConfig
 from engine.errors import ConfigError, DeviceError
 from engine.evaluation.inherited import split_batches, validation_batches
-from engine.evaluation.standalone import standalone_scores
+from engine.evaluation.standalone import spread, standalone_scores
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter, latency_of
 from engine.latency.model import space_costs
@@ -108,13 +108,6 @@ def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:
     seeded = [config.model_copy(update={"seed": config.seed + index}) for index in range(config.audit.seeds)]
     return {(g.key, index): standalone_scores(seeded[index], g, ctx.paths.trained(g.key, index), world, splits)
             for index in range(config.audit.seeds) for g in genotypes}
-
-
-def spread(values: list[float]) -> dict:
-    """Mean and sample standard deviation (None below two values) of per-seed values, and the values."""
-    array = np.asarray(values, dtype=np.float64)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
-            "per_seed": array.tolist()}
 
 
 def network(config: ExperimentConfig, costs: CostTables, genotype: Genotype, ms: float, scores: Scores) -> dict:

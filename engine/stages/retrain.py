@@ -33,6 +33,7 @@ from engine.data.classes import DATASET_CLASSES
 from engine.errors import ConfigError
 from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, split_batches, validation_batches
+from engine.evaluation.standalone import spread
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter
 from engine.latency.model import space_costs
@@ -141,13 +142,12 @@ def over_seeds(results: list[dict], prefix: str) -> dict:
     sample standard deviation (None for one seed), and the mean pixel accuracy and per-class IoU (None for a class no
     seed's network met: absent from the images and never predicted). On val the accuracy and IoU keep the names
     pixel_accuracy and iou."""
-    miou = np.array([r["miou"] for r in results], dtype=np.float64)
+    miou = spread([r["miou"] for r in results])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class NaN under every seed stays NaN
         iou = np.nanmean(np.array([r["iou"] for r in results], dtype=np.float64), axis=0)
     other = "" if prefix == "retrained_" else prefix
-    return {f"{prefix}miou": float(miou.mean()), f"{prefix}miou_per_seed": miou.tolist(),
-            f"{prefix}miou_std": float(miou.std(ddof=1)) if len(miou) > 1 else None,
+    return {f"{prefix}miou": miou["mean"], f"{prefix}miou_per_seed": miou["per_seed"], f"{prefix}miou_std": miou["std"],
             f"{other}pixel_accuracy": float(np.mean([r["pixel_accuracy"] for r in results])),
             f"{other}iou": [None if math.isnan(v) else float(v) for v in iou]}
 
