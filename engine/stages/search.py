@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -74,10 +75,11 @@ def _plain(value):
 
 def nsga2_cost(config: ExperimentConfig, seconds: float) -> dict:
     """NSGA-II's search cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
-    included)."""
+    included); None where a time is not known (a supernet without its training log)."""
     space = config.space
     supernet = sum(training_seconds(config.paths.supernet_metrics(name, space.several)) for name in space.skeletons)
-    return {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
+    cost = {"supernet_s": supernet, "search_s": seconds, "total_s": supernet + seconds}
+    return {name: None if math.isnan(value) else value for name, value in cost.items()}  # JSON has no NaN
 
 
 def training_seconds(log) -> float:
