@@ -323,16 +323,17 @@ def search_loop_text(run: Run) -> str:
     return (f"<p>{escape(line)}</p>" if line else "") + rounds_table(run.rounds)
 
 
-SURROGATE_HEADER = ["round", "true evaluations so far", "evaluated this round", "regressor chosen",
-                    "its cross-validated Kendall tau", "Kendall tau on this round's subnets (unseen)",
-                    "mean abs. error on them"]
+SURROGATE_HEADER = ["round", "true evaluations so far", "evaluated this round", "of them mutants of the front",
+                    "regressor chosen", "its cross-validated Kendall tau",
+                    "Kendall tau on this round's subnets (unseen)", "mean abs. error on them"]
 
 
 def surrogate_table(surrogate: pd.DataFrame) -> str:
     """One row per surrogate round: the regressor chosen and how well it ranked the subnets it had not seen."""
     rows = [[fmt(row.get("round"), ".0f"), fmt(row.get("evaluations"), ".0f"), fmt(row.get("batch"), ".0f"),
-             str(row.get("kind", MISSING)), fmt(row.get("cv_tau"), ".3f"), fmt(row.get("batch_tau"), ".3f"),
-             fmt(row.get("batch_mae"), ".4f")] for row in surrogate.to_dict(orient="records")]
+             fmt(row.get("local"), ".0f"), str(row.get("kind", MISSING)), fmt(row.get("cv_tau"), ".3f"),
+             fmt(row.get("batch_tau"), ".3f"), fmt(row.get("batch_mae"), ".4f")]
+            for row in surrogate.to_dict(orient="records")]
     note = ("<p>Only true inherited-weight evaluations are trials and points of the front; the surrogate's "
             "predictions only choose which subnets a round evaluates.</p>")
     return note + html_table(SURROGATE_HEADER, rows)

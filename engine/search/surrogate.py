@@ -13,9 +13,10 @@ the first `local` of them among mutants of the true front's points (one or two l
 search, next to what is known to be good, where a surrogate that trusts its own optimum may never look); with
 `selection: spread` the surrogate's front spread over latency (predictors.design.spread), the mutants among the
 candidates; then, if the batch is not full, the most uncertain of the rest. The surrogate's Kendall tau on the
-batch, which it had not seen, is recorded (search/surrogate.csv); then a measuring round as the plain strategy has
-one. Only true evaluations become Optuna trials; the surrogate's predictions are never stored as evaluations. Every
-step is seeded by the round, so a resumed search replays to the same front, scoring nothing twice.
+batch, which it had not seen, is recorded (search/surrogate.csv, with how many of the batch were mutants); then a
+measuring round as the plain strategy has one. Only true evaluations become Optuna trials; the surrogate's
+predictions are never stored as evaluations. Every step is seeded by the round, so a resumed search replays to the
+same front, scoring nothing twice.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from spaces import Genotype, extremes, sample_of
 
 MUTANTS = 20
 """Mutants of each true front point offered to a round's batch (search.accuracy_surrogate.local)."""
-COLUMNS = ("round", "evaluations", "batch", "kind", "cv_tau", "batch_tau", "batch_mae")
+COLUMNS = ("round", "evaluations", "batch", "local", "kind", "cv_tau", "batch_tau", "batch_mae")
 
 
 class SurrogateSearch:
@@ -65,10 +66,10 @@ class SurrogateSearch:
             record_time()
             for number in range(1, settings.rounds + 1):
                 model = self.fit(list(seen.values()), number)
-                batch = self.propose(model, seen, number)
+                batch, mutants = self.propose(model, seen, number)
                 origin = {"strategy": "nsga2", "generation": number, "round": len(search.rounds.records) + 1}
                 rows = search.evaluate(study, done, batch, origin, scorer)
-                self.record(number, model, batch, rows, len(seen))
+                self.record(number, model, batch, rows, len(seen), sum(g in mutants for g in batch))
                 seen.update((row["key"], row) for row in rows)
                 if number < settings.rounds and search.rounds.left > 0:
                     seen = search.measure_round(seen, number)
@@ -107,9 +108,11 @@ class SurrogateSearch:
 
         return evaluate
 
-    def propose(self, model: AccuracySurrogate, seen: dict[str, dict], number: int) -> list[Genotype]:
+    def propose(self, model: AccuracySurrogate, seen: dict[str, dict],
+                number: int) -> tuple[list[Genotype], set[Genotype]]:
         """`per_round` unevaluated subnets from a search on the surrogate (any it asked for; random ones when it
-        asked for too few): its front spread over latency, then the most uncertain of the rest."""
+        asked for too few) and the true front's mutants (module docstring), chosen by `choose`; and the set of
+        mutants offered."""
         search = self.search
         algorithm = search.algorithm(self.seeds(seen))
         problem = nsga.GenomeProblem(search.genome.choices, 2, len(search.limits))
@@ -122,7 +125,7 @@ class SurrogateSearch:
             found += [g for g in self.unseen(seen, number) if g not in found]
         taken = set(found)
         mutants = [g for g in dict.fromkeys(self.neighbours(seen, number)) if g.key not in seen and g not in taken]
-        return self.choose(model, found + mutants, len(found), seen, number)
+        return self.choose(model, found + mutants, len(found), seen, number), set(mutants)
 
     def seeds(self, seen: dict[str, dict]) -> np.ndarray:
         """The inner search's first genomes: the true front's (feasible first), at most the population."""
@@ -206,12 +209,13 @@ class SurrogateSearch:
         return picked
 
     def record(self, number: int, model: AccuracySurrogate, batch: list[Genotype], rows: list[dict],
-               before: int) -> None:
-        """The round's surrogate: which regressor, its cross-validated tau, its tau and error on the batch."""
+               before: int, local: int) -> None:
+        """The round's surrogate: which regressor, its cross-validated tau, its tau and error on the batch; how many
+        of the batch were mutants of the true front (`local`) rather than the surrogate search's."""
         predicted, _ = model.predict(self.features(batch))
         true = np.array([row["miou"] for row in rows])
         self.records.append({"round": number, "evaluations": before + len(batch), "batch": len(batch),
-                             "kind": model.kind, "cv_tau": model.scores[model.kind],
+                             "local": local, "kind": model.kind, "cv_tau": model.scores[model.kind],
                              "batch_tau": kendall(true, predicted),
                              "batch_mae": float(np.mean(np.abs(true - predicted))) if len(batch) else math.nan})
 

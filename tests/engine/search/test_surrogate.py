@@ -167,6 +167,12 @@ def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None
     table = pd.read_csv(run / "search" / "surrogate.csv")
     assert table["round"].tolist() == [1, 2] and table.batch.tolist() == [4, 4]
     assert table.evaluations.tolist() == [12, 16] and set(table.kind) <= {"ridge", "trees"}
+    evaluated = pd.read_csv(run / "evaluations.csv")
+    for number, local in zip(table["round"], table.local):  # a mutant is 1-2 layers from a subnet evaluated before
+        earlier = [Genotype.from_key(k).choices for k in evaluated.key[evaluated.generation < number]]
+        near = sum(min(sum(a != b for a, b in zip(Genotype.from_key(k).choices, e)) for e in earlier) <= 2
+                   for k in evaluated.key[evaluated.generation == number])
+        assert 0 <= local <= near
     assert json.loads((run / "search_cost.json").read_text())["nsga2"]["search_s"] > 0  # the loop's time, as NSGA-II's
     config = load(quickstart, [f"runs_dir={root / 'whole'}", *args])
     evaluator = evaluator_for(config, load_supernets(config, "cpu"), "cpu")
