@@ -6,7 +6,7 @@ The networks: the smallest path, k3_e3_g1 and k3_e6_g1 in every layer, and the l
 skeleton (a spread of sizes, as picks are). Each arm trains every one of them from scratch with the experiment's
 retrain.train (its steps replaced by --steps) into a fresh folder, as the retrain stage does: first in this process
 one after another with torch's default threads (retrain.workers 1), then through the stage's cluster path
-(engine.stages.retrain.train_on_cluster: retrain.workers single-threaded processes, the most MACs first; cluster
+(engine.training.pool.train_on_cluster: retrain.workers single-threaded processes, the most MACs first; cluster
 start-up included). Prints each arm's wall seconds and their ratio; run it on an otherwise idle machine.
 """
 
@@ -20,8 +20,8 @@ import torch
 from benchmarks.common import host, one_skeleton, scratch
 from engine.config import load
 from engine.stages.baseline import handmade
-from engine.stages.retrain import train_on_cluster, train_picked
 from engine.training.distributed import init_world
+from engine.training.pool import train_job, train_on_cluster
 from spaces import largest, smallest
 
 
@@ -40,11 +40,12 @@ def main() -> None:
         world = init_world("cpu")
         start = time.perf_counter()
         for index, key in enumerate(keys):
-            train_picked(config, key, folder / "in_process" / str(index), 0, world)
+            train_job(config, "retrain.train", key, folder / "in_process" / str(index), 0, world)
         alone = time.perf_counter() - start
         config.paths.root.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        train_on_cluster(config, [(key, folder / "workers" / str(i), 0) for i, key in enumerate(keys)], world)
+        train_on_cluster(config, "retrain.train", [(key, folder / "workers" / str(i), 0) for i, key in enumerate(keys)],
+                         args.workers, world)
         together = time.perf_counter() - start
     print(f"{len(keys)} networks x {args.steps} steps: in this process one after another {alone:.1f} s; on "
           f"{args.workers} single-threaded worker processes {together:.1f} s; ratio {alone / together:.2f}")

@@ -18,7 +18,7 @@ from engine.paths import RunPaths
 
 OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.device", "*.train.device",
                "latency.agent", "latency.store", "search.workers", "search.scheduler", "search.storage",
-               "search.dnas.checkpoint_every", "retrain.workers", "runs_dir", "name")
+               "search.dnas.checkpoint_every", "retrain.workers", "audit.workers", "runs_dir", "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
 UNSEEN = ("!data.test_split",)
@@ -338,6 +338,9 @@ class AuditConfig(_Strict):
     handmade: list[str] = Field(["k3_e6_g1", "k3_e3_g1"], min_length=1, max_length=13, description="hand-made designs "
                                 "(a candidate in every layer: k3_e6_g1 MobileNetV2-like, k3_e3_g1 cheaper)")
     seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each baseline network (seed, seed+1..)")
+    workers: int = Field(1, ge=1, le=256, description="> 1: the audit's and the baseline comparison's trainings run "
+                         "at once on a Dask LocalCluster of this many single-threaded processes, the largest first, "
+                         "as retrain.workers (not under torchrun)")
 
 
 class ExperimentConfig(_Strict):

@@ -228,10 +228,17 @@ class RunPaths:
     def trained_dir(self) -> Path:
         return self.audit_dir / "trained"
 
-    def trained(self, key: str, seed_index: int = 0) -> Path:
-        """The folder of a genotype trained stand-alone by the audit or the baseline comparison (under the run's seed
-        + seed_index; the audit trains under the run's seed)."""
-        return self.trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
+    def trained(self, key: str) -> Path:
+        """The folder of a genotype the audit trained stand-alone (under the run's seed)."""
+        return self.trained_dir / key.replace(":", "_")
+
+    @property
+    def baseline_trained_dir(self) -> Path:
+        return self.audit_dir / "baseline_trained"
+
+    def baseline_trained(self, key: str, seed_index: int = 0) -> Path:
+        """The folder of a genotype the baseline comparison trained stand-alone under the run's seed + seed_index."""
+        return self.baseline_trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
 
     # report
     @property

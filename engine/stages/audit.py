@@ -3,8 +3,9 @@ training does?
 
 `audit.genotypes` front points of each skeleton, spread over its front points' latency range (predictors.design.spread),
 and with `audit.random` > 0 that many seeded random subnets plus the smallest and largest paths of each skeleton, are
-each trained from scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable) and
-evaluated on the validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
+each trained from scratch with the same fixed budget (`audit.train`, engine/training/standalone.py, resumable; with
+`audit.workers` > 1 all at once on single-threaded worker processes, engine/training/pool.py) and evaluated on the
+validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
 recalibration (what the search used) and without it (the supernet's running statistics), over all audited subnets and
 within each group (front, random, extremes), and with several skeletons within each skeleton, with the gap between each
 skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart). Writes
@@ -25,6 +26,7 @@ from engine.evaluation.standalone import standalone_miou
 from engine.files import write_csv, write_json
 from engine.paths import ARTEFACTS as A
 from engine.runner import Context, Stage
+from engine.training.pool import train_on_cluster
 from engine.training.supernet import load_supernets
 from predictors.design import spread
 from predictors.evaluation import kendall, spearman
@@ -121,6 +123,8 @@ def run(ctx: Context) -> None:
     config, paths, world = ctx.config, ctx.paths, ctx.world
     groups = audit_genotypes(config)
     genotypes = list(groups)
+    train_on_cluster(config, "audit.train", [(g.key, paths.trained(g.key), 0) for g in genotypes], config.audit.workers,
+                     world)
     recalibrated = evaluator_for(config, load_supernets(config, world.device), world.device, cache=False)
     standalone = [standalone_miou(config, g, paths.trained(g.key), world, recalibrated.validation) for g in genotypes]
     if not world.is_main:

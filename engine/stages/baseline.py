@@ -7,14 +7,16 @@ experiment's device; of the front points whose predicted latency is nearest to i
 it compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
 the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...: the initialisation and the batch
 order; on synthetic streets also the scenes, which the seed draws; a genotype the audit already trained under the first
-is not trained again) and evaluated on the validation images and, with data.test_split, the test split. Writes
-runs/<name>/audit/baseline.json: per pair the two networks, their measured latency and mIoU per seed, the searched −
-hand-made difference per seed (paired by seed) with its mean and sample standard deviation; and the same over every pair
-and seed.
+is not trained again: its network in audit/trained/ is read, the comparison's own trainings go to
+audit/baseline_trained/; with `audit.workers` > 1 all at once on worker processes, engine/training/pool.py) and
+evaluated on the validation images and, with data.test_split, the test split. Writes runs/<name>/audit/baseline.json:
+per pair the two networks, their measured latency and mIoU per seed, the searched − hand-made difference per seed
+(paired by seed) with its mean and sample standard deviation; and the same over every pair and seed.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -29,8 +31,10 @@ from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter, latency_of
 from engine.latency.model import space_costs
 from engine.paths import ARTEFACTS as A
+from engine.paths import WEIGHTS, RunPaths
 from engine.runner import Context, Stage
 from engine.training.distributed import World
+from engine.training.pool import train_on_cluster
 from spaces import Genotype, skeleton, space_of
 from spaces.costs import CostTables
 
@@ -98,6 +102,13 @@ Scores = dict[tuple[str, int], dict[str, float]]
 """(genotype key, seed index) -> mIoU on each split ("val", and "test" with data.test_split)."""
 
 
+def trained_folder(paths: RunPaths, key: str, seed_index: int) -> Path:
+    """Where the comparison's network of `key` under seed index `seed_index` is: the audit's, when the audit trained it
+    (the first seed, the same recipe), else the comparison's own folder."""
+    audit = paths.trained(key)
+    return audit if seed_index == 0 and (audit / WEIGHTS).exists() else paths.baseline_trained(key, seed_index)
+
+
 def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:
     """Every network of the pairs trained stand-alone under each seed, scored on val (and test)."""
     config, world = ctx.config, ctx.world
@@ -105,8 +116,11 @@ def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:
     if config.data.test_split:
         splits["test"] = split_batches(config, config.data.test_split)
     genotypes = dict.fromkeys(g for pair in pairs for g in (pair.handmade, pair.searched))
+    jobs = [(g.key, trained_folder(ctx.paths, g.key, index), index) for index in range(config.audit.seeds)
+            for g in genotypes]
+    train_on_cluster(config, "audit.train", jobs, config.audit.workers, world)
     seeded = [config.model_copy(update={"seed": config.seed + index}) for index in range(config.audit.seeds)]
-    return {(g.key, index): standalone_scores(seeded[index], g, ctx.paths.trained(g.key, index), world, splits)
+    return {(g.key, index): standalone_scores(seeded[index], g, trained_folder(ctx.paths, g.key, index), world, splits)
             for index in range(config.audit.seeds) for g in genotypes}
 
 
@@ -155,7 +169,8 @@ def run(ctx: Context) -> None:
         write_json(paths.baseline, summary(config, front, pairs, scores))
 
 
-STAGE = Stage("baseline", run, reads=(A.front,), writes=(A.baseline,), work=(A.trained_dir,),
+STAGE = Stage("baseline", run, reads=(A.front,), uses=(A.trained("*") / WEIGHTS,), writes=(A.baseline,),
+              work=(A.baseline_trained_dir,),
               config=("seed", "space", "data", "evaluation", "audit.train", "audit.handmade", "audit.seeds",
                       *MEASURING),
               ranks="all", device=True, enabled=lambda config: config.audit.enabled and config.audit.baseline,

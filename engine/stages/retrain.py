@@ -15,62 +15,33 @@ resumes, nor a training whose weights.pt exists.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import torch.distributed as dist
 
-from engine.cluster import as_finished, dask_client
 from engine.config import ExperimentConfig
 from engine.data.classes import DATASET_CLASSES
-from engine.errors import ConfigError
 from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, split_batches, validation_batches
 from engine.evaluation.standalone import spread
 from engine.files import write_json
 from engine.latency.meter import MEASURING, Meter
-from engine.latency.model import space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
 from engine.search.references import split_references
-from engine.training.distributed import World, init_world
-from engine.training.standalone import train_standalone
-from engine.training.supernet import load_supernets
+from engine.training.distributed import World
+from engine.training.pool import TRAIN_LOG, train_job, train_on_cluster
 from spaces import Genotype, Network
-
-log = logging.getLogger(__name__)
-TRAIN_LOG = "train.log"
 
 
 def selection(config: ExperimentConfig) -> list[dict]:
     return json.loads(config.paths.selection.read_text())["picked"]
-
-
-def train_picked(config: ExperimentConfig, key: str, folder: Path, seed_index: int, world: World) -> Network:
-    """The pick's network trained under the run's seed + seed_index into `folder` (loaded when already trained)."""
-    space, retrain, genotype = config.space, config.retrain, Genotype.from_key(key)
-    supernet = None
-    if retrain.init == "inherited":
-        supernet = load_supernets(config, torch.device("cpu"), (genotype.skeleton,))[genotype.skeleton]
-    return train_standalone(genotype, config.data, retrain.train, folder, world, space.width, config.seed + seed_index,
-                            supernet, section="retrain.train")
-
-
-def train_on_worker(config_json: str, key: str, folder: str, seed_index: int) -> None:
-    """A Dask task: one training in a worker process, on one thread, its output in <folder>/train.log."""
-    config = ExperimentConfig.model_validate_json(config_json)
-    torch.set_num_threads(1)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    with open(Path(folder) / TRAIN_LOG, "a") as output, redirect_stdout(output), redirect_stderr(output):
-        train_picked(config, key, Path(folder), seed_index, init_world(config.retrain.train.device))
 
 
 def trainings(config: ExperimentConfig, entries: list[dict]) -> list[tuple[str, Path, int]]:
@@ -83,23 +54,6 @@ def trainings(config: ExperimentConfig, entries: list[dict]) -> list[tuple[str, 
     wanted = [(key, config.paths.picked_seed(label, index), index) for key, label in labels.items()
               if not finished(config.paths, label, config.retrain.export) for index in range(config.retrain.seeds)]
     return [job for job in wanted if not (job[1] / WEIGHTS).exists()]
-
-
-def train_on_cluster(config: ExperimentConfig, jobs: list[tuple[str, Path, int]], world: World) -> None:
-    """Every training at once on retrain.workers single-threaded processes, the most MACs first."""
-    if world.distributed:
-        raise ConfigError("retrain.workers > 1 trains in Dask worker processes, not under torchrun: set "
-                          "retrain.workers=1 or run without torchrun")
-    config_json = json.dumps(config.model_dump(mode="json"))
-    tasks = [(config_json, key, str(folder), index) for key, folder, index in jobs]
-    costs = space_costs(config)
-    macs = [float(costs.genotype_macs(Genotype.from_key(key))) for key, _, _ in jobs]
-    log.info("retrain: %d trainings on %d worker processes (each one's output in its folder's %s)", len(jobs),
-             config.retrain.workers, TRAIN_LOG)
-    with dask_client(config.paths.dask, min(config.retrain.workers, len(jobs))) as client:
-        for done, (_, key, folder, index) in enumerate(t for t, _ in as_finished(client, train_on_worker, tasks, macs)):
-            log.info("retrain: %d/%d trained, %s (seed %d) in %s", done + 1, len(jobs), key, config.seed + index,
-                     folder)
 
 
 def measured_stats(meter: Meter | None, genotype: Genotype, network: Network) -> dict | None:
@@ -178,8 +132,7 @@ def run(ctx: Context) -> None:
     config, world = ctx.config, ctx.world
     entries = selection(config)
     jobs = trainings(config, entries)
-    if config.retrain.workers > 1 and len(jobs) > 1:
-        train_on_cluster(config, jobs, world)
+    train_on_cluster(config, "retrain.train", jobs, config.retrain.workers, world)
     records, batches, test = [], None, None
     for entry in entries:
         out = ctx.paths.picked_metrics(entry["label"])
@@ -190,7 +143,8 @@ def run(ctx: Context) -> None:
         if twin is not None:  # the same genotype under two labels is trained once
             records.append(copy_twin(config, twin, entry) if world.is_main else twin)
             continue
-        networks = [train_picked(config, entry["key"], ctx.paths.picked_seed(entry["label"], index), index, world)
+        networks = [train_job(config, "retrain.train", entry["key"], ctx.paths.picked_seed(entry["label"], index),
+                              index, world)
                     for index in range(config.retrain.seeds)]  # trained here, or loaded when trained already
         record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the twins
         if world.is_main:

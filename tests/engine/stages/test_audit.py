@@ -41,8 +41,9 @@ def test_with_two_skeletons_the_audit_ranks_within_each_and_measures_each_supern
 
 
 def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path: Path) -> None:
+    """... the audit's and the baseline's networks trained at once on two worker processes (audit.workers)."""
     overrides = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast, "audit.enabled=true",
-                 "audit.genotypes=3", "audit.train.steps=2", "audit.train.checkpoint_every=1"]
+                 "audit.genotypes=3", "audit.train.steps=2", "audit.train.checkpoint_every=1", "audit.workers=2"]
     assert main([quickstart, *overrides, "--stages", "space,supernet,latency,search,select,audit,baseline,report"]) == 0
     run = tmp_path / "quickstart"
     audit = pd.read_csv(run / "audit" / "audit.csv")
@@ -57,6 +58,12 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
     baseline = json.loads((run / "audit" / "baseline.json").read_text())
     assert [pair["design"] for pair in baseline["pairs"]] == ["k3_e6_g1", "k3_e3_g1"]
     assert all(pair["searched"]["key"] in set(front.key) for pair in baseline["pairs"])
+    audited = {(run / "audit" / "trained" / key.replace(":", "_")) for key in audit.key}
+    assert {folder for folder in (run / "audit" / "trained").iterdir()} == audited  # the baseline left them there
+    own = [folder for folder in (run / "audit" / "baseline_trained").iterdir()]
+    assert {p.name for p in own} == {"small_" + "-".join([str(c)] * 20) for c in (3, 2)} - {p.name for p in audited}
+    for folders in (audited, own):  # trained on worker processes when a stage had two trainings or more
+        assert all((f / "weights.pt").exists() and (f / "train.log").exists() == (len(folders) > 1) for f in folders)
 
 
 def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from engine.errors import ConfigError, DeviceError
 from engine.latency.meter import open_meter
 from engine.latency.model import space_costs
 from engine.runner import Context
-from engine.stages.baseline import handmade, matched_genotype, run
+from engine.stages.baseline import handmade, matched_genotype, run, trained_folder
 from engine.training.distributed import init_world
 from spaces import Genotype, largest, sample, skeleton, smallest
 
@@ -103,7 +103,6 @@ def test_baseline_trains_each_design_and_its_match_under_each_seed(quickstart: s
             assert pair[f"{split}_miou_difference"]["std"] == pytest.approx(abs(paired[0] - paired[1]) / 2 ** 0.5)
             differences[split] += paired
         for key in (baseline["key"], searched["key"]):
-            assert (config.paths.trained(key) / "weights.pt").exists()
-            assert (config.paths.trained(key, 1) / "weights.pt").exists()
+            assert all((trained_folder(config.paths, key, i) / "weights.pt").exists() for i in (0, 1))
     for split in ("val", "test"):
         assert result[f"{split}_miou_difference"]["per_seed"] == pytest.approx(differences[split])

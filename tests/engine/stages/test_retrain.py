@@ -99,13 +99,15 @@ def test_worker_processes_are_refused_under_torchrun(quickstart, tmp_path: Path)
 
     from engine.config import load
     from engine.errors import ConfigError
-    from engine.stages.retrain import train_on_cluster
     from engine.training.distributed import World
+    from engine.training.pool import train_on_cluster
 
-    config = load(quickstart, [f"runs_dir={tmp_path}", "retrain.workers=2"])
-    jobs = [("small:" + "-".join(["12"] * 20), tmp_path / "a", 0)] * 2
-    with pytest.raises(ConfigError, match="retrain.workers"):
-        train_on_cluster(config, jobs, World(0, 2, 0, torch.device("cpu")))
+    config = load(quickstart, [f"runs_dir={tmp_path}", "retrain.workers=2", "audit.workers=2"])
+    jobs = [("small:" + "-".join(["12"] * 20), tmp_path / name, 0) for name in ("a", "b")]
+    for section in ("retrain.train", "audit.train"):
+        setting = section.replace(".train", ".workers")
+        with pytest.raises(ConfigError, match=f"{setting} > 1 .* set {setting}=1"):
+            train_on_cluster(config, section, jobs, 2, World(0, 2, 0, torch.device("cpu")))
 
 
 def test_the_trainings_left_are_each_genotype_once_under_its_first_label(quickstart, tmp_path: Path) -> None:
