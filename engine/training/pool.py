@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from engine.cluster import as_finished, dask_client
-from engine.config import ExperimentConfig
+from engine.config import ExperimentConfig, TrainConfig
 from engine.errors import ConfigError
 from engine.paths import WEIGHTS
 from engine.training.distributed import World, init_world
@@ -27,11 +27,15 @@ from spaces.costs import cost_tables
 log = logging.getLogger(__name__)
 
 TRAIN_LOG = "train.log"
-SECTIONS = ("retrain.train", "audit.train")
-"""Where a job's training settings sit: the retrain stage's, or the audit's and the baseline comparison's."""
 
 Job = tuple[str, Path, int]
 """(genotype key, folder, seed index): trained under the run's seed + seed index into the folder."""
+
+
+def settings_of(config: ExperimentConfig, section: str) -> TrainConfig:
+    """A job's training settings: `section` "retrain.train" (the retrain stage's) or "audit.train" (the audit's and
+    the baseline comparison's)."""
+    return config.retrain.train if section == "retrain.train" else config.audit.train
 
 
 def train_job(config: ExperimentConfig, section: str, key: str, folder: Path, seed_index: int,
@@ -39,12 +43,11 @@ def train_job(config: ExperimentConfig, section: str, key: str, folder: Path, se
     """One training of `section`'s settings (loaded when trained already): retrain.train from scratch or from the
     supernet as retrain.init says; audit.train from scratch."""
     genotype, space = Genotype.from_key(key), config.space
-    settings = config.retrain.train if section == "retrain.train" else config.audit.train
     supernet = None
     if section == "retrain.train" and config.retrain.init == "inherited":
         supernet = load_supernets(config, torch.device("cpu"), (genotype.skeleton,))[genotype.skeleton]
-    return train_standalone(genotype, config.data, settings, folder, world, space.width, config.seed + seed_index,
-                            supernet, section=section)
+    return train_standalone(genotype, config.data, settings_of(config, section), folder, world, space.width,
+                            config.seed + seed_index, supernet, section=section)
 
 
 def train_on_worker(config_json: str, section: str, key: str, folder: str, seed_index: int) -> None:
@@ -53,8 +56,7 @@ def train_on_worker(config_json: str, section: str, key: str, folder: str, seed_
     torch.set_num_threads(1)
     Path(folder).mkdir(parents=True, exist_ok=True)
     with open(Path(folder) / TRAIN_LOG, "a") as output, redirect_stdout(output), redirect_stderr(output):
-        settings = config.retrain.train if section == "retrain.train" else config.audit.train
-        train_job(config, section, key, Path(folder), seed_index, init_world(settings.device))
+        train_job(config, section, key, Path(folder), seed_index, init_world(settings_of(config, section).device))
 
 
 def untrained(jobs: list[Job]) -> list[Job]:
