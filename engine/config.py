@@ -257,6 +257,9 @@ class SearchConfig(_Strict):
                                    "first, then the least certain near it)")
     measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
                                "on predictions alone (one-shot predictor)")
+    recheck: bool = Field(True, description="a search measurement above its prediction interval is taken once more and "
+                          "the lower kept (a loaded host or a throttled device inflates measurements); not counted "
+                          "in measure_limit")
     constraints: Constraints = Constraints()
     references: bool = Field(True, description="score and measure SqueezeNAS's released networks of the skeletons "
                              "after the search: reference points in evaluations.csv and the report, not trials")

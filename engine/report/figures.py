@@ -136,16 +136,28 @@ def before_intervals(measurements: pd.DataFrame | None) -> dict[str, tuple[Any, 
         last["key"], column(last, "lower_ms"), column(last, "upper_ms"))}
 
 
+def first_measurements(measurements: pd.DataFrame | None) -> dict[str, Any]:
+    """key -> the first of two measurements of a subnet the search measured again (search.recheck)."""
+    if measurements is None:
+        return {}
+    last = measurements.drop_duplicates("key", keep="last")
+    return {str(key): first for key, first in zip(last["key"], column(last, "first_ms")) if not is_missing(first)}
+
+
 def prediction_hover(front: pd.DataFrame, measurements: pd.DataFrame | None, statistic: str) -> list[str]:
     """Hover text of a measured front point's prediction: measured (the run's latency.statistic, and the p90 where
-    that is another), predicted before measuring, final predictor."""
-    before = before_intervals(measurements)
+    that is another; the first measurement where it was measured twice), predicted before measuring, final
+    predictor."""
+    before, firsts = before_intervals(measurements), first_measurements(measurements)
     texts = []
     for key, ms, p90, earlier, predicted, lower, upper in zip(
             front["key"], front["latency_ms"], column(front, "measured_p90_ms"), column(front, "predicted_before_ms"),
             column(front, "predicted_ms"), column(front, "latency_lower_ms"), column(front, "latency_upper_ms")):
         tail = "" if statistic == "p90" else f" (p90 {fmt(p90, '.2f')} ms)"
         lines = [escape(str(key)), f"measured {statistic} {fmt(ms, '.2f')} ms{tail}"]
+        if str(key) in firsts:
+            first = fmt(firsts[str(key)], ".2f")
+            lines.append(f"measured twice, first {first} ms (above its interval): the lower kept")
         if not is_missing(earlier):
             low, high = before.get(str(key), (None, None))
             lines.append(f"predicted before measuring {fmt(earlier, '.2f')} ms, 90 % interval "

@@ -8,10 +8,13 @@ held-out genotypes, then each round's.
 
 A round (`measure`): the front's unmeasured subnets, then the possibly Pareto-optimal ones whose interval is widest
 (predictors.design.active), up to `search.measure_per_round` and within `search.measure_limit` in all, are measured
-through the meter (and its store: nothing measured before is measured again). The predictor's accuracy on them
-before they were measured is recorded (out of sample: MAPE, share within ±10%, Kendall tau, interval coverage),
-the calibrator takes their residuals, and the predictor is refit on every measurement of the run and saved in
-search/predictors/round_<n>/, which a resumed search loads instead of refitting.
+through the meter (and its store: nothing measured before is measured again); with `search.recheck`, one measured
+above its prediction interval is measured once more and the lower of the two kept (`first_ms` in
+search/measurements.csv is the first; the store marks the kept one checked, so a resumed round does not measure it a
+third time). The predictor's accuracy on them before they were measured is recorded (out of sample: MAPE, share
+within ±10%, Kendall tau, interval coverage), the calibrator takes their residuals, and the predictor is refit on
+every measurement of the run and saved in search/predictors/round_<n>/, which a resumed search loads instead of
+refitting.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from engine.latency.meter import STAT_FIELD, Meter
 from engine.latency.model import LatencyModel, fit_predictor, load_latency_model, save_latency_model
 from engine.paths import RunPaths
 from engine.search import fronts
+from hardware.protocol import Measurement
 from predictors.conformal import AdaptiveConformal
 from predictors.design import active
 from predictors.evaluation import kendall
@@ -130,17 +134,33 @@ class Rounds:
         predicted, _, _ = self.model.predict(genotypes)
         lower, upper = self.calibrator.interval(predicted)
         measurements = self.meter.measure(genotypes, f"round {number}: front and uncertain subnets")
+        measurements = self.recheck(number, genotypes, measurements, upper)
         stats = [m.stats for m in measurements]
         ms = np.array([getattr(s, self.statistic) for s in stats])
         accuracy = out_of_sample(ms, predicted, lower, upper)
         self.calibrator.update(predicted, ms)
-        for genotype, value, s, before, low, high in zip(genotypes, ms, stats, predicted, lower, upper):
-            self.measured[genotype.key] = Measured(float(value), float(s.p90_ms), float(before))
+        for genotype, m, value, before, low, high in zip(genotypes, measurements, ms, predicted, lower, upper):
+            first = m.provenance.get("recheck", {}).get(f"first_{self.statistic}", math.nan)
+            self.measured[genotype.key] = Measured(float(value), float(m.stats.p90_ms), float(before))
             self.spent.append({"round": number, "key": genotype.key, "measured_ms": float(value),
-                               "measured_p90_ms": float(s.p90_ms), "predicted_before_ms": float(before),
-                               "lower_ms": float(low), "upper_ms": float(high), "cv": float(s.cv)})
+                               "measured_p90_ms": float(m.stats.p90_ms), "predicted_before_ms": float(before),
+                               "lower_ms": float(low), "upper_ms": float(high), "cv": float(m.stats.cv),
+                               "first_ms": float(first)})
         self.model = self.refit(number)
         return accuracy
+
+    def recheck(self, number: int, genotypes: list[Genotype], measurements: list[Measurement],
+                upper: np.ndarray) -> list[Measurement]:
+        """With `search.recheck`, each measurement above its prediction interval, not checked before, taken once
+        more and the lower kept (Meter.recheck): a loaded host or a throttled device inflates a measurement, and an
+        inflated one can put a network at the top of the front."""
+        ms = np.array([getattr(m.stats, self.statistic) for m in measurements])
+        doubtful = [i for i, m in enumerate(measurements)
+                    if self.config.search.recheck and ms[i] > upper[i] and "recheck" not in m.provenance]
+        if not doubtful:
+            return measurements
+        kept = self.meter.recheck([genotypes[i] for i in doubtful], f"round {number}: above their interval")
+        return [dict(zip(doubtful, kept)).get(i, m) for i, m in enumerate(measurements)]
 
     def refit(self, number: int) -> LatencyModel:
         """The predictor on every measurement of the run, saved after round `number` (loaded when it was)."""

@@ -66,7 +66,7 @@ def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rou
 
 
 MEASURED_COLUMNS = ("round", "key", "measured_ms", "measured_p90_ms", "predicted_before_ms", "lower_ms", "upper_ms",
-                    "cv")
+                    "cv", "first_ms")
 
 
 def _plain(value):

@@ -212,6 +212,20 @@ def test_each_measured_front_point_has_its_prediction_beside_it(tmp_path: Path) 
     assert "final predictor 19.00 ms, 90 % interval [17.10, 20.90] ms" in b
 
 
+def test_a_front_point_measured_twice_says_so_beside_its_prediction(tmp_path: Path) -> None:
+    write_search(tmp_path, {})
+    (tmp_path / "search").mkdir()
+    pd.DataFrame({"round": [1, 1], "key": ["a-copy", "b"], "measured_ms": [10.0, 20.0], "lower_ms": [8.0, 16.0],
+                  "upper_ms": [10.5, 21.0], "first_ms": [None, 31.5]}).to_csv(tmp_path / "search" / "measurements.csv",
+                                                                             index=False)
+    data, _ = figure(write_report(tmp_path).read_text(encoding="utf-8"), "search-trade-off")
+
+    _, markers = traces(data, "front: prediction beside measurement")
+    g, a, b, _ = markers["text"]
+    assert "measured twice, first 31.50 ms (above its interval): the lower kept" in b
+    assert "90 % interval [16.00, 21.00] ms" in b and "measured twice" not in a + g
+
+
 def test_a_p90_search_s_measurement_is_named_once(tmp_path: Path) -> None:
     write_search(tmp_path, {})
     (tmp_path / "stages").mkdir()
