@@ -96,7 +96,7 @@ class Run:
 
     @property
     def measuring(self) -> dict[str, Any] | None:
-        """search_cost.json's "measuring": limit, front_size, front_unmeasured, measured_total."""
+        """search_cost.json's "measuring": limit, front_size, front_unmeasured, measured_total, measured_twice."""
         return (self.search_cost or {}).get("measuring")
 
 

@@ -284,7 +284,12 @@ def measuring_text(run: Run) -> str:
     else:
         text = (f"{size - unmeasured} of the {size} front points are measured: search.measure_limit ({limit}) was "
                 f"spent, the other {unmeasured} keep their predicted latency.")
-    return text if count is None else f"{text} The search measured {count} subnets (limit {fmt(limit, 'd')})."
+    if count is None:
+        return text
+    twice = measuring.get("measured_twice")
+    again = (f" {twice} of them twice: their first measurement lay above the prediction interval, the lower of the "
+             f"two is kept (search.recheck)." if twice else "")
+    return f"{text} The search measured {count} subnets (limit {fmt(limit, 'd')}).{again}"
 
 
 def coverage_text(coverage: Any, nominal: Any) -> str:

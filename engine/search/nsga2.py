@@ -182,10 +182,12 @@ class Search:
         return seen
 
     def front_state(self, rows: list[dict]) -> dict:
-        """The front's size, how many of its points are unmeasured, and the search's measurements so far."""
+        """The front's size, how many of its points are unmeasured, and the search's measurements so far (and how
+        many of them were measured twice, search.recheck)."""
         mask = fronts.rows_front_mask(rows)
         front = [row for row, member in zip(rows, mask) if member]
         return {"front_size": len(front), "measured_total": len(self.rounds.spent),
+                "measured_twice": sum(not math.isnan(row["first_ms"]) for row in self.rounds.spent),
                 "front_unmeasured": sum(row["latency_source"] != "measured" for row in front)}
 
     def close(self) -> dict:

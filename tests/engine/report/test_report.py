@@ -289,6 +289,16 @@ def test_search_loop_section_has_a_row_per_round(report: tuple[Path, pd.DataFram
     assert values(trace(data, "nominal coverage")["y"]) == [90.0] * 4
 
 
+def test_measurements_taken_twice_are_counted(tmp_path: Path) -> None:
+    write_search(tmp_path, np.random.default_rng(0))
+    cost = json.loads((tmp_path / "search_cost.json").read_text())
+    cost["measuring"]["measured_twice"] = 2
+    (tmp_path / "search_cost.json").write_text(json.dumps(cost))
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert ("The search measured 13 subnets (limit 1000). 2 of them twice: their first measurement lay above the "
+            "prediction interval, the lower of the two is kept (search.recheck).</p>") in page
+
+
 def test_a_spent_measuring_limit_leaves_front_points_predicted(tmp_path: Path) -> None:
     front = write_search(tmp_path, np.random.default_rng(1), limit=10)
     page = write_report(tmp_path).read_text(encoding="utf-8")
