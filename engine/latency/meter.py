@@ -101,22 +101,27 @@ class Meter:
         return [stored[self.key(g)] for g in genotypes]
 
     def recheck(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
-        """Each genotype measured once more, whatever the store holds, and the lower of the stored and the new
-        measurement by `latency.statistic` kept: stored again with `recheck` in its provenance (both values), so
-        the store's latest row is the kept one and a later caller sees it was checked."""
+        """Each genotype's stored measurement given a second opinion (below), stored again, so the store's latest
+        row is the kept one and a later caller sees it was checked."""
         stored = self.store.load()
-        space, field = self.config.space, STAT_FIELD[self.config.latency.statistic]
+        space = self.config.space
         kept = []
         for genotype in track(genotypes, description=f"measuring {what} again on {self.store.device}"):
-            first = stored[self.key(genotype)]
-            second = self.measure_network(build(genotype, space.width, space.num_classes))
-            values = [getattr(m.stats, field) for m in (first, second)]
-            lower = first if values[0] <= values[1] else second
-            checked = Measurement(lower.stats, {**lower.provenance, "recheck": {f"first_{field}": values[0],
-                                                                               f"second_{field}": values[1]}})
-            self.store.put(self.key(genotype), checked)
-            kept.append(checked)
+            network = build(genotype, space.width, space.num_classes)
+            kept.append(self.second_opinion(stored[self.key(genotype)], network))
+            self.store.put(self.key(genotype), kept[-1])
         return kept
+
+    def second_opinion(self, first: Measurement, network: nn.Module) -> Measurement:
+        """`network` measured once more and the lower of `first` and the new measurement by `latency.statistic`
+        kept, with both values under `recheck` in its provenance: a loaded host or a throttled device inflates a
+        measurement far more often than anything deflates one."""
+        field = STAT_FIELD[self.config.latency.statistic]
+        second = self.measure_network(network)
+        values = [getattr(m.stats, field) for m in (first, second)]
+        lower = first if values[0] <= values[1] else second
+        return Measurement(lower.stats, {**lower.provenance, "recheck": {f"first_{field}": values[0],
+                                                                         f"second_{field}": values[1]}})
 
 
 def _agent_info(client: AgentClient, url: str) -> dict:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import load
+from engine.latency.meter import Meter
 from engine.run import main
+from engine.stages.retrain import measured_stats
+from hardware.protocol import LatencyStats, Measurement
+from spaces import build
+from spaces.genotype import smallest
 
 
 def test_picks_are_scored_on_the_test_split_the_search_never_saw(quickstart, run_args: list[str],
@@ -125,3 +131,32 @@ def test_the_trainings_left_are_each_genotype_once_under_its_first_label(quickst
         path.write_text("{}")
     # small finished (its twin knee only copies it); xlarge's first seed trained, its second not yet
     assert trainings(config, entries) == [(b, paths.picked("xlarge") / "seed1", 1)]
+
+
+class ScriptedMeter(Meter):
+    """The real meter and store, each measurement taking the next of `minimums` (ms, the quickstart's statistic)."""
+
+    def __init__(self, config, minimums: list[float]) -> None:
+        super().__init__(config)
+        self.minimums = list(minimums)
+
+    def measure_network(self, network) -> Measurement:
+        ms = self.minimums.pop(0)
+        return Measurement(LatencyStats(ms, ms, ms, ms, 0.0, 50), {"backend": "scripted"})
+
+
+@pytest.mark.parametrize("searched, minimums, kept", [
+    (2.0, [3.0, 2.1], 2.1),  # more than 10 % above the search's measurement: measured again, the lower kept
+    (2.0, [3.0, 3.3], 3.0),  # ... both above: the lower is still the first
+    (2.0, [2.19], 2.19),  # within 10 %: once
+    (None, [3.0], 3.0),  # nothing to compare with: once
+])
+def test_a_re_measurement_far_above_the_search_s_is_taken_again(quickstart, tmp_path: Path, searched, minimums,
+                                                                  kept) -> None:
+    config = load(quickstart, [f"latency.store={tmp_path}"])
+    meter = ScriptedMeter(config, minimums)
+    genotype = smallest("small")
+    stats = measured_stats(meter, genotype, build(genotype, 0.5, config.space.num_classes), searched)
+    assert stats["min_ms"] == kept and meter.minimums == []
+    assert ("recheck" in stats["provenance"]) == (len(minimums) == 2)
+    assert meter.store.get(meter.key(genotype)).stats.min_ms == kept  # the kept one is the store's
