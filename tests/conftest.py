@@ -117,6 +117,15 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-xdist's workers (the default addopts), one thread each for torch, XGBoost and ONNX Runtime in them
+    and in the processes they start: set here, in the controller, before the workers are spawned with its
+    environment (two workers of two threads on two cores ran the suite slower than one process)."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Mark the reports of tests that use the PostgreSQL server, for the summary line below."""
