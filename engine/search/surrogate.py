@@ -128,10 +128,11 @@ class SurrogateSearch:
         return self.choose(model, found + mutants, len(found), seen, number), set(mutants)
 
     def seeds(self, seen: dict[str, dict]) -> np.ndarray:
-        """The inner search's first genomes: the true front's (feasible first), at most the population."""
+        """The inner search's first genomes: the true front's (fronts.rows_front_mask, as `neighbours` takes it),
+        then the other evaluated subnets, each part by latency; at most the population."""
         rows = list(seen.values())
-        F = fronts.minimised([row["miou"] for row in rows], [row["latency_ms"] for row in rows])
-        order = np.lexsort((F[:, 1], ~fronts.pareto_mask(F)))  # the front first, each part by latency
+        latency = [row["latency_ms"] for row in rows]
+        order = np.lexsort((latency, ~fronts.rows_front_mask(rows)))
         keys = [rows[i]["key"] for i in order[: self.config.search.population]]
         return np.array([self.search.genome.encode(Genotype.from_key(key)) for key in keys])
 

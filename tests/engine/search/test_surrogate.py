@@ -159,6 +159,19 @@ def test_local_candidates_are_mutants_of_the_true_front_only() -> None:
         assert all(1 <= n <= 2 for n in changed) and all(g.skeleton == "small" for g in mutants)
 
 
+def test_the_inner_search_starts_from_the_feasible_front_then_the_rest_by_latency() -> None:
+    config = SimpleNamespace(seed=0, search=SimpleNamespace(accuracy_surrogate=None, population=3))
+    genome = SimpleNamespace(encode=lambda g: np.array(g.choices[:1]))
+    loop = SurrogateSearch(SimpleNamespace(config=config, genome=genome))
+    rows = [(0, 0.4, 3.0, True), (1, 0.9, 1.0, False), (2, 0.2, 3.5, True), (3, 0.1, 1.0, True), (4, 0.3, 2.0, True)]
+    seen = {f"small:{'-'.join([str(c)] * 20)}": {"key": f"small:{'-'.join([str(c)] * 20)}", "miou": m, "latency_ms": ms,
+                                                "feasible": ok} for c, m, ms, ok in rows}
+    # the infeasible 1 dominates everything but is no front point; the front is 3, 4, 0 (by latency); population 3
+    assert loop.seeds(seen)[:, 0].tolist() == [3, 4, 0]
+    config.search.population = 5
+    assert loop.seeds(seen)[:, 0].tolist() == [3, 4, 0, 1, 2]
+
+
 def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None:
     root, args = surrogate_runs
     run = root / "whole" / "quickstart"
