@@ -45,7 +45,7 @@ def main() -> None:
         config.paths.root.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         train_on_cluster(config, "retrain.train", [(key, folder / "workers" / str(i), 0) for i, key in enumerate(keys)],
-                         args.workers, world)
+                         args.workers, world, folder / "dask")
         together = time.perf_counter() - start
     print(f"{len(keys)} networks x {args.steps} steps: in this process one after another {alone:.1f} s; on "
           f"{args.workers} single-threaded worker processes {together:.1f} s; ratio {alone / together:.2f}")

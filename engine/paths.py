@@ -162,7 +162,8 @@ class RunPaths:
 
     @property
     def dask(self) -> Path:
-        """The scratch folder of a Dask LocalCluster's workers (search.workers > 1)."""
+        """The scratch folder of the search's and the retrain stage's Dask workers (search.workers,
+        retrain.workers > 1)."""
         return self.root / "dask"
 
     @property
@@ -233,8 +234,18 @@ class RunPaths:
         return self.trained_dir / key.replace(":", "_")
 
     @property
+    def audit_dask(self) -> Path:
+        """The scratch folder of the audit's Dask workers (audit.workers > 1)."""
+        return self.audit_dir / "dask"
+
+    @property
     def baseline_trained_dir(self) -> Path:
         return self.audit_dir / "baseline_trained"
+
+    @property
+    def baseline_dask(self) -> Path:
+        """The scratch folder of the baseline comparison's Dask workers (audit.workers > 1)."""
+        return self.audit_dir / "baseline_dask"
 
     def baseline_trained(self, key: str, seed_index: int = 0) -> Path:
         """The folder of a genotype the baseline comparison trained stand-alone under the run's seed + seed_index."""

@@ -124,7 +124,7 @@ def run(ctx: Context) -> None:
     groups = audit_genotypes(config)
     genotypes = list(groups)
     train_on_cluster(config, "audit.train", [(g.key, paths.trained(g.key), 0) for g in genotypes], config.audit.workers,
-                     world)
+                     world, paths.audit_dask)
     recalibrated = evaluator_for(config, load_supernets(config, world.device), world.device, cache=False)
     standalone = [standalone_miou(config, g, paths.trained(g.key), world, recalibrated.validation) for g in genotypes]
     if not world.is_main:
@@ -141,7 +141,7 @@ def run(ctx: Context) -> None:
 
 
 STAGE = Stage("audit", run, reads=(A.front, A.supernet), writes=(A.audit, A.audit_summary),
-              work=(A.trained_dir,), config=("seed", "space", "data", *UNSEEN, "evaluation", "audit.genotypes",
-                                                 "audit.random", "audit.train"),
+              work=(A.trained_dir, A.audit_dask),
+              config=("seed", "space", "data", *UNSEEN, "evaluation", "audit.genotypes", "audit.random", "audit.train"),
               ranks="all", enabled=lambda config: config.audit.enabled,
               enabled_by="audit.enabled")

@@ -118,7 +118,7 @@ def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:
     genotypes = dict.fromkeys(g for pair in pairs for g in (pair.handmade, pair.searched))
     jobs = [(g.key, trained_folder(ctx.paths, g.key, index), index) for index in range(config.audit.seeds)
             for g in genotypes]
-    train_on_cluster(config, "audit.train", jobs, config.audit.workers, world)
+    train_on_cluster(config, "audit.train", jobs, config.audit.workers, world, config.paths.baseline_dask)
     seeded = [config.model_copy(update={"seed": config.seed + index}) for index in range(config.audit.seeds)]
     return {(g.key, index): standalone_scores(seeded[index], g, trained_folder(ctx.paths, g.key, index), world, splits)
             for index in range(config.audit.seeds) for g in genotypes}
@@ -170,7 +170,7 @@ def run(ctx: Context) -> None:
 
 
 STAGE = Stage("baseline", run, reads=(A.front,), uses=(A.trained("*") / WEIGHTS,), writes=(A.baseline,),
-              work=(A.baseline_trained_dir,),
+              work=(A.baseline_trained_dir, A.baseline_dask),
               config=("seed", "space", "data", "evaluation", "audit.train", "audit.handmade", "audit.seeds",
                       *MEASURING),
               ranks="all", device=True, enabled=lambda config: config.audit.enabled and config.audit.baseline,

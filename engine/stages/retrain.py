@@ -144,7 +144,7 @@ def run(ctx: Context) -> None:
     config, world = ctx.config, ctx.world
     entries = selection(config)
     jobs = trainings(config, entries)
-    train_on_cluster(config, "retrain.train", jobs, config.retrain.workers, world)
+    train_on_cluster(config, "retrain.train", jobs, config.retrain.workers, world, config.paths.dask)
     records, batches, test = [], None, None
     for entry in entries:
         out = ctx.paths.picked_metrics(entry["label"])

@@ -65,9 +65,11 @@ def untrained(jobs: list[Job]) -> list[Job]:
                  if not (folder / WEIGHTS).exists()}.values())
 
 
-def train_on_cluster(config: ExperimentConfig, section: str, jobs: list[Job], workers: int, world: World) -> None:
-    """Every job not trained yet at once on `workers` single-threaded processes, the most MACs first; nothing with
-    fewer than two such jobs or one worker (the stage then trains in its own process). Refused under torchrun."""
+def train_on_cluster(config: ExperimentConfig, section: str, jobs: list[Job], workers: int, world: World,
+                     scratch: Path) -> None:
+    """Every job not trained yet at once on `workers` single-threaded processes (their scratch in `scratch`, a work
+    folder of the calling stage), the most MACs first; nothing with fewer than two such jobs or one worker (the stage
+    then trains in its own process). Refused under torchrun."""
     jobs = untrained(jobs)
     if workers < 2 or len(jobs) < 2:
         return
@@ -82,7 +84,7 @@ def train_on_cluster(config: ExperimentConfig, section: str, jobs: list[Job], wo
     macs = [float(costs.genotype_macs(Genotype.from_key(key))) for key, _, _ in jobs]
     log.info("%s: %d trainings on %d worker processes (each one's output in its folder's %s)", section, len(jobs),
              min(workers, len(jobs)), TRAIN_LOG)
-    with dask_client(config.paths.dask, min(workers, len(jobs))) as client:
+    with dask_client(scratch, min(workers, len(jobs))) as client:
         for done, (_, _, key, folder, index) in enumerate(t for t, _ in as_finished(client, train_on_worker, tasks,
                                                                                      macs)):
             log.info("%s: %d/%d trained, %s (seed %d) in %s", section, done + 1, len(jobs), key,

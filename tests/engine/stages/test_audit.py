@@ -64,6 +64,9 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
     assert {p.name for p in own} == {"small_" + "-".join([str(c)] * 20) for c in (3, 2)} - {p.name for p in audited}
     for folders in (audited, own):  # trained on worker processes when a stage had two trainings or more
         assert all((f / "weights.pt").exists() and (f / "train.log").exists() == (len(folders) > 1) for f in folders)
+    for folders, scratch in ((audited, "dask"), (own, "baseline_dask")):  # each stage's workers' scratch: its work
+        assert (run / "audit" / scratch).is_dir() == (len(folders) > 1)
+    assert not (run / "dask").exists()  # the search ran in one process: nobody else's scratch there
 
 
 def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_worker_processes_are_refused_under_torchrun(quickstart, tmp_path: Path)
     for section in ("retrain.train", "audit.train"):
         setting = section.replace(".train", ".workers")
         with pytest.raises(ConfigError, match=f"{setting} > 1 .* set {setting}=1"):
-            train_on_cluster(config, section, jobs, 2, World(0, 2, 0, torch.device("cpu")))
+            train_on_cluster(config, section, jobs, 2, World(0, 2, 0, torch.device("cpu")), tmp_path / "dask")
 
 
 def test_the_trainings_left_are_each_genotype_once_under_its_first_label(quickstart, tmp_path: Path) -> None:
