@@ -280,9 +280,9 @@ class SelectionConfig(_Strict):
 
     budgets_ms: dict[str, float] = {"small": 35.0, "large": 100.0}
     budgets_span: dict[str, float] = Field(
-        {}, description="budgets placed along the front's measured latency range, label -> fraction f: (1 - f) x "
-        "fastest + f x slowest ms (0: the fastest front point, 1: the most accurate); for a device whose speed is not "
-        "known in advance, as the quickstart's CPU")
+        {}, description="places along the front's measured latency range, label -> fraction f: the front point "
+        "nearest (1 - f) x fastest + f x slowest ms (0: the fastest front point, 1: the most accurate); for a device "
+        "whose speed is not known in advance, as the quickstart's CPU")
     knee: bool = True
 
     @field_validator("budgets_ms")

@@ -95,11 +95,12 @@ def summary_table(run: Run) -> str:
 
 
 def budget_text(pick: Pick) -> str:
-    """'≤ 4 ms', '≤ 3.52 ms (0.3 of the front's range)' (selection.budgets_span) or 'knee (no budget)'."""
+    """'≤ 4 ms', 'nearest 3.52 ms (0.3 of the front's range)' (selection.budgets_span) or 'knee (no budget)'."""
     if is_missing(pick.budget_ms):
         return "knee (no budget)"
     span = pick.get("budget_span")
-    return f"≤ {pick.budget_ms:g} ms" if span is None else f"≤ {pick.budget_ms:.2f} ms ({span:g} of the front's range)"
+    return (f"≤ {pick.budget_ms:g} ms" if span is None
+            else f"nearest {pick.budget_ms:.2f} ms ({span:g} of the front's range)")
 
 
 def predicted_text(pick: Pick) -> str:

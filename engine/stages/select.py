@@ -5,8 +5,10 @@ Only front points with a measurement (measured_ms, the search's `latency.statist
 unmeasured (search.measure_limit spent) is named in the notes. When no front point is measured (measure_limit 0:
 the search ran on predictions alone) the picks are made on predicted latency and the notes say so.
 
-A budget is a number of ms (`selection.budgets_ms`) or a place along the front's range of measured latency
-(`selection.budgets_span`: 0 the fastest point, 1 the slowest), for a device whose speed is not known in advance. The
+A budget is a number of ms (`selection.budgets_ms`: the highest-mIoU front point within it) or a place along the
+front's range of measured latency (`selection.budgets_span`: 0 the fastest point, 1 the slowest; the front point
+nearest that latency, so a place that falls in a gap between front points does not repeat the point below it), for a
+device whose speed is not known in advance. The
 knee is the front point farthest from the straight line through the front's two ends, both objectives scaled to [0, 1]
 over the front (the point where trading latency for mIoU stops paying off). A budget that no front point meets is
 reported and skipped. Writes runs/<name>/selected/selection.json (label, key, budget; the notes) and
@@ -32,6 +34,12 @@ def under_budget(front: pd.DataFrame, budget_ms: float) -> pd.Series | None:
     """The highest-mIoU front row whose latency is within the budget (None when none is)."""
     fits = front[front.latency_ms <= budget_ms]
     return None if fits.empty else fits.loc[fits.miou.idxmax()]
+
+
+def nearest(front: pd.DataFrame, place_ms: float) -> pd.Series:
+    """The front row whose latency is nearest `place_ms` (the faster of two as near)."""
+    ordered = front.sort_values("latency_ms", kind="stable")
+    return ordered.loc[(ordered.latency_ms - place_ms).abs().idxmin()]
 
 
 def knee(front: pd.DataFrame) -> pd.Series | None:
@@ -63,7 +71,7 @@ def pick(front: pd.DataFrame, budgets_ms: dict[str, float], with_knee: bool,
     spans = budgets_span or {}
     budgets = {**budgets_ms, **(span_budgets(front, spans) if spans and not front.empty else {})}
     for label, budget in sorted(budgets.items(), key=lambda item: item[1]):
-        row = under_budget(front, budget)
+        row = nearest(front, budget) if label in spans else under_budget(front, budget)
         if row is None:
             notes.append(f"no front point within the {label} budget of {budget:g} ms (fastest: "
                          f"{front.latency_ms.min():.2f} ms)")

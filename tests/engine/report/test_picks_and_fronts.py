@@ -133,7 +133,7 @@ def test_a_pick_under_several_seeds_shows_their_spread_and_a_span_budget_its_pla
     metrics_path.write_text(json.dumps(metrics))
     page = write_report(tmp_path).read_text(encoding="utf-8")
     row = table_rows(page, "Picked networks")[0]
-    assert html.unescape(row[2]) == "≤ 5.00 ms (0 of the front's range)" and row[8] == "0.4200 ± 0.0141 (2 seeds)"
+    assert html.unescape(row[2]) == "nearest 5.00 ms (0 of the front's range)" and row[8] == "0.4200 ± 0.0141 (2 seeds)"
     data, _ = figure(page, "search-trade-off")
     after = trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")
     assert after["y"] == [0.42] and after["error_y"]["array"] == [0.0141]
