@@ -154,9 +154,10 @@ class Rounds:
         """With `search.recheck`, each measurement above its prediction interval, not checked before, taken once
         more and the lower kept (Meter.recheck): a loaded host or a throttled device inflates a measurement, and an
         inflated one can put a network at the top of the front."""
+        if not self.config.search.recheck:
+            return measurements
         ms = np.array([getattr(m.stats, self.statistic) for m in measurements])
-        doubtful = [i for i, m in enumerate(measurements)
-                    if self.config.search.recheck and ms[i] > upper[i] and "recheck" not in m.provenance]
+        doubtful = [i for i, m in enumerate(measurements) if ms[i] > upper[i] and "recheck" not in m.provenance]
         if not doubtful:
             return measurements
         kept = self.meter.recheck([genotypes[i] for i in doubtful], f"round {number}: above their interval")
