@@ -8,6 +8,7 @@ DeviceError (exit code 2).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -122,6 +123,12 @@ class Meter:
         lower = first if values[0] <= values[1] else second
         return Measurement(lower.stats, {**lower.provenance, "recheck": {f"first_{field}": values[0],
                                                                          f"second_{field}": values[1]}})
+
+
+def first_of(measurement: Measurement, statistic: str) -> float:
+    """The first of the two values Meter.second_opinion compared, by `statistic` (latency.statistic); NaN for a
+    measurement taken once."""
+    return float(measurement.provenance.get("recheck", {}).get(f"first_{STAT_FIELD[statistic]}", math.nan))
 
 
 def _agent_info(client: AgentClient, url: str) -> dict:

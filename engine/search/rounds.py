@@ -27,7 +27,7 @@ import pandas as pd
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError, MissingInput
-from engine.latency.meter import STAT_FIELD, Meter
+from engine.latency.meter import STAT_FIELD, Meter, first_of
 from engine.latency.model import LatencyModel, fit_predictor, load_latency_model, save_latency_model
 from engine.paths import RunPaths
 from engine.search import fronts
@@ -140,12 +140,11 @@ class Rounds:
         accuracy = out_of_sample(ms, predicted, lower, upper)
         self.calibrator.update(predicted, ms)
         for genotype, m, value, before, low, high in zip(genotypes, measurements, ms, predicted, lower, upper):
-            first = m.provenance.get("recheck", {}).get(f"first_{self.statistic}", math.nan)
             self.measured[genotype.key] = Measured(float(value), float(m.stats.p90_ms), float(before))
             self.spent.append({"round": number, "key": genotype.key, "measured_ms": float(value),
                                "measured_p90_ms": float(m.stats.p90_ms), "predicted_before_ms": float(before),
                                "lower_ms": float(low), "upper_ms": float(high), "cv": float(m.stats.cv),
-                               "first_ms": float(first)})
+                               "first_ms": first_of(m, self.config.latency.statistic)})
         self.model = self.refit(number)
         return accuracy
 

@@ -37,7 +37,7 @@ from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
 from engine.search.references import split_references
 from engine.training.distributed import World
-from engine.training.pool import TRAIN_LOG, train_job, train_on_cluster
+from engine.training.pool import TRAIN_LOG, train_job, train_on_cluster, untrained
 from spaces import Genotype, Network
 
 
@@ -54,7 +54,7 @@ def trainings(config: ExperimentConfig, entries: list[dict]) -> list[tuple[str, 
         labels.setdefault(entry["key"], entry["label"])
     wanted = [(key, config.paths.picked_seed(label, index), index) for key, label in labels.items()
               if not finished(config.paths, label, config.retrain.export) for index in range(config.retrain.seeds)]
-    return [job for job in wanted if not (job[1] / WEIGHTS).exists()]
+    return untrained(wanted)
 
 
 RECHECK_ABOVE = 1.10
