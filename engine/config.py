@@ -433,9 +433,30 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return tree
 
 
+def shipped() -> dict[str, Path]:
+    """The experiments installed with the engine (the `experiments` package), by name: quickstart, camvid, ..."""
+    from importlib.resources import files
+
+    return {entry.name.removesuffix(".yaml"): Path(str(entry)) for entry in files("experiments").iterdir()
+            if entry.name.endswith(".yaml")}
+
+
+def resolve(config: str | Path) -> Path:
+    """A configuration file's path: the file itself, or a shipped experiment's YAML when given by its bare name
+    (`quickstart`) and no such file is here."""
+    path = Path(config)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    known = shipped()
+    if str(config) not in known:
+        raise ConfigError(f"{config}: no such config file, nor a shipped experiment (shipped: {', '.join(sorted(known))})")
+    return known[str(config)]
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate an experiment; any problem raises ConfigError with a one-line message."""
-    path = Path(path)
+    """Read, override and validate an experiment (a YAML file, or a shipped experiment's name); any problem raises
+    ConfigError with a one-line message."""
+    path = resolve(path)
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
