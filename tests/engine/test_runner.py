@@ -162,8 +162,9 @@ def test_the_config_module_loads_without_torch() -> None:
 
 
 def test_the_readme_lists_the_runners_stages(root: Path) -> None:
+    """README's stage table (name and purpose; docs/ARCHITECTURE.md has the full one) lists STAGES in order."""
     readme = (root / "README.md").read_text()
-    table = readme[readme.index("| stage | reads | writes |"):].split("\n\n")[0]
+    table = readme[readme.index("| stage | what it does |"):].split("\n\n")[0]
     rows = [re.match(r"\| (\w+)", line).group(1) for line in table.splitlines()[2:]]
     assert tuple(rows) == STAGE_NAMES
 
