@@ -1,9 +1,21 @@
 """`python -m engine.run CONFIG [key=value ...] [--stages a,b]` (or under torchrun): run an experiment into
-runs/<name>/.
+runs/<name>/; options and overrides in any order. CONFIG is a YAML file or a shipped experiment's name (quickstart).
 
 The stages, in order, are STAGES below (each module of engine/stages/ declares what it reads and writes; README,
 "A run", lists them); engine/runner.py decides for each whether to run, resume, start over or skip. Exit codes:
 0 done, 2 bad configuration, command line or device, 1 bad data, diverged training or a failed export.
+
+From Python, `run(config, overrides=(), stages=None)` goes the same way as the command (validation, the run
+directory's lock, the runner) and returns a `RunResult`; a mistake raises the `engine.errors.EngineError` the
+command would have printed:
+
+    from engine.run import run
+    result = run("quickstart", ["space.width=0.25", "runs_dir=/tmp/runs"])  # stages=["space", "supernet"]: those
+    print(result.front[["key", "miou", "latency_ms"]])  # the Pareto front (front.csv), a DataFrame
+    for pick in result.picks:  # the retrained picks: selected/*/metrics.json
+        print(pick["label"], pick["key"], pick["retrained_miou"])
+
+`result.run_dir`, `result.paths` (engine.paths.RunPaths) and `result.report` (report.html) say where the rest is.
 """
 
 from __future__ import annotations
@@ -16,17 +28,21 @@ import os
 import socket
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 
-from engine.config import ExperimentConfig, load
+from engine.config import ExperimentConfig, apply_overrides, load
 from engine.data.splits import check_splits
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
 from engine.latency.meter import STAT_FIELD, open_meter
+from engine.paths import RunPaths
 from engine.runner import Context, Runner
 from engine.search.references import split_references
 from engine.stages import audit, baseline, latency, report, retrain, search, select, space, supernet
@@ -92,7 +108,9 @@ READS_IMAGES = {"supernet", "search", "audit", "baseline", "retrain"}
 """Stages that read the data's images: when one of them is asked for, every split is listed first (check_splits)."""
 
 
-def run(config: ExperimentConfig, world: World, stages: set[str]) -> None:
+def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
+    """The run itself, on this rank: the run directory, its lock, the resolved configuration, logging, the split
+    check, the runner and the summary."""
     context = Context(config, config.paths, world)
     if world.is_main:
         make_run_dir(config)
@@ -141,13 +159,15 @@ class Arguments(argparse.ArgumentParser):
     """argparse with its mistakes in one line (no usage block), exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (python -m engine.run --help)\n")
+        self.exit(2, f"error: {message} ({self.prog} --help)\n")
 
 
-def parse_stages(text: str | None) -> set[str]:
+def parse_stages(text: str | Iterable[str] | None) -> set[str]:
+    """Stage names from `--stages a,b` (or an iterable of names); None: every stage."""
     if text is None:
         return set(STAGE_NAMES)
-    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    chosen = {part.strip() for part in parts if part.strip()}
     unknown = chosen - set(STAGE_NAMES)
     if unknown or not chosen:
         raise ConfigError(f"--stages: unknown stage {', '.join(sorted(unknown)) or '(none)'}; "
@@ -163,22 +183,77 @@ def check_enabled(config: ExperimentConfig, stages: set[str]) -> None:
         raise ConfigError(f"--stages {off[0].name}: the configuration disables this stage; add {settings}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Arguments(prog="python -m engine.run", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="experiment YAML, e.g. experiments/quickstart.yaml")
-    parser.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. space.width=0.25")
-    parser.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_NAMES)} (default: all)")
-    args = parser.parse_args(argv)
+def configure(config: str | Path | ExperimentConfig, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """The validated experiment: a YAML file or a shipped experiment's name read by engine.config.load, or an
+    ExperimentConfig with the overrides applied to it and validated again."""
+    overrides = list(overrides)
+    if not isinstance(config, ExperimentConfig):
+        return load(config, overrides)
+    if not overrides:
+        return config
     try:
-        stages = parse_stages(args.stages)
-        config = load(args.config, args.overrides)
-        if args.stages is not None:
-            check_enabled(config, stages)
-        world = init_world(config.supernet.device)
-        try:
-            run(config, world, stages)
-        finally:
-            cleanup()
+        return ExperimentConfig.model_validate(apply_overrides(config.model_dump(mode="json"), overrides))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{config.name}: {where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run left in runs/<name>/: `front` is front.csv (None before the search), `picks` the retrained
+    networks' selected/*/metrics.json in label order (empty before the retraining), `report` report.html or None."""
+
+    config: ExperimentConfig
+    paths: RunPaths
+    report: Path | None
+    front: pd.DataFrame | None
+    picks: list[dict[str, Any]]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.root
+
+
+def result_of(config: ExperimentConfig) -> RunResult:
+    """Read a run directory's front, picks and report into a RunResult."""
+    paths = config.paths
+    front = pd.read_csv(paths.front) if paths.front.exists() else None
+    picks = [json.loads(path.read_text()) for path in sorted(paths.selected_dir.glob("*/metrics.json"))]
+    return RunResult(config, paths, paths.report if paths.report.exists() else None, front, picks)
+
+
+def run(config: str | Path | ExperimentConfig, overrides: Iterable[str] = (),
+        stages: str | Iterable[str] | None = None) -> RunResult:
+    """Run an experiment (a YAML file, a shipped experiment's name or an ExperimentConfig) with key.path=value
+    overrides, every stage or those named ("space,supernet" or a list); what `python -m engine.run` does, returning
+    the run's RunResult. Raises EngineError (ConfigError, DeviceError, ...) with the command's one-line message."""
+    chosen = parse_stages(stages)
+    config = configure(config, overrides)
+    if stages is not None:
+        check_enabled(config, chosen)
+    world = init_world(config.supernet.device)
+    try:
+        execute(config, world, chosen)
+    finally:
+        cleanup()
+    return result_of(config)
+
+
+DESCRIPTION = ("Run an experiment into runs_dir/<name>/: every stage, or those --stages names (the runner skips "
+               "what is done and resumes what is not); the overrides and --stages in any order.")
+
+
+def main(argv: list[str] | None = None, *, prog: str = "python -m engine.run") -> int:
+    """The command line: run() with CONFIG, the overrides and --stages in any order; prints an EngineError in one
+    line and returns its exit code."""
+    parser = Arguments(prog=prog, description=DESCRIPTION)
+    parser.add_argument("config", help="experiment YAML, or a shipped experiment's name: quickstart, camvid, ...")
+    parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides, e.g. space.width=0.25")
+    parser.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_NAMES)} (default: all)")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        run(args.config, args.overrides, args.stages)
     except EngineError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
