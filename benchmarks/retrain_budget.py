@@ -25,7 +25,6 @@ import torch
 
 from benchmarks.common import host, markdown, one_skeleton, scratch
 from engine.config import ExperimentConfig, load
-from engine.data.classes import DATASET_CLASSES
 from engine.evaluation.inherited import evaluate, validation_batches
 from engine.latency.meter import Meter, latency_of
 from engine.stages.baseline import handmade
@@ -136,7 +135,7 @@ def main() -> None:
               f"networks retrained from scratch on the CPU (retrain.train: batch {config.retrain.train.batch_size}, "
               f"lr {config.retrain.train.lr}; retrain.init ignored) for {budgets} steps", flush=True)
         table = ladder_rows(config, networks, budgets, folder, World(0, 1, 0, torch.device("cpu")))
-        report(table, budgets, DATASET_CLASSES[config.data.kind])
+        report(table, budgets, config.data.class_names)
         (folder / "retrain_budget.json").write_text(json.dumps(table.reset_index().to_dict("records")))
 
 

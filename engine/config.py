@@ -6,13 +6,15 @@ Importing this module loads neither torch nor the data stack: dataset kinds are 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.data.classes import DATASET_CLASSES
+from engine.data.classes import DATASET_CLASSES, IGNORE_INDEX
 from engine.errors import ConfigError
 from engine.paths import RunPaths
 
@@ -24,6 +26,48 @@ OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.d
 UNSEEN = ("!data.test_split",)
 """Left out of the configuration of the stages that see train and val only (a stage's config entry '!path')."""
 
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A setting whose allowed values are the names of a registry (a dict or tuple in another module, imported when a
+    value is validated, so this module loads without torch): the registry is the one list of those values."""
+
+    module: str
+    registry: str
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(getattr(import_module(self.module), self.registry))
+
+    def __call__(self, value: str) -> str:
+        known = self.names()
+        if value not in known:
+            raise ValueError(f"unknown {value!r}; known: {', '.join(known)}")
+        return value
+
+
+def one_of(field: Any) -> OneOf | None:
+    """The registry a field's values come from (its validator, also inside list[...]), or None."""
+    found = list(field.metadata)
+    annotation = field.annotation
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        found += getattr(arg, "__metadata__", ())
+    checks = [item.func for item in found if isinstance(getattr(item, "func", None), OneOf)]
+    return checks[0] if checks else None
+
+
+def registered(module: str, registry: str) -> Any:
+    """The type of a setting that names an entry of `module.registry` (see OneOf)."""
+    return Annotated[str, AfterValidator(OneOf(module, registry))]
+
+
+DatasetKind = registered("engine.data.classes", "DATASET_CLASSES")
+Backend = registered("hardware.backends", "BACKENDS")
+Optimizer = registered("engine.training.optim", "OPTIMIZERS")
+Schedule = registered("engine.training.optim", "SCHEDULES")
+Sampling = registered("engine.training.sampling", "SAMPLING")
+Algorithm = registered("engine.search.operators", "ALGORITHMS")
+AccuracyRegressor = registered("predictors.accuracy", "KINDS")
 
 
 class _Strict(BaseModel):
@@ -70,11 +114,36 @@ class SpaceConfig(_Strict):
         return value
 
 
-class DataConfig(_Strict):
-    """Where images come from: synthetic streets (generated, the default), CamVid or Cityscapes under `root`."""
+class ClassSpec(_Strict):
+    """A class of a folder data set: its name and, optionally, the colour the report draws it in."""
 
-    kind: Literal["synthetic", "camvid", "cityscapes"] = "synthetic"
-    root: Path | None = None
+    name: str = Field(min_length=1, max_length=64, description="the class's name, as reports and metrics.json show it")
+    color: tuple[int, int, int] | None = Field(None, description="RGB, 0..255 each")
+
+    @field_validator("color")
+    @classmethod
+    def _rgb(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and not all(0 <= channel <= 255 for channel in value):
+            raise ValueError(f"a colour is [r, g, b] with each in 0..255, got {list(value)}")
+        return value
+
+
+class DataConfig(_Strict):
+    """Where images come from: synthetic streets (generated, the default), CamVid or Cityscapes under `root`, or
+    your own images and PNG labels (`kind: folder`, docs/datasets.md)."""
+
+    kind: DatasetKind = Field("synthetic", description="synthetic (generated streets, no download), camvid, "
+                              "cityscapes, folder (<root>/<split>/images + <root>/<split>/labels), or a kind "
+                              "added with engine.data.register_dataset")
+    root: Path | None = Field(None, description="the data set's folder (every kind but synthetic)")
+    classes: list[ClassSpec] | None = Field(
+        None, description="kind folder: the class names in id order (label value 0 is the first), each a name or "
+        "{name, color: [r, g, b]}; the network's head, per-class IoU and the report follow them")
+    ignore_index: int = Field(IGNORE_INDEX, ge=0, le=255, description="kind folder: the label value that is no class "
+                              "(borders, unlabelled pixels), left out of the loss and the metric")
+    label_map: dict[int, int] | None = Field(None, description="kind folder: label value in the PNG -> class id (or "
+                                             "ignore_index); values not listed must be class ids or ignore_index "
+                                             "(which stays ignored)")
     train_split: str = "train"
     val_split: str = "val"
     test_split: str | None = Field(None, description="scored only after the search: the retrained picks and the "
@@ -97,6 +166,48 @@ class DataConfig(_Strict):
             raise ValueError(f"data.test_split {self.test_split!r} is also the train or val split; the test split "
                              f"must be data the search never saw")
         return self
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _names_alone(cls, value: Any) -> Any:
+        """A class given by its name alone is a ClassSpec without a colour."""
+        return [{"name": entry} if isinstance(entry, str) else entry for entry in value] \
+            if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _classes_of_a_folder(self) -> "DataConfig":
+        if DATASET_CLASSES[self.kind] is not None:
+            for name in ("classes", "label_map"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"data.{name} is for kind folder; kind {self.kind} has its own classes")
+            return self
+        if not self.classes:
+            raise ValueError(f"data.classes is required for kind {self.kind}: the class names in id order, e.g. "
+                             f"[background, road, car]")
+        names = self.class_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.classes names a class twice: {list(names)}")
+        if self.ignore_index < len(names) and not self.label_map:
+            raise ValueError(f"data.ignore_index {self.ignore_index} is also a class id (classes 0..{len(names) - 1}); "
+                             f"give data.label_map (label value -> class id) to say where each class comes from")
+        for raw, target in (self.label_map or {}).items():
+            if not 0 <= raw <= 255 or not (0 <= target < len(names) or target == self.ignore_index):
+                raise ValueError(f"data.label_map {raw}: {target}: label values are 0..255 and map to a class id "
+                                 f"0..{len(names) - 1} or ignore_index {self.ignore_index}")
+        return self
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes of the data, in id order: data.classes for a folder, the kind's own otherwise."""
+        if DATASET_CLASSES[self.kind] is None:
+            return tuple(entry.name for entry in self.classes)
+        return DATASET_CLASSES[self.kind]
+
+    @property
+    def class_colors(self) -> list[tuple[int, int, int] | None] | None:
+        """The colours data.classes gives (None where a class has none), or None when it gives none."""
+        colors = [entry.color for entry in self.classes or []]
+        return colors if any(color is not None for color in colors) else None
 
     @model_validator(mode="after")
     def _root_for_files(self) -> "DataConfig":
@@ -121,13 +232,13 @@ class TrainConfig(_Strict):
 
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(8, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
-    schedule: Literal["poly", "cosine"] = "poly"
+    schedule: Schedule = "poly"
     warmup_steps: int = Field(0, ge=0)
-    sampling: Literal["uniform", "sandwich", "sandwich_rare", "fair"] = "uniform"
+    sampling: Sampling = "uniform"
     sandwich_paths: int = Field(2, ge=0, le=64, description="random paths between the largest and the smallest")
     extremes_every: int = Field(4, ge=1, description="sandwich_rare: the extremes on one step in this many")
     distill: bool = True
@@ -158,7 +269,7 @@ class LatencyConfig(_Strict):
     """The latency stage: which device measures, how (protocol), how many genotypes, and the predictor's target."""
 
     device: Literal["local", "agent"] = "local"
-    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda-fp16", "tensorrt-fp16"] = "torch-cpu"
+    backend: Backend = "torch-cpu"
     device_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                                     description="None: this machine's name, or the agent's")
     agent: AgentConfig = AgentConfig()
@@ -234,7 +345,7 @@ class SurrogateConfig(_Strict):
                             "mIoU when judging a candidate's hypervolume gain (selection: hypervolume)")
     local: int = Field(1, ge=0, description="of each round's batch, up to this many mutants of the true front's "
                        "points (one or two layers changed), chosen first by the same hypervolume gain")
-    kinds: list[Literal["ridge", "gp", "trees", "mlp"]] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
+    kinds: list[AccuracyRegressor] = Field(["ridge", "gp", "trees", "mlp"], min_length=1,
                                                                 description="regressors tried each round")
     members: int = Field(5, ge=1, le=50, description="bootstrap copies of the chosen regressor (its uncertainty)")
 
@@ -244,7 +355,7 @@ class SearchConfig(_Strict):
 
     strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1)
     dnas: DnasConfig = DnasConfig()
-    algorithm: Literal["nsga2", "smsemoa", "unsga3", "agemoea"] = Field(
+    algorithm: Algorithm = Field(
         "nsga2", description="pymoo's algorithm of the evolutionary strategy (engine/search/operators.py)")
     population: int = Field(24, ge=4)
     generations: int = Field(8, ge=1)
@@ -370,12 +481,12 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _classes_of_the_data(self) -> "ExperimentConfig":
-        classes = len(DATASET_CLASSES[self.data.kind])
+        classes = len(self.data.class_names)
         if self.space.num_classes is None:
             self.space.num_classes = classes
         elif self.space.num_classes != classes:
             raise ValueError(f"space.num_classes {self.space.num_classes} differs from the {classes} classes of "
-                             f"data.kind {self.data.kind}")
+                             f"data.kind {self.data.kind} (data.classes)")
         return self
 
     @model_validator(mode="after")

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from engine.config import ExperimentConfig, apply_overrides, load
-from engine.data.splits import check_splits
+from engine.data.splits import check_splits, size_mismatch
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
 from engine.latency.meter import STAT_FIELD, open_meter
@@ -119,7 +119,9 @@ def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
             save_resolved(config)
         start_logging(config, world)
         if stages & READS_IMAGES:
-            check_splits(config.data, config.seed)
+            warning = size_mismatch(config.data, config.space.input_size, check_splits(config.data, config.seed))
+            if warning:
+                logging.getLogger("engine").warning(f"warning: {warning}")
         Runner(STAGES, context, open_meter).run(stages)
         if world.is_main:
             summarise(Console(), config, context.notes)

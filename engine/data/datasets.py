@@ -1,4 +1,5 @@
-"""Segmentation datasets on disk (Cityscapes, CamVid) and the `build_dataset` factory (with synthetic scenes).
+"""Segmentation datasets on disk (Cityscapes, CamVid, a folder of your own) and the `build_dataset` factory (with
+synthetic scenes); `register_dataset` adds a kind from outside the package.
 
 Every dataset yields `(image, label)` after its transform (default: `eval_transform()`, i.e. float32 [3, H, W]
 ImageNet-normalised and int64 [H, W]) and has `num_classes`, `class_names` and `ignore_index = 255`. Label ids
@@ -19,7 +20,7 @@ from cityscapesscripts.helpers.labels import labels as CITYSCAPES_TABLE
 from PIL import Image
 from torch.utils.data import Dataset
 
-from engine.data.classes import CAMVID_CLASSES, CITYSCAPES_CLASSES
+from engine.data.classes import CAMVID_CLASSES, CITYSCAPES_CLASSES, DATASET_CLASSES
 from engine.data.synthetic import SyntheticStreets
 from engine.data.transforms import IGNORE_INDEX, eval_transform
 from engine.errors import DatasetError
@@ -28,6 +29,7 @@ Transform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]
 Pair = tuple[Path, Path]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_FOLDER_IMAGES = (".png", ".jpg", ".jpeg")
 
 
 
@@ -198,6 +200,56 @@ class CamVid(FileDataset):
         super().__init__(camvid_pairs(Path(root), split), CAMVID_LABELS, transform)
 
 
+def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """The files of a folder with one of `suffixes`, by stem; two files of one stem raise DatasetError."""
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file()):
+        if path.stem in found:
+            raise DatasetError(f"{path}: {found[path.stem].name} has the same stem; keep one image per name")
+        found[path.stem] = path
+    return found
+
+
+def folder_pairs(root: Path, split: str) -> list[Pair]:
+    """root/<split>/images/<stem>.png|jpg|jpeg with root/<split>/labels/<stem>.png; a file without its partner
+    raises DatasetError naming it."""
+    _require_dir(root, "data root")
+    split_dir = _require_dir(root / split, f"split folder {split!r}")
+    images = _stems(_require_dir(split_dir / "images", f"images folder of split {split!r}"), _FOLDER_IMAGES)
+    labels = _stems(_require_dir(split_dir / "labels", f"labels folder of split {split!r}"), (".png",))
+    for stem, image in images.items():
+        if stem not in labels:
+            raise DatasetError(f"{image}: no label, expected {split_dir / 'labels' / (stem + '.png')}")
+    for stem, label in labels.items():
+        if stem not in images:
+            raise DatasetError(f"{label}: no image, expected {split_dir / 'images' / stem}.png, .jpg or .jpeg")
+    if not images:
+        raise DatasetError(f"{split_dir / 'images'}: split {split!r} has no .png, .jpg or .jpeg images")
+    return [(images[stem], labels[stem]) for stem in images]
+
+
+def folder_labels(classes: int, ignore_index: int = IGNORE_INDEX, label_map: dict[int, int] | None = None
+                  ) -> LabelMap:
+    """Label values of a folder data set -> classes: 0..classes-1 as they are, `ignore_index` ignored, and the
+    values of `label_map` (raw value -> class id or ignore_index) mapped; any other value is refused."""
+    pairs = {value: value for value in range(classes)}
+    pairs[ignore_index] = IGNORE_INDEX
+    for raw, target in (label_map or {}).items():
+        pairs[raw] = IGNORE_INDEX if target == ignore_index and ignore_index >= classes else target
+    return LabelMap.from_pairs("this data set's class", sorted(pairs.items()))
+
+
+class Folder(FileDataset):
+    """Your own data (`data.kind: folder`): images and single-channel PNG labels of class ids, paired by name."""
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None, *,
+                 classes: tuple[str, ...], ignore_index: int = IGNORE_INDEX,
+                 label_map: dict[int, int] | None = None):
+        self.class_names = tuple(classes)
+        super().__init__(folder_pairs(Path(root), split), folder_labels(len(classes), ignore_index, label_map),
+                         transform)
+
+
 def _synthetic(root: str | Path | None, split: str, transform: Transform | None = None, **options) -> Dataset:
     return SyntheticStreets(transform=transform, split=split, **options)
 
@@ -212,14 +264,30 @@ def _on_disk(kind: type[FileDataset]) -> Callable[..., Dataset]:
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {"synthetic": _synthetic, "cityscapes": _on_disk(Cityscapes),
-                                               "camvid": _on_disk(CamVid)}
+                                               "camvid": _on_disk(CamVid), "folder": _on_disk(Folder)}
 """Dataset kinds by name (the keys of engine.data.classes.DATASET_CLASSES): a builder (root, split, transform,
-**options) each."""
+**options) each; a kind without classes of its own gets the options classes, ignore_index and label_map."""
+
+
+def register_dataset(kind: str, builder: Callable[..., Dataset], classes: tuple[str, ...] | None = None) -> None:
+    """Add a dataset kind, so `data.kind: <kind>` names it. `builder(root, split, transform, **options)` returns a
+    Dataset with `load(index) -> (RGB uint8 [H, W, 3], class labels uint8 [H, W], 255 = ignore)`, a `transform`
+    attribute it applies in `__getitem__`, `class_names` and `num_classes` (a `FileDataset` has them all);
+    `classes`: the kind's class names, or None to take them from `data.classes` (the builder then gets the options
+    classes, ignore_index and label_map). The kind lives in this process: with `retrain.workers` or
+    `audit.workers` > 1, register it in a module the workers import too."""
+    if not kind or not kind.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"dataset kind {kind!r} must be letters, digits, '_' or '-'")
+    if kind in DATASETS:
+        raise ValueError(f"dataset kind {kind!r} is already registered")
+    DATASETS[kind] = builder
+    DATASET_CLASSES[kind] = None if classes is None else tuple(classes)
 
 
 def build_dataset(kind: str, root: str | Path | None, split: str, transform: Transform | None = None,
                   **options) -> Dataset:
-    """A dataset by kind: cityscapes | camvid (need `root`) or synthetic (options: size, count, seed)."""
+    """A dataset by kind: cityscapes | camvid | folder (need `root`; folder's options: classes, ignore_index,
+    label_map) or synthetic (options: size, count, seed), or a registered kind."""
     if kind not in DATASETS:
         raise DatasetError(f"unknown dataset kind {kind!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[kind](root, split, transform, **options)

@@ -8,10 +8,14 @@ test labels are not public (Cityscapes) can keep its official val split as the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 
 from engine.config import DataConfig
+from engine.data.classes import DATASET_CLASSES
 from engine.data.datasets import Transform, build_dataset
 from engine.data.transforms import eval_transform, train_transform
 from engine.errors import DatasetError
@@ -24,6 +28,8 @@ def _build(data: DataConfig, split: str, transform: Transform, seed: int) -> Dat
     if data.kind == "synthetic":
         count = data.synthetic_train if split == data.train_split else data.synthetic_val
         options = {"size": data.synthetic_size, "count": count, "seed": seed}
+    elif DATASET_CLASSES[data.kind] is None:
+        options = {"classes": data.class_names, "ignore_index": data.ignore_index, "label_map": data.label_map}
     return build_dataset(data.kind, data.root, split, transform, **options)
 
 
@@ -76,19 +82,66 @@ def eval_set(data: DataConfig, split: str, seed: int = 0) -> Dataset:
     return _build(data, split, eval_transform(data.eval_size), seed)
 
 
-def check_splits(data: DataConfig, seed: int = 0) -> None:
+@dataclass(frozen=True)
+class SplitListing:
+    """A split the run reads: the setting naming it, its name, its image count and the sizes (H, W) of up to
+    SIZES_READ of its images (read from the files' headers)."""
+
+    setting: str
+    split: str
+    images: int
+    sizes: tuple[tuple[int, int], ...]
+
+
+SIZES_READ = 16
+
+
+def image_sizes(dataset: Dataset, count: int = SIZES_READ) -> tuple[tuple[int, int], ...]:
+    """The distinct sizes (H, W) of the first `count` images, from their headers where the dataset lists files."""
+    dataset, indices = (dataset.dataset, dataset.indices[:count]) if isinstance(dataset, Subset) else \
+        (dataset, range(min(count, len(dataset))))
+    if not hasattr(dataset, "pairs"):  # generated images (synthetic streets): one is drawn, all share its size
+        return (tuple(dataset.load(indices[0])[1].shape[:2]),) if len(indices) else ()
+    sizes = []
+    for index in indices:
+        try:
+            with Image.open(dataset.pairs[index][0]) as image:
+                sizes.append((image.height, image.width))
+        except OSError as error:
+            raise DatasetError(f"{dataset.pairs[index][0]}: cannot be read as an image ({error})") from None
+    return tuple(dict.fromkeys(sizes))
+
+
+def check_splits(data: DataConfig, seed: int = 0) -> list[SplitListing]:
     """List every split the run will read (train, val or the carved images, test) before anything is trained, so a
-    missing or empty one stops the run at once: DatasetError naming the setting and the folder. Only file names are
-    listed; no image is read, the test split's included."""
+    missing or empty one stops the run at once: DatasetError naming the setting and the folder. File names are
+    listed and the headers of a few images read, the test split's included."""
     named = [("data.train_split", data.train_split)]
     named += [] if data.val_from_train else [("data.val_split", data.val_split)]
     named += [] if data.test_split is None else [("data.test_split", data.test_split)]
+    listings = []
     for setting, split in named:
         try:
-            size = len(_build(data, split, eval_transform(data.eval_size), seed))
+            dataset = _build(data, split, eval_transform(data.eval_size), seed)
+            size = len(dataset)
+            if size and setting == "data.train_split" and data.val_from_train:
+                carved_indices(data, size)
+            listings.append(SplitListing(setting, split, size, image_sizes(dataset) if size else ()))
         except DatasetError as error:
             raise DatasetError(f"{setting} {split!r}: {error}") from None
         if size == 0:
             raise DatasetError(f"{setting} {split!r} has no images")
-        if setting == "data.train_split" and data.val_from_train:
-            carved_indices(data, size)
+    return listings
+
+
+def size_mismatch(data: DataConfig, input_size: tuple[int, int], listings: list[SplitListing]) -> str | None:
+    """A warning when the search evaluates images at another size than latency is measured at (space.input_size),
+    or None: the front would pair an accuracy at one size with a latency at another."""
+    evaluated = {tuple(data.eval_size)} if data.eval_size else \
+        {size for listing in listings if listing.setting != "data.train_split" or data.val_from_train
+         for size in listing.sizes}
+    if not evaluated or evaluated == {tuple(input_size)}:
+        return None
+    shown = ", ".join(f"{h}x{w}" for h, w in sorted(evaluated))
+    return (f"images are evaluated at {shown} but latency is measured at {input_size[0]}x{input_size[1]} "
+            f"(space.input_size); set data.eval_size={list(input_size)} or space.input_size to the images' size")

@@ -25,11 +25,16 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def load_batches(dataset: Dataset, count: int | None, batch_size: int, num_workers: int = 0) -> list[Batch]:
-    """The first `count` samples (all when None) of a dataset as in-memory batches."""
+    """The first `count` samples (all when None) of a dataset as in-memory batches; images of different sizes (a
+    folder data set evaluated at its native sizes) go to batches of their own size, in order of first appearance."""
     if count is not None:
         dataset = Subset(dataset, range(min(count, len(dataset))))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    return [(images, labels) for images, labels in loader]
+    by_size: dict[tuple[int, ...], list[Batch]] = {}
+    for image, label in DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers):
+        by_size.setdefault(tuple(image.shape), []).append((image, label))
+    return [(torch.stack([image for image, _ in samples[i:i + batch_size]]),
+             torch.stack([label for _, label in samples[i:i + batch_size]]))
+            for samples in by_size.values() for i in range(0, len(samples), batch_size)]
 
 
 def recalibrate_batchnorm(model: nn.Module, images: Iterable[torch.Tensor], device: torch.device) -> None:

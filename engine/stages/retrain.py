@@ -26,7 +26,6 @@ import pandas as pd
 import torch.distributed as dist
 
 from engine.config import ExperimentConfig
-from engine.data.classes import DATASET_CLASSES
 from engine.evaluation.export import export_checked
 from engine.evaluation.inherited import Batch, evaluate, split_batches, validation_batches
 from engine.evaluation.standalone import spread
@@ -95,7 +94,7 @@ def finish(config: ExperimentConfig, entry: dict, networks: list[Network], meter
         "predicted_lower_ms": float(searched.latency_lower_ms),
         "predicted_upper_ms": float(searched.latency_upper_ms), "search_measured_ms": searched_ms,
         "inherited_miou": float(searched.miou), **over_seeds(scores[""], "retrained_"),
-        "class_names": list(DATASET_CLASSES[config.data.kind]),
+        "class_names": list(config.data.class_names), "class_colors": config.data.class_colors,
         "measured": measured, "onnx_max_abs_diff": diff,
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
         "retrain_steps": config.retrain.train.steps, "seeds": [config.seed + i for i in range(len(networks))],
