@@ -75,11 +75,19 @@ class _Strict(BaseModel):
 
 
 class SpaceConfig(_Strict):
-    skeleton: str | list[str] = Field("small", description="a skeleton, or a list of them searched together (one "
-                                      "supernet each, one front over all: [small, large, xlarge])")
-    width: float = Field(1.0, gt=0, le=4)
-    num_classes: int | None = Field(None, ge=1, description="None: the classes of the data")
-    input_size: tuple[int, int] = (1024, 2048)
+    """What a network can be: the skeleton (the fixed frame whose layers the search fills with candidate blocks), its
+    width, and the input size every network is counted and timed at."""
+
+    skeleton: str | list[str] = Field("small", description="the skeleton searched, or a list of skeletons of one "
+                                      "search space searched together (one supernet each, one front over all: "
+                                      "[small, large, xlarge])")
+    width: float = Field(1.0, gt=0, le=4, description="channel multiplier of every layer (channel counts rounded to "
+                         "multiples of 4; 1.0: the paper's networks); smaller is faster and less accurate")
+    num_classes: int | None = Field(None, ge=1, description="classes the network's head predicts; null: the number "
+                                    "of classes of the data (another number is refused)")
+    input_size: tuple[int, int] = Field((1024, 2048), description="[height, width] of the input every network is "
+                                        "timed, counted (MACs) and exported at, at least 32 each; set it to the "
+                                        "size your images are evaluated at (data.eval_size or their own size)")
 
     @field_validator("skeleton")
     @classmethod
@@ -118,7 +126,8 @@ class ClassSpec(_Strict):
     """A class of a folder data set: its name and, optionally, the colour the report draws it in."""
 
     name: str = Field(min_length=1, max_length=64, description="the class's name, as reports and metrics.json show it")
-    color: tuple[int, int, int] | None = Field(None, description="RGB, 0..255 each")
+    color: tuple[int, int, int] | None = Field(None, description="[r, g, b], 0..255 each, the colour the report "
+                                               "draws the class in; null: a colour of the report's own")
 
     @field_validator("color")
     @classmethod
@@ -133,9 +142,10 @@ class DataConfig(_Strict):
     your own images and PNG labels (`kind: folder`, docs/datasets.md)."""
 
     kind: DatasetKind = Field("synthetic", description="synthetic (generated streets, no download), camvid, "
-                              "cityscapes, folder (<root>/<split>/images + <root>/<split>/labels), or a kind "
+                              "cityscapes, folder (`<root>/<split>/images` + `<root>/<split>/labels`), or a kind "
                               "added with engine.data.register_dataset")
-    root: Path | None = Field(None, description="the data set's folder (every kind but synthetic)")
+    root: Path | None = Field(None, description="the data set's folder, required by every kind but synthetic (the "
+                              "layout of each kind: docs/datasets.md)")
     classes: list[ClassSpec] | None = Field(
         None, description="kind folder: the class names in id order (label value 0 is the first), each a name or "
         "{name, color: [r, g, b]}; the network's head, per-class IoU and the report follow them")
@@ -144,20 +154,31 @@ class DataConfig(_Strict):
     label_map: dict[int, int] | None = Field(None, description="kind folder: label value in the PNG -> class id (or "
                                              "ignore_index); values not listed must be class ids or ignore_index "
                                              "(which stays ignored)")
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str | None = Field(None, description="scored only after the search: the retrained picks and the "
-                                   "hand-made comparison report val and test mIoU (CamVid: test/ + testannot/)")
+    train_split: str = Field("train", description="the split the supernet and every stand-alone network train on "
+                             "(its folder under root; synthetic: seeds its scenes)")
+    val_split: str = Field("val", description="the split the search scores subnets on and retrained networks "
+                           "report val mIoU on (unused with val_from_train)")
+    test_split: str | None = Field(None, description="a split scored only after the search: the retrained picks and "
+                                   "the hand-made comparison report val and test mIoU (CamVid: test/ + testannot/); "
+                                   "null: no test split")
     val_from_train: int | None = Field(None, ge=1, description="hold out this many training images (a fixed seed, "
                                        "the same in every run) as the validation set the search scores on; "
                                        "data.val_split is then free to be the test split (Cityscapes: val)")
-    crop: tuple[int, int] = (256, 512)
-    scale: tuple[float, float] = (0.5, 2.0)
-    jitter: float = Field(0.2, ge=0, le=1)
-    eval_size: tuple[int, int] | None = None
-    synthetic_size: tuple[int, int] = (256, 512)
-    synthetic_train: int = Field(512, ge=1)
-    synthetic_val: int = Field(64, ge=1)
+    crop: tuple[int, int] = Field((256, 512), description="[height, width] of the random crop every training image "
+                                  "is cut to after scaling (a smaller image is padded, its padding ignored by the "
+                                  "loss)")
+    scale: tuple[float, float] = Field((0.5, 2.0), description="[low, high]: each training image is first resized by "
+                                       "a factor drawn uniformly from this range (of its own size)")
+    jitter: float = Field(0.2, ge=0, le=1, description="colour jitter of training images: brightness, contrast and "
+                          "saturation each scaled by a factor drawn from [1 - jitter, 1 + jitter]; 0: none")
+    eval_size: tuple[int, int] | None = Field(None, description="[height, width] every validation and test image is "
+                                              "resized to before scoring; null: each at its own size (a warning when "
+                                              "that is not space.input_size)")
+    synthetic_size: tuple[int, int] = Field((256, 512), description="kind synthetic: [height, width] of the generated "
+                                            "scenes")
+    synthetic_train: int = Field(512, ge=1, description="kind synthetic: scenes generated for the training split")
+    synthetic_val: int = Field(64, ge=1, description="kind synthetic: scenes generated for each other split "
+                               "(validation, test)")
 
     @model_validator(mode="after")
     def _distinct_splits(self) -> "DataConfig":
@@ -222,93 +243,147 @@ class DataConfig(_Strict):
 class EvalConfig(_Strict):
     """Inherited-weight evaluation: BN recalibration images (0 disables) and the validation subset."""
 
-    calibration_images: int = Field(64, ge=0)
-    val_images: int | None = Field(None, ge=1)
-    batch_size: int = Field(8, ge=1)
+    calibration_images: int = Field(64, ge=0, description="training images (augmented as in training) whose "
+                                    "forward passes recompute each subnet's BatchNorm statistics before it is scored; "
+                                    "0: the supernet's running statistics as they are")
+    val_images: int | None = Field(None, ge=1, description="score on the first this many validation images only "
+                                   "(faster, noisier; retrained networks too); null: every validation image")
+    batch_size: int = Field(8, ge=1, description="images per forward pass when recalibrating and scoring")
 
 
 class TrainConfig(_Strict):
-    """Supernet or stand-alone training; batch_size is the global batch, split evenly over ranks."""
+    """A training: the supernet's (`supernet`), the retrain stage's (`retrain.train`) or the audit's and the baseline
+    comparison's (`audit.train`); batch_size is the global batch, split evenly over ranks."""
 
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(8, ge=1)
-    optimizer: Optimizer = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
-    schedule: Schedule = "poly"
-    warmup_steps: int = Field(0, ge=0)
-    sampling: Sampling = "uniform"
-    sandwich_paths: int = Field(2, ge=0, le=64, description="random paths between the largest and the smallest")
-    extremes_every: int = Field(4, ge=1, description="sandwich_rare: the extremes on one step in this many")
-    distill: bool = True
+    steps: int = Field(1000, ge=1, description="optimisation steps of the training, each on one batch; the "
+                       "training's length (and most of a run's time)")
+    batch_size: int = Field(8, ge=1, description="images per step, over all torchrun ranks together (each rank takes "
+                            "an even share)")
+    optimizer: Optimizer = Field("sgd", description="sgd (Nesterov momentum when momentum > 0) or adamw; biases and "
+                                 "normalisation parameters get no weight decay")
+    lr: float = Field(0.05, gt=0, description="peak learning rate, reached after warmup_steps, then decayed by "
+                      "schedule towards 0 at the last step")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD's momentum (adamw ignores it)")
+    weight_decay: float = Field(4e-5, ge=0, description="weight decay of convolution and linear weights")
+    schedule: Schedule = Field("poly", description="the learning rate's decay after the warm-up: poly (power 0.9) "
+                               "or cosine")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up from lr / warmup_steps to "
+                              "lr; raise it when a training diverges early")
+    sampling: Sampling = Field("uniform", description="supernet only: the paths a step trains; uniform: one random "
+                               "path; sandwich: the largest, sandwich_paths random ones and the smallest; "
+                               "sandwich_rare: the sandwich on one step in extremes_every; fair: as many paths as "
+                               "candidates, each candidate of each layer in one (FairNAS)")
+    sandwich_paths: int = Field(2, ge=0, le=64, description="supernet with sampling sandwich or sandwich_rare: random "
+                                "paths trained each step besides the largest and the smallest")
+    extremes_every: int = Field(4, ge=1, description="supernet with sampling sandwich_rare: the largest and smallest "
+                                "paths are trained on one step in this many; the other steps train sandwich_paths + 2 "
+                                "random paths")
+    distill: bool = Field(True, description="supernet with a sandwich rule: the other paths of a step also learn the "
+                          "largest path's per-pixel class distribution (in-place distillation)")
     zero_init_residual: bool = Field(True, description="training from fresh weights (the supernet, a stand-alone "
                                      "network from scratch): every residual block starts as the identity (its last "
                                      "BN scale zeroed; Goyal et al. 2017, BigNAS), so deep networks train as fast as "
                                      "shallow ones at first; an inherited start keeps the supernet's weights")
     class_weights: Literal["none", "median_frequency"] = Field(
         "none", description="median_frequency: cross-entropy weighted by median-frequency balancing (SegNet's "
-        "CamVid protocol), so thin and rare classes count")
-    amp: bool = True
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    checkpoint_every: int = Field(100, ge=1)
-    log_every: int = Field(10, ge=1)
-    num_workers: int = Field(0, ge=0)
+        "CamVid protocol), so thin and rare classes count; none: plain cross-entropy")
+    amp: bool = Field(True, description="mixed precision (float16 autocast with gradient scaling) when training on "
+                      "CUDA; no effect on a CPU")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto: CUDA when torch sees a GPU, "
+                        "else the CPU; cpu; cuda (cuda:N too, yet a process takes GPU LOCAL_RANK: 0 without "
+                        "torchrun). supernet.device is the device of the run's own process (every stage); "
+                        "retrain.train.device and audit.train.device that of their Dask worker processes (workers > 1)")
+    checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (checkpoint.pt in the training's "
+                                  "work folder), from which an interrupted training resumes")
+    log_every: int = Field(10, ge=1, description="steps between rows of the training's metrics.csv (loss, learning "
+                           "rate, images per second; TensorBoard when installed)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing training batches; 0: in the "
+                             "training process")
 
 
 class AgentConfig(_Strict):
     """Where the device agent (`python -m hardware.agent` on the target) listens and how to authenticate."""
 
-    url: str = Field("http://127.0.0.1:8765", pattern=r"^https?://[^\s/]+(/.*)?$")
-    token_file: Path | None = Field(None, description="None: $SQUEEZENAS_AGENT_TOKEN")
-    timeout_s: float = Field(900.0, gt=0, description="one measurement, TensorRT engine build included")
-    retries: int = Field(3, ge=0)
+    url: str = Field("http://127.0.0.1:8765", pattern=r"^https?://[^\s/]+(/.*)?$", description="the agent's "
+                     "address, http(s)://host:port (through an SSH tunnel: the tunnel's local end)")
+    token_file: Path | None = Field(None, description="file holding the agent's token (at least 16 characters, the "
+                                    "same the agent reads); null: the token in $SQUEEZENAS_AGENT_TOKEN")
+    timeout_s: float = Field(900.0, gt=0, description="seconds one measurement may take, a TensorRT engine build "
+                             "included, before its request fails")
+    retries: int = Field(3, ge=0, description="retries of a request that could not connect, timed out or got a 5xx "
+                         "answer, each after a longer wait (a 4xx answer is not retried)")
 
 
 class LatencyConfig(_Strict):
     """The latency stage: which device measures, how (protocol), how many genotypes, and the predictor's target."""
 
-    device: Literal["local", "agent"] = "local"
-    backend: Backend = "torch-cpu"
+    device: Literal["local", "agent"] = Field("local", description="local: this machine times the networks with "
+                                              "latency.backend; agent: the device agent at latency.agent.url does "
+                                              "(docs/devices.md)")
+    backend: Backend = Field("torch-cpu", description="what runs a network while it is timed; with an agent, the "
+                             "backend the agent serves (a different one is refused)")
     device_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                                    description="None: this machine's name, or the agent's")
+                                    description="the device's name in the measurement store, so runs on the same "
+                                    "device share measurements; null: this machine's name, or the agent's")
     agent: AgentConfig = AgentConfig()
-    measurements: int = Field(60, ge=8, description="genotypes measured to fit the predictor, spread over MACs")
+    measurements: int = Field(60, ge=8, description="genotypes the latency stage measures to fit the latency "
+                              "predictor, spread over MACs")
     heldout: int = Field(20, ge=2, description="random genotypes measured only to test the predictor")
-    active: int = Field(0, ge=0, description="extra genotypes chosen where the predictor is least sure near the front")
+    active: int = Field(0, ge=0, description="extra genotypes measured where the predictor is least sure near the "
+                        "front (chosen with inherited mIoU, so the stage then needs the supernet); 0: none")
     pool: int = Field(2000, ge=16, le=100_000, description="random genotypes the measured ones are chosen from")
     statistic: Literal["median", "mean", "p90", "min"] = Field(
         "median", description="the value of a measurement's timed runs the search uses; min (the fastest run, as "
         "timeit advises) is the steadiest on a shared CPU, whose other load only ever adds time")
-    warmup: int = Field(5, ge=0, le=1000)
-    repeats: int = Field(20, ge=1, le=10000)
-    batch: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1, le=1024, description="CPU threads (torch-cpu, onnxruntime-cpu)")
-    store: Path | None = Field(None, description="None: the shared cache ($SQUEEZENAS_MEASUREMENTS or ~/.cache)")
+    warmup: int = Field(5, ge=0, le=1000, description="untimed runs before a measurement's timed ones")
+    repeats: int = Field(20, ge=1, le=10000, description="timed runs of a measurement, summarised by statistic; a "
+                         "stored measurement with fewer timed runs is taken again")
+    batch: int = Field(1, ge=1, description="images in the timed input (batch x 3 x space.input_size); the latency is "
+                       "that of one forward pass of the whole batch")
+    threads: int = Field(1, ge=1, le=1024, description="CPU threads a measurement runs on (torch-cpu, "
+                         "onnxruntime-cpu)")
+    store: Path | None = Field(None, description="folder of the measurement store, where every run's measurements "
+                               "are kept per device and reused; null: $SQUEEZENAS_MEASUREMENTS, else "
+                               "squeezenas-engine/measurements in the user's cache folder (~/.cache)")
 
 
 class Constraints(_Strict):
-    max_latency_ms: float | None = Field(None, gt=0)
-    max_macs: float | None = Field(None, gt=0)
+    """Limits a subnet must keep to be feasible; an infeasible subnet is still evaluated, but
+    NSGA-II ranks it behind the feasible ones and it is never on the front."""
+
+    max_latency_ms: float | None = Field(None, gt=0, description="most latency in ms (measured, else predicted); "
+                                         "null: no limit")
+    max_macs: float | None = Field(None, gt=0, description="most multiply-accumulates of one forward pass at "
+                                   "space.input_size (e.g. 2.5e9); null: no limit")
 
 
 class DnasConfig(_Strict):
     """The differentiable search (engine/search/dnas.py): one genotype per cost weight in `lambdas`."""
 
     lambdas: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1,
-                                 description="weights of E[cost] relative to the uniform mixture's cost")
-    cost: Literal["macs", "lookup"] = Field("macs", description="lookup: per-block latency table of the device")
+                                 description="cost weights, one searched genotype each, distinct and >= 0: the "
+                                 "architecture loss is cross-entropy + lambda x E[cost] / the uniform mixture's "
+                                 "cost; 0 searches for accuracy alone")
+    cost: Literal["macs", "lookup"] = Field("macs", description="the cost DNAS weighs; macs: each candidate's MACs; "
+                                            "lookup: each block's latency in a table measured on this machine "
+                                            "(needs latency.device local)")
     warmup_steps: int = Field(100, ge=0, description="weight steps with uniform logits, shared by all lambdas")
     steps: int = Field(200, ge=1, description="rounds of one weight batch and one architecture batch per lambda")
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(0.05, gt=0, description="weights: SGD with momentum, cosine over warm-up and search")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
-    arch_lr: float = Field(0.01, gt=0, description="architecture logits: Adam")
-    arch_weight_decay: float = Field(5e-4, ge=0)
-    temperature: tuple[float, float] = Field((5.0, 0.2), description="Gumbel-softmax temperature, start and end")
-    schedule: Literal["exponential", "linear", "constant"] = "exponential"
-    checkpoint_every: int = Field(50, ge=1)
+    batch_size: int = Field(8, ge=1, description="images per weight batch and per architecture batch (the mixed "
+                            "forward runs every candidate, so far less fits than in supernet training)")
+    lr: float = Field(0.05, gt=0, description="learning rate of the network weights (SGD with momentum, cosine decay "
+                      "over warm-up and search)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum of the weights' SGD")
+    weight_decay: float = Field(4e-5, ge=0, description="weight decay of the network weights")
+    arch_lr: float = Field(0.01, gt=0, description="learning rate of the architecture logits (Adam)")
+    arch_weight_decay: float = Field(5e-4, ge=0, description="weight decay of the architecture logits (Adam)")
+    temperature: tuple[float, float] = Field((5.0, 0.2), description="[start, end] of the Gumbel-softmax "
+                                             "temperature, start >= end > 0")
+    schedule: Literal["exponential", "linear", "constant"] = Field(
+        "exponential", description="how the temperature goes from start to end over the steps (constant: start "
+        "throughout)")
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints of a DNAS phase, from which an "
+                                  "interrupted search resumes")
 
     @field_validator("lambdas")
     @classmethod
@@ -328,13 +403,14 @@ class DnasConfig(_Strict):
 
 
 class SurrogateConfig(_Strict):
-    """search.accuracy_surrogate: MSuNAS's loop (engine/search/surrogate.py). Each of `search.rounds` rounds fits
+    """The accuracy-surrogate strategy, MSuNAS's loop (engine/search/surrogate.py). Each of `search.rounds` rounds fits
     an inherited-mIoU predictor to the subnets truly evaluated so far, runs `search.generations` generations of
     `search.algorithm` on it, and truly evaluates `per_round` of what it found."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="run the nsga2 strategy through an accuracy surrogate: far fewer "
+                          "subnets scored for a front as good (see the section's intro)")
     initial: int | None = Field(12, ge=8, description="subnets truly evaluated before the first fit, the "
-                                "extremes and random ones (None: search.population)")
+                                "extremes and random ones; null: search.population")
     per_round: int = Field(4, ge=1, description="subnets truly evaluated per round: chosen by `selection`, then "
                            "the surrogate's most uncertain candidates (small batches refit more often; raise it to "
                            "keep many Dask workers busy)")
@@ -353,14 +429,20 @@ class SurrogateConfig(_Strict):
 class SearchConfig(_Strict):
     """The search stage: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask scores."""
 
-    strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1)
+    strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1, description="nsga2: the evolutionary "
+                                                       "search (search.algorithm); dnas: the differentiable search's "
+                                                       "lambda sweep (search.dnas); both: one joint front")
     dnas: DnasConfig = DnasConfig()
     algorithm: Algorithm = Field(
         "nsga2", description="pymoo's algorithm of the evolutionary strategy (engine/search/operators.py)")
-    population: int = Field(24, ge=4)
-    generations: int = Field(8, ge=1)
-    offspring: int | None = Field(None, ge=1, description="None: the population size")
-    mutation_rate: float | None = Field(None, gt=0, le=1, description="None: 1 / layers")
+    population: int = Field(24, ge=4, description="subnets the algorithm keeps from generation to generation; the "
+                            "first generation is the largest and smallest subnets and random ones")
+    generations: int = Field(8, ge=1, description="generations of search.algorithm (with the accuracy surrogate: "
+                             "generations on the surrogate in each round)")
+    offspring: int | None = Field(None, ge=1, description="new subnets bred each generation; null: the population "
+                                  "size")
+    mutation_rate: float | None = Field(None, gt=0, le=1, description="probability that a layer's candidate is "
+                                        "changed in a bred subnet; null: 1 / the number of layers")
     accuracy_surrogate: SurrogateConfig = SurrogateConfig()
     rounds: int = Field(3, ge=1, description="NSGA-II's generations in this many rounds (at most one a generation); "
                         "after each but the last the front is measured and the latency predictor refit")
@@ -374,9 +456,11 @@ class SearchConfig(_Strict):
     constraints: Constraints = Constraints()
     references: bool = Field(True, description="score and measure SqueezeNAS's released networks of the skeletons "
                              "after the search: reference points in evaluations.csv and the report, not trials")
-    storage: str | None = Field(None, description="SQLAlchemy URL; None: sqlite:///runs/<name>/study.db")
-    workers: int = Field(1, ge=1, description="> 1: a Dask LocalCluster with this many processes")
-    scheduler: str | None = Field(None, description="address of a running Dask scheduler (overrides workers)")
+    storage: str | None = Field(None, description="the Optuna study's database, an SQLAlchemy URL; null: "
+                                "`sqlite:///<runs_dir>/<name>/study.db`")
+    workers: int = Field(1, ge=1, description="processes scoring subnets; > 1: a Dask LocalCluster of this many")
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler whose workers score "
+                                  "subnets (overrides workers); null: none")
 
 
 def _label(label: str) -> str:
@@ -389,12 +473,15 @@ class SelectionConfig(_Strict):
     """The select stage: the highest-mIoU front point under each latency budget (label -> ms, or label -> a place
     along the front's latency range), and the knee."""
 
-    budgets_ms: dict[str, float] = {"small": 35.0, "large": 100.0}
+    budgets_ms: dict[str, float] = Field({"small": 35.0, "large": 100.0}, description="latency budgets, label -> ms: "
+                                         "for each, the most accurate front point measured within it is picked into "
+                                         "`selected/<label>/` (labels: letters, digits, '_', '-')")
     budgets_span: dict[str, float] = Field(
         {}, description="places along the front's measured latency range, label -> fraction f: the front point "
         "nearest (1 - f) x fastest + f x slowest ms (0: the fastest front point, 1: the most accurate); for a device "
         "whose speed is not known in advance, as the quickstart's CPU")
-    knee: bool = True
+    knee: bool = Field(True, description="also pick the front's knee (the point farthest from the line through its "
+                       "two ends, where trading latency for mIoU stops paying off) into `selected/knee/`")
 
     @field_validator("budgets_ms")
     @classmethod
@@ -427,7 +514,8 @@ class SelectionConfig(_Strict):
 class RetrainConfig(_Strict):
     """The retrain stage: stand-alone training of each picked network, ONNX export and re-measurement."""
 
-    init: Literal["scratch", "inherited"] = "inherited"
+    init: Literal["scratch", "inherited"] = Field("inherited", description="inherited: each pick starts from its "
+                                                 "path's supernet weights; scratch: from fresh weights")
     train: TrainConfig = TrainConfig(steps=500)
     seeds: int = Field(1, ge=1, le=20, description="trainings of each pick (seed, seed + 1, ...): its retrained mIoU "
                        "is their mean, reported with the per-seed values and their spread; the first seed's network "
@@ -435,22 +523,27 @@ class RetrainConfig(_Strict):
     workers: int = Field(1, ge=1, le=256, description="> 1: the trainings (every pick under every seed) run at once "
                          "on a Dask LocalCluster of this many single-threaded processes, the largest first; on a CPU "
                          "of 2 cores 2 workers train ~1.4x faster than 1 process of 2 threads (not under torchrun)")
-    export: bool = True
-    remeasure: bool = True
+    export: bool = Field(True, description="export the first seed's network to `selected/<label>/model.onnx`, "
+                         "checked against torch with ONNX Runtime")
+    remeasure: bool = Field(True, description="measure the first seed's network on the experiment's device again, "
+                            "beside the search's measurement and prediction (needs the device)")
 
 
 class AuditConfig(_Strict):
     """Optional stage: does inherited-weight mIoU rank subnets as stand-alone training does? `genotypes` front
     points spread over its latency range, each trained from scratch with `train`, ranked against both proxies."""
 
-    enabled: bool = False
-    genotypes: int = Field(6, ge=3)
+    enabled: bool = Field(False, description="run the audit stage (and, with baseline, the baseline stage)")
+    genotypes: int = Field(6, ge=3, description="front points of each skeleton audited, spread over the front's "
+                           "latency range")
     random: int = Field(0, ge=0, le=1000, description="random subnets audited beside the front points, with the "
                         "smallest and largest paths (seeded)")
     train: TrainConfig = TrainConfig(steps=500)
-    baseline: bool = Field(True, description="also train hand-made networks and their searched matches")
-    handmade: list[str] = Field(["k3_e6_g1", "k3_e3_g1"], min_length=1, max_length=13, description="hand-made designs "
-                                "(a candidate in every layer: k3_e6_g1 MobileNetV2-like, k3_e3_g1 cheaper)")
+    baseline: bool = Field(True, description="with enabled, also run the baseline stage: hand-made networks against "
+                           "the searched ones of the same measured latency, each trained with audit.train")
+    handmade: list[str] = Field(["k3_e6_g1", "k3_e3_g1"], min_length=1, max_length=13, description="hand-made designs, "
+                                "each a candidate of the skeleton's space put in every searchable layer (k3_e6_g1: "
+                                "MobileNetV2-like; k3_e3_g1, k3_e1_g1: cheaper)")
     seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each baseline network (seed, seed+1..)")
     workers: int = Field(1, ge=1, le=256, description="> 1: the audit's and the baseline comparison's trainings run "
                          "at once on a Dask LocalCluster of this many single-threaded processes, the largest first, "
@@ -458,19 +551,24 @@ class AuditConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """An experiment: its name and seed, then one section per part of the run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the run's name: its directory is "
+                      "`<runs_dir>/<name>`, where a later run of the same name resumes")
     seed: int = Field(0, ge=0, lt=2**31, description="seeds every generator of the run")
     space: SpaceConfig = SpaceConfig()
     data: DataConfig = DataConfig()
     supernet: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
-    samples: int = Field(32, ge=1, description="random genotypes surveyed by the space stage")
+    samples: int = Field(32, ge=1, description="random genotypes the space stage checks against the supernet and "
+                         "lists with their MACs and parameters in space.csv")
     latency: LatencyConfig = LatencyConfig()
     search: SearchConfig = SearchConfig()
     selection: SelectionConfig = SelectionConfig()
     retrain: RetrainConfig = RetrainConfig()
     audit: AuditConfig = AuditConfig()
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = Field(Path("runs"), description="the folder run directories go in (relative: to the current "
+                           "directory)")
 
     @field_validator("name")
     @classmethod
