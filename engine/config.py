@@ -658,7 +658,8 @@ def resolve(config: str | Path) -> Path:
         return path
     known = shipped()
     if str(config) not in known:
-        raise ConfigError(f"{config}: no such config file, nor a shipped experiment (shipped: {', '.join(sorted(known))})")
+        raise ConfigError(f"{config}: no such config file, nor a shipped experiment (shipped: "
+                          f"{', '.join(sorted(known))})")
     return known[str(config)]
 
 

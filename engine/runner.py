@@ -14,7 +14,7 @@ says done and every digest still matches; then it is skipped. Otherwise:
   removed and it runs again, resuming from its work;
 - a required input is missing: the run stops with one line naming the stage to run first (exit code 2).
 The device is opened before the first stage, and only when a stage that will run needs it, so an unreachable
-agent stops the run before any training. Every stage's start, skip (with why) and finish (with its time) is logged
+agent stops the run before any training; so are a stage's own `check`s (the search's storage and scheduler). Every stage's start, skip (with why) and finish (with its time) is logged
 to the console and to runs/<name>/run.log.
 """
 
@@ -79,6 +79,7 @@ class Stage:
     device: bool | Callable[[ExperimentConfig], bool] = False
     enabled: Callable[[ExperimentConfig], bool] = _always
     enabled_by: str = ""  # the settings `enabled` reads, for messages ("audit.enabled")
+    check: Callable[[ExperimentConfig], None] | None = None  # before the first stage, when this one will run
 
     def __post_init__(self) -> None:
         for name in ("writes", "work"):
@@ -246,8 +247,11 @@ class Runner:
         main = self.ctx.world.is_main
         planned = self._agreed(self.plan(chosen) if main else None)
         by_name = {stage.name: stage for stage in self.stages}
-        needs = [by_name[name].declared("device", self.ctx.config) for name, how, _ in planned if how != "current"]
-        if main and any(needs):
+        running = [by_name[name] for name, how, _ in planned if how != "current"]
+        for stage in running if main else ():
+            if stage.check is not None:
+                stage.check(self.ctx.config)
+        if main and any(stage.declared("device", self.ctx.config) for stage in running):
             self.ctx.meter = self.open_device(self.ctx.config)
             if self.ctx.meter is None:
                 self.ctx.notes.append("the device is unreachable: using stored measurements, nothing is re-measured")

@@ -17,7 +17,8 @@ ROOMS = {  # engine's rooms, bottom up: a module may import its own room and tho
     "engine.errors": 0, "engine.paths": 0, "engine.files": 0, "engine.config": 0, "engine.cluster": 0,
     "engine.data.classes": 0,
     "engine.data": 1, "engine.training": 2, "engine.evaluation": 3, "engine.metrics": 3, "engine.latency": 4,
-    "engine.search": 5, "engine.report": 6, "engine.runner": 7, "engine.stages": 8, "engine.run": 9, "engine.plan": 9, "engine.cli": 10,
+    "engine.search": 5, "engine.report": 6, "engine.runner": 7, "engine.preflight": 7, "engine.stages": 8,
+    "engine.run": 9, "engine.plan": 9, "engine.cli": 10, "engine.config_reference": 0,
 }
 
 

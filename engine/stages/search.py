@@ -34,6 +34,7 @@ from engine.latency.meter import MEASURING
 from engine.latency.model import load_latency_model
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
+from engine.preflight import services
 from engine.runner import Context, Stage
 from engine.search import fronts
 from engine.search.nsga2 import Search
@@ -133,5 +134,5 @@ STAGE = Stage("search", run, reads=(A.supernet, A.predictor, A.measurements, A.h
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.rounds,
                       A.search_measurements, A.surrogate, A.dnas),
               work=(A.study.with_name(A.study.name + "*"), A.round_predictors, A.dnas_dir, A.dask),
-              config=_config, device=_measures)
+              config=_config, device=_measures, check=services)
 """work: the study with SQLite's -journal/-wal files, the rounds' predictors, DNAS's checkpoints, Dask's scratch."""
