@@ -1,6 +1,7 @@
 """The report's Plotly figures: the search trade-off (every subnet and the front at the search's latency, measured
 points filled and predicted ones hollow, each measured front point's prediction beside it, the picked networks before
-and after retraining, the latency budgets, the released networks by name), NSGA-II's front beside the DNAS sweep, the
+and after retraining with their skeletons, budgets and places, the released networks; every name in the legend, none
+written over the points, so no two labels overlap), NSGA-II's front beside the DNAS sweep, the
 latency predictor's parity plot (the latency stage's held-out genotypes), its accuracy per measuring round of the
 search, hypervolume per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
 
@@ -27,6 +28,11 @@ from engine.report.load import (
 )
 
 LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0}
+PICK_COLORS = ("#111111", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+"""Each pick's colour (its stars and its budget line), in selection.json's order."""
+PICKS_KEY = ("picks: ★ as searched → ☆ retrained and re-measured; a budget dashed, a place along the front's "
+             "latency range dotted (the pick is the front point nearest it)")
 SUBNET_HOVER = ("%{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms %{customdata[3]}<br>"
                 "MACs %{customdata[1]}, params %{customdata[2]}, feasible %{customdata[4]}<extra></extra>")
 FRONT_COLOR = "#d62728"
@@ -196,85 +202,115 @@ def pick_latency(pick: Pick) -> tuple[Any, bool]:
     return (pick.get("predicted_ms"), True) if is_missing(measured) else (measured, False)
 
 
-def pick_label(pick: Pick, predicted: bool) -> str:
-    """'small', 'small (not retrained; latency predicted)', ..."""
-    notes = ([] if pick.retrained else ["not retrained"]) + (["latency predicted"] if predicted else [])
-    return f"{pick.label} ({'; '.join(notes)})" if notes else pick.label
+def place_words(pick: Pick) -> str:
+    """The pick's place in a few words: '≤ 35 ms', 'nearest 33 % of range' (the front point nearest that place
+    along the front's latency range) or 'knee'."""
+    if is_missing(pick.budget_ms):
+        return "knee"
+    return f"≤ {pick.budget_ms:g} ms" if pick.span is None else f"nearest {100 * pick.span:g} % of range"
 
 
-def pick_points(picks: list[Pick], after: bool) -> list[tuple[str, Any, Any, Any]]:
-    """(label, latency, mIoU, spread) of each pick: the search's measurement (its prediction when unmeasured) and
+def pick_name(pick: Pick) -> str:
+    """A pick's legend entry: 'pick large (xlarge skeleton): nearest 33 % of range', with 'not retrained'."""
+    skeleton = f" ({pick.skeleton} skeleton)" if pick.skeleton else ""
+    return f"pick {pick.label}{skeleton}: {place_words(pick)}" + ("" if pick.retrained else ", not retrained")
+
+
+def pick_point(pick: Pick, after: bool) -> tuple[Any, Any, Any, str] | None:
+    """(latency, mIoU, spread, what) of a pick: the search's measurement (its prediction when unmeasured) and
     inherited mIoU, or (after) the retrain stage's re-measurement and retrained mIoU where known, with the standard
-    deviation of that mIoU over the retraining seeds (None for one seed or before retraining)."""
-    points = []
-    for pick in picks:
-        (x, predicted), y, spread = pick_latency(pick), pick.get("inherited_miou"), None
-        if after:
-            remeasured, retrained = pick.remeasured_ms(), pick.get("retrained_miou")
-            if is_missing(remeasured) and is_missing(retrained):
-                continue
-            x = x if is_missing(remeasured) else remeasured
-            y, spread = (y, None) if is_missing(retrained) else (retrained, pick.get("retrained_miou_std"))
-        if not (is_missing(x) or is_missing(y)):
-            points.append((pick_label(pick, predicted and not after), x, y, spread))
-    return points
+    deviation of that mIoU over the retraining seeds (None for one seed or before retraining); None when unknown."""
+    (x, predicted), y, spread = pick_latency(pick), pick.get("inherited_miou"), None
+    what = "as searched: " + ("predicted latency" if predicted else "measured latency") + ", inherited mIoU"
+    if after:
+        remeasured, retrained = pick.remeasured_ms(), pick.get("retrained_miou")
+        if is_missing(remeasured) and is_missing(retrained):
+            return None
+        x = x if is_missing(remeasured) else remeasured
+        y, spread = (y, None) if is_missing(retrained) else (retrained, pick.get("retrained_miou_std"))
+        what = "after retraining: re-measured latency, retrained mIoU"
+    return None if is_missing(x) or is_missing(y) else (x, y, spread, what)
 
 
-PICK_NAMES = {False: "picked: search latency (measured), inherited mIoU",
-              True: "picked: retrain re-measurement, retrained mIoU (± sd over seeds)"}
-
-
-def picks_trace(points: list[tuple[str, Any, Any, Any]], after: bool) -> go.Scatter:
-    """Picked networks as stars: filled and labelled where the search put them, open after retraining, with error
-    bars of one standard deviation where a pick was retrained under several seeds."""
-    name = PICK_NAMES[after]
-    spreads = [0.0 if is_missing(spread) else spread for *_, spread in points]
+def pick_trace(pick: Pick, color: str, after: bool) -> go.Scatter | None:
+    """A pick as a star in its colour: filled where the search put it (its legend entry), open after retraining
+    (with error bars of one standard deviation where retrained under several seeds); None when unknown."""
+    point = pick_point(pick, after)
+    if point is None:
+        return None
+    x, y, spread, what = point
+    name = pick_name(pick)
+    place = f"placed {place_words(pick)}" + ("" if is_missing(pick.budget_ms) else f" ({pick.budget_ms:.2f} ms)")
     return go.Scatter(
-        x=[x for _, x, _, _ in points], y=[y for _, _, y, _ in points], name=name,
-        mode="markers" if after else "markers+text", text=[escape(label) for label, *_ in points],
-        textposition="top left",
-        error_y={"type": "data", "array": spreads, "visible": True, "color": "#555"} if any(spreads) else None,
-        marker={"symbol": "star-open" if after else "star", "size": 16, "color": "#111",
-                "line": {"width": 2, "color": "#111"}},
-        hovertemplate="%{text}<br>latency %{x:.2f} ms, mIoU %{y:.4f}<extra>" + escape(name) + "</extra>")
+        x=[x], y=[y], mode="markers", name=name, legendgroup=name, showlegend=not after,
+        error_y={"type": "data", "array": [spread], "visible": True, "color": color} if spread else None,
+        marker={"symbol": "star-open" if after else "star", "size": 17, "color": color,
+                "line": {"width": 2, "color": color}},
+        hovertemplate="<br>".join(escape(line) for line in (name, pick.key, place, what))
+        + "<br>latency %{x:.2f} ms, mIoU %{y:.4f}<extra></extra>")
 
 
-def add_pick_arrows(figure: go.Figure, picks: list[Pick]) -> None:
-    """An arrow from each pick's search point to its re-measured/retrained point."""
-    for pick in picks:
-        before, after = pick_points([pick], after=False), pick_points([pick], after=True)
-        if before and after and before[0][1:3] != after[0][1:3]:
-            (_, ax, ay, _), (_, x, y, _) = before[0], after[0]
-            figure.add_annotation(x=x, y=y, ax=ax, ay=ay, xref="x", yref="y", axref="x", ayref="y", text="",
-                                  showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555",
-                                  standoff=9, startstandoff=9)
+def add_picks(figure: go.Figure, picks: list[Pick]) -> None:
+    """Each pick in its own colour and legend entry: its star as searched, its star after retraining with an arrow
+    from one to the other, and its budget (dashed) or place along the front's latency range (dotted) as a vertical
+    line."""
+    for index, pick in enumerate(picks):
+        color = PICK_COLORS[index % len(PICK_COLORS)]
+        for after in (False, True):
+            trace = pick_trace(pick, color, after)
+            if trace is not None:
+                figure.add_trace(trace)
+        add_pick_arrow(figure, pick)
+        if not is_missing(pick.budget_ms):
+            figure.add_vline(x=pick.budget_ms, line_dash="dash" if pick.span is None else "dot", line_color=color,
+                             line_width=1.5, legendgroup=pick_name(pick))
 
 
-def budgets(picks: list[Pick], config: dict[str, Any]) -> list[tuple[float, str]]:
-    """(ms, label) of every latency budget, the configuration's (selection.budgets_ms) and the picks', by ms."""
+def add_pick_arrow(figure: go.Figure, pick: Pick) -> None:
+    """An arrow from a pick's search point to its re-measured/retrained point."""
+    before, after = pick_point(pick, after=False), pick_point(pick, after=True)
+    if before and after and before[:2] != after[:2]:
+        (ax, ay, *_), (x, y, *_) = before, after
+        figure.add_annotation(x=x, y=y, ax=ax, ay=ay, xref="x", yref="y", axref="x", ayref="y", text="",
+                              showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#555",
+                              standoff=9, startstandoff=9)
+
+
+def unmet_budgets(picks: list[Pick], config: dict[str, Any]) -> list[tuple[float, str]]:
+    """(ms, label) of the configuration's budgets (selection.budgets_ms) that no pick carries: no front point met
+    them."""
+    labels = {pick.label for pick in picks}
     configured = nested(config, "selection.budgets_ms") or {}
-    found = {(float(budget), str(label)) for label, budget in configured.items() if not is_missing(budget)}
-    found |= {(float(pick.budget_ms), pick.label) for pick in picks if not is_missing(pick.budget_ms)}
-    return sorted(found)
+    return sorted((float(budget), str(label)) for label, budget in configured.items()
+                  if str(label) not in labels and not is_missing(budget))
 
 
-def add_budgets(figure: go.Figure, picks: list[Pick], config: dict[str, Any]) -> None:
-    """The latency budgets as vertical dashed lines, each named by its label."""
-    for budget, label in budgets(picks, config):
-        figure.add_vline(x=budget, line_dash="dash", line_color="#777", line_width=1,
-                         annotation_text=escape(f"{label} ≤ {round(budget, 2):g} ms"),
-                         annotation_position="bottom right", annotation_font_size=11)
+def add_unmet_budgets(figure: go.Figure, picks: list[Pick], config: dict[str, Any]) -> None:
+    """The budgets no front point met as grey dashed lines, their labels in rows down the plot's top so that no two
+    overlap."""
+    for row, (budget, label) in enumerate(unmet_budgets(picks, config)):
+        figure.add_vline(x=budget, line_dash="dash", line_color="#777", line_width=1)
+        figure.add_annotation(x=budget, y=1 - 0.06 * row, xref="x", yref="paper", xanchor="left", yanchor="top",
+                              showarrow=False, font={"size": 11, "color": "#555"},
+                              text=escape(f"{label} ≤ {budget:g} ms: no front point within"))
 
 
-def references_trace(references: pd.DataFrame) -> go.Scatter:
-    """SqueezeNAS's released networks of the skeleton, scored and measured as the search's subnets, by name."""
-    return go.Scatter(
-        x=references["latency_ms"], y=references["miou"], mode="markers+text", name="released (SqueezeNAS)",
-        text=[escape(str(name)) for name in references["reference"]], textposition="top center",
-        marker={"size": 12, "color": REFERENCE_COLOR, "symbol": [s.replace("circle", "star") for s in
-                                                                 symbols(references)],
-                "line": {"width": 1.5, "color": REFERENCE_COLOR}},
-        customdata=subnet_hover(references), hovertemplate=SUBNET_HOVER)
+REFERENCE_SYMBOLS = ("star-diamond", "star-square", "star-triangle-up", "hexagram", "star-triangle-down", "diamond")
+
+
+def references_traces(references: pd.DataFrame) -> list[go.Scatter]:
+    """SqueezeNAS's released networks of the skeletons, scored and measured as the search's subnets, one legend
+    entry each (filled where measured)."""
+    traces = []
+    for index, (name, rows) in enumerate(references.groupby("reference", sort=False)):
+        measured = is_measured(rows).all()
+        traces.append(go.Scatter(
+            x=rows["latency_ms"], y=rows["miou"], mode="markers", name=escape(f"released {name}"),
+            customdata=subnet_hover(rows), hovertemplate=SUBNET_HOVER,
+            marker={"size": 13, "color": REFERENCE_COLOR if measured else "white",
+                    "symbol": REFERENCE_SYMBOLS[index % len(REFERENCE_SYMBOLS)],
+                    "line": {"width": 1.5, "color": REFERENCE_COLOR}}))
+    return traces
 
 
 def latency_words(run: Run) -> str:
@@ -288,7 +324,8 @@ def latency_words(run: Run) -> str:
 
 def tradeoff_figure(run: Run) -> go.Figure:
     """Inherited-weight mIoU vs latency (the search's objective: measured where measured) of every subnet, the
-    front with the prediction beside each measured point, the picks and the budgets."""
+    front with the prediction beside each measured point, the released networks, the picks and the budgets; every
+    name in the legend below the plot, none written on it."""
     figure = go.Figure()
     if run.evaluations is not None:
         figure.add_traces(evaluations_traces(nsga2_rows(run.evaluations)))
@@ -298,18 +335,14 @@ def tradeoff_figure(run: Run) -> go.Figure:
         figure.add_traces(prediction_traces(run.front, run.search_measurements, run.statistic))
         figure.add_trace(front_trace(run.front))
     if run.references is not None and len(run.references):
-        figure.add_trace(references_trace(run.references))
-    for after in (False, True):
-        points = pick_points(run.picks, after)
-        if points:
-            figure.add_trace(picks_trace(points, after))
-    add_pick_arrows(figure, run.picks)
-    add_budgets(figure, run.picks, run.config)
+        figure.add_traces(references_traces(run.references))
+    add_picks(figure, run.picks)
+    add_unmet_budgets(figure, run.picks, run.config)
     words = latency_words(run)
     figure.update_layout(
-        title={"text": f"Search: mIoU (inherited weights) vs {words}", "y": 0.98},
-        xaxis_title=f"{words} (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE, height=620,
-        margin={"t": 130}, template="plotly_white")
+        title={"text": f"Search: mIoU (inherited weights) vs {words}<br><sup>{PICKS_KEY}</sup>"},
+        xaxis_title=f"{words} (ms)", yaxis_title="mIoU", legend=LEGEND_BELOW, height=760,
+        margin={"t": 90}, template="plotly_white")
     return figure
 
 
@@ -427,15 +460,46 @@ def hypervolume_figure(hypervolume: pd.DataFrame) -> go.Figure:
     return figure
 
 
+HATCHES = (("", "plain"), ("/", "striped"), (".", "dotted"), ("x", "crossed"), ("-", "dashed"), ("|", "lined"))
+"""With class colours, the picks' bars told apart by hatching (named in the legend), in selection.json's order."""
+
+
+def css_color(rgb: Any) -> str:
+    """'rgb(r, g, b)' for an [r, g, b] triple, grey for anything else."""
+    ok = isinstance(rgb, (list, tuple)) and len(rgb) == 3
+    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})" if ok else "rgb(127, 127, 127)"
+
+
+def class_colors(pick: Pick, count: int) -> list[str] | None:
+    """metrics.json's class_colors ([r, g, b] per class, a user dataset's) as CSS colours; None when absent or not
+    one per class."""
+    colors = pick.get("class_colors")
+    return [css_color(rgb) for rgb in colors] if isinstance(colors, list) and len(colors) == count else None
+
+
+def iou_bars(pick: Pick, index: int) -> go.Bar:
+    """A pick's per-class IoU in the pick's colour (as on the trade-off); with class colours each bar in its class's
+    colour, hatched by the pick's place in selection.json."""
+    iou = pick.get("iou")
+    classes = pick.get("class_names") or [f"class {number}" for number in range(len(iou))]
+    colors, (hatch, words) = class_colors(pick, len(iou)), HATCHES[index % len(HATCHES)]
+    marker = {"color": PICK_COLORS[index % len(PICK_COLORS)]} if colors is None else {
+        "color": colors, "line": {"color": "#222", "width": 1},
+        "pattern": {"shape": hatch, "fillmode": "overlay", "fgcolor": "#222"}}
+    name = pick_name(pick) + ("" if colors is None else f" ({words} bars)")
+    return go.Bar(x=[escape(str(label)) for label in classes], y=[None if is_missing(v) else v for v in iou],
+                  name=escape(name), marker=marker, hovertemplate="%{x}: IoU %{y:.4f}<extra>%{fullData.name}</extra>")
+
+
 def iou_figure(picks: list[Pick]) -> go.Figure:
-    """Per-class IoU of each picked network after retraining, as grouped bars."""
-    figure = go.Figure()
-    for pick in picks:
-        iou = pick.get("iou")
-        names = pick.get("class_names") or [f"class {index}" for index in range(len(iou))]
-        figure.add_trace(go.Bar(
-            x=[escape(str(name)) for name in names], y=[None if is_missing(v) else v for v in iou],
-            name=escape(pick.label), hovertemplate="%{x}: IoU %{y:.4f}<extra>%{fullData.name}</extra>"))
+    """Per-class IoU of the picked networks with one (after retraining), as grouped bars, one legend entry per pick;
+    with class colours (metrics.json's class_colors) the bars and the class names take them."""
+    figure = go.Figure([iou_bars(pick, index) for index, pick in enumerate(picks) if pick.get("iou")])
+    first = figure.data[0]
+    colors = class_colors(next(pick for pick in picks if pick.get("iou")), len(first.x))
+    if colors is not None:
+        ticks = [f'<span style="color:{color}">■</span> {name}' for color, name in zip(colors, first.x)]
+        figure.update_xaxes(tickmode="array", tickvals=list(first.x), ticktext=ticks)
     figure.update_layout(title="Per-class IoU of the picked networks", barmode="group", yaxis_title="IoU",
                          yaxis_range=[0, 1], xaxis_tickangle=-40, legend=LEGEND_ABOVE, height=480,
                          margin={"t": 100}, template="plotly_white")

@@ -8,6 +8,12 @@ its feasible subnets, engine/search/fronts.py). evaluations.csv's reference rows
 engine/search/references.py) are split from the search's own into `references`. Absent files are None (or an empty
 list).
 
+A pick knows its skeleton (the genotype key's prefix: a label such as "small" is a budget's name, not the
+skeleton), how it was placed (a budget in ms, a place along the front's latency range, the knee) and where its
+model.onnx is. The device facts are what the run recorded: config.yaml's latency section and the provenance of the
+retrain stage's re-measurements (selected/<label>/metrics.json); nothing else in the run directory keeps the
+provenance (the measurement store, shared by runs, lies outside it).
+
 Latency: a subnet's latency_ms is the search's objective, its measurement where the search has one and the
 prediction otherwise (latency_source); runs made before the search measured have neither latency_source nor
 measured_ms, and their latency is the prediction (`latency_source` says so).
@@ -25,7 +31,8 @@ import yaml
 
 from engine.files import read_json
 from engine.latency.meter import STAT_FIELD
-from engine.paths import RunPaths
+from engine.paths import ARTEFACTS, RunPaths
+from engine.report.formatting import is_missing
 from engine.search.fronts import front_mask
 from engine.search.references import split_references
 
@@ -48,6 +55,19 @@ class Pick:
     values: dict[str, Any]
     retrained: bool
     statistic: str = "median"
+    onnx: str | None = None  # model.onnx relative to the run directory, when the retrain stage exported it
+
+    @property
+    def skeleton(self) -> str | None:
+        """The pick's skeleton, the genotype key's prefix ('xlarge:0-3-...' -> 'xlarge'); None for another key."""
+        name, sep, _ = self.key.partition(":")
+        return name if sep else None
+
+    @property
+    def span(self) -> float | None:
+        """The place along the front's latency range that placed the pick (selection.budgets_span), else None."""
+        span = self.get("budget_span")
+        return None if is_missing(span) else float(span)
 
     def get(self, name: str) -> Any:
         """A field of metrics.json (predicted_ms, inherited_miou, retrained_miou, iou, ...), None when unknown."""
@@ -93,6 +113,12 @@ class Run:
     search_measurements: pd.DataFrame | None = None
     references: pd.DataFrame | None = None  # evaluations.csv's rows of the released networks (search.references)
     statistic: str = "median"  # the search's latency.statistic: what its measured_ms is
+
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """The provenance of the first re-measured pick (hardware/provenance.py: host, cpu, gpu, backend and its
+        version, threads; `agent`, the agent's address, when the device is an agent); None when no pick was."""
+        return next((pick.measured("provenance") for pick in self.picks if pick.measured("provenance")), None)
 
     @property
     def measuring(self) -> dict[str, Any] | None:
@@ -141,7 +167,9 @@ def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None
     if metrics is None:
         log.info("picked network %s (%s) is not retrained yet: the report shows its front values", label, key)
     values = {**front_values(front, key), "budget_span": entry.get("budget_span"), **(metrics or {})}
-    return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None, statistic=statistic)
+    onnx = ARTEFACTS.picked_onnx(label).as_posix() if paths.picked_onnx(label).exists() else None
+    return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None, statistic=statistic,
+                onnx=onnx)
 
 
 def load_picks(paths: RunPaths, front: pd.DataFrame | None, statistic: str = "median") -> list[Pick]:

@@ -1,13 +1,15 @@
 """The run report's page: its sections in order and `write_report`, which writes run_dir/report.html.
 
-The page reads only the files the earlier stages wrote (engine/report/load.py) and shows a summary table, the search
-trade-off (latency measured where measured), the released networks against the front, the latency predictor's parity
-plot and accuracy on the latency stage's held-out genotypes, the predictor in the search loop (its accuracy on each
-measuring round's subnets before it saw them), hypervolume per generation, per-class IoU and a table of the picked
-networks, then, where the run has them, the accuracy surrogate per round, the search strategies side by side, the
-fidelity audit and the hand-made designs against their searched matches. plotly.js is embedded once, so the page opens
-without network access; each figure's div id is the slug of its heading, so the same files give the same bytes. A
-section whose input files are absent is replaced by a one-line note naming them."""
+The page reads only the files the earlier stages wrote (engine/report/load.py) and shows a summary table (with the
+device the latency was measured on), the picked networks (each beside its skeleton, how it was placed, where its
+model.onnx is; then their genotypes and costs), the search trade-off (latency measured where measured), every point of
+the front, the released networks against the front, the latency predictor's parity plot and accuracy on the latency
+stage's held-out genotypes, the predictor in the search loop (its accuracy on each measuring round's subnets before it
+saw them), hypervolume per generation and per-class IoU, then, where the run has them, the accuracy surrogate per
+round, the search strategies side by side, the fidelity audit and the hand-made designs against their searched
+matches. plotly.js is embedded once, so the page opens without network access; tables wrap their cells to fit the
+page (a 1400 px window shows every column); each figure's div id is the slug of its heading, so the same files give
+the same bytes. A section whose input files are absent is replaced by a one-line note naming them."""
 
 from __future__ import annotations
 
@@ -26,13 +28,35 @@ from engine.report.load import Run, load_run, nested
 log = logging.getLogger(__name__)
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+OVERFLOWING = """(() => {
+    const width = document.documentElement.clientWidth, found = [];
+    const where = (node) => {
+        let at = node.closest('div.table, .plotly-graph-div') || node;
+        while (at && at.tagName !== 'H2') at = at.previousElementSibling;
+        return at ? at.textContent : 'page';
+    };
+    for (const node of document.querySelectorAll('h1, h2, p, table, div.table, .plotly-graph-div, svg.main-svg')) {
+        const box = node.getBoundingClientRect();
+        const span = `${box.left.toFixed(0)}..${box.right.toFixed(0)} px`;
+        if (box.left < -0.5 || box.right > width + 0.5)
+            found.push(`${where(node)}: ${node.tagName.toLowerCase()} spans ${span}`);
+        if (node.matches('div.table') && node.scrollWidth > node.clientWidth + 1)
+            found.push(`${where(node)}: table hides ${node.scrollWidth - node.clientWidth} px behind its scroll bar`);
+    }
+    if (document.documentElement.scrollWidth > width)
+        found.push(`page: ${document.documentElement.scrollWidth} px wide in a ${width} px window`);
+    return found;
+})()"""
+"""A browser script: what in the page is wider than the window or hidden behind a table's scroll bar (one line each;
+none when everything fits), for the browser test and benchmarks/report_screenshots.py."""
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1280px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; white-space: nowrap; }
-th { background: #f3f3f3; white-space: normal; vertical-align: bottom; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; white-space: nowrap; }
+th { background: #f3f3f3; vertical-align: bottom; white-space: normal; }
 div.table { overflow-x: auto; }
-td.key { font-family: monospace; white-space: normal; word-break: break-all; min-width: 12em; max-width: 28em; }
+td.key { font-family: monospace; white-space: normal; word-break: break-all; min-width: 14em; max-width: 48em; }
+td.text { white-space: normal; min-width: 12em; }
 p.note { color: #8a5300; background: #fff6e5; padding: 0.4em 0.8em; border-left: 3px solid #e0a030; }
 """
 
@@ -60,12 +84,14 @@ def absent(run: Run, *relative: str) -> str:
 
 def sections(run: Run) -> list[Section]:
     """The page's sections in order; a section whose inputs are absent carries a note instead of a body."""
-    picks_with_iou = [pick for pick in run.picks if pick.get("iou")]
     has_tradeoff = run.evaluations is not None or run.front is not None
+    has_iou = any(pick.get("iou") for pick in run.picks)
     return [
         Section("Summary", tables.summary_table(run)),
+        *pick_sections(run),
         Section("Search trade-off", figures.tradeoff_figure(run) if has_tradeoff else None,
                 absent(run, "evaluations.csv", "front.csv")),
+        Section("Pareto front", tables.front_table(run) if run.front is not None else None, absent(run, "front.csv")),
         *reference_sections(run),
         Section("Latency predictor",
                 figures.parity_figure(run.heldout, run.accuracy) if run.heldout is not None else None,
@@ -75,11 +101,18 @@ def sections(run: Run) -> list[Section]:
         search_loop_section(run),
         Section("Hypervolume", figures.hypervolume_figure(run.hypervolume) if run.hypervolume is not None else None,
                 absent(run, "hypervolume.csv")),
-        Section("Per-class IoU", figures.iou_figure(picks_with_iou) if picks_with_iou else None,
+        Section("Per-class IoU", figures.iou_figure(run.picks) if has_iou else None,
                 absent(run, "selected/<label>/metrics.json with per-class iou")),
-        Section("Picked networks", tables.picks_table(run.picks) if run.picks else None,
-                absent(run, "selected/selection.json")),
     ] + surrogate_sections(run) + strategy_sections(run) + audit_sections(run)
+
+
+def pick_sections(run: Run) -> list[Section]:
+    """The picked networks (label and skeleton, placement, latency, mIoU, model.onnx), then their genotypes and
+    costs; a note when selected/selection.json is absent."""
+    if not run.picks:
+        return [Section("Picked networks", None, absent(run, "selected/selection.json"))]
+    return [Section("Picked networks", tables.picks_table(run.picks)),
+            Section("Picked networks: genotypes and costs", tables.pick_details_table(run.picks))]
 
 
 def reference_sections(run: Run) -> list[Section]:

@@ -1,7 +1,8 @@
-"""The report's HTML tables: the run summary, the picked networks, the latency predictor's accuracy (on the latency
-stage's held-out genotypes, and per measuring round of the search), each search strategy's cost with how NSGA-II's
-front and the DNAS genotypes dominate each other, the released networks against the front and the hand-made
-designs against their searched matches. Every cell is escaped in `html_table`."""
+"""The report's HTML tables: the run summary (with where and how latency was measured), the picked networks (each
+beside its skeleton, how it was placed and where its model.onnx is), every point of the front, the latency
+predictor's accuracy (on the latency stage's held-out genotypes, and per measuring round of the search), each search
+strategy's cost with how NSGA-II's front and the DNAS genotypes dominate each other, the released networks against
+the front and the hand-made designs against their searched matches. Every cell is escaped in `html_table`."""
 
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ from engine.report.load import (
 from engine.search.fronts import dominated_by, minimised
 
 
-def html_table(header: list[str] | None, rows: list[list[str]], key_column: int | None = None) -> str:
-    """An HTML table (without a header row when `header` is None); every cell is escaped here."""
+def html_table(header: list[str] | None, rows: list[list[str]], key_column: int | None = None,
+               text_columns: tuple[int, ...] = ()) -> str:
+    """An HTML table (without a header row when `header` is None); every cell is escaped here. Cells keep to one line
+    but the genotype keys of `key_column` and the words of `text_columns`, which wrap so the table fits the page."""
+    classes = {key_column: ' class="key"', **{index: ' class="text"' for index in text_columns}}
     head = "" if header is None else "<thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in header) + "</tr></thead>"
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="key">{escape(cell)}</td>' if index == key_column else f"<td>{escape(cell)}</td>"
-            for index, cell in enumerate(row)) + "</tr>"
-        for row in rows)
+    body = "".join("<tr>" + "".join(f"<td{classes.get(index, '')}>{escape(cell)}</td>" for index, cell in enumerate(row))
+                   + "</tr>" for row in rows)
     return f'<div class="table"><table>{head}<tbody>{body}</tbody></table></div>'
 
 
@@ -58,7 +59,9 @@ def trials_text(run: Run) -> str:
 
 
 def pick_text(pick: Pick) -> str:
-    return f"{pick.label} ({pick.key})" if pick.retrained else f"{pick.label} ({pick.key}, not retrained)"
+    """'large (xlarge skeleton)', 'large (xlarge skeleton; not retrained)'."""
+    notes = ([f"{pick.skeleton} skeleton"] if pick.skeleton else []) + ([] if pick.retrained else ["not retrained"])
+    return f"{pick.label} ({'; '.join(notes)})" if notes else pick.label
 
 
 def front_text(front: pd.DataFrame | None) -> str:
@@ -76,31 +79,65 @@ def measurements_text(run: Run) -> str:
     return f"{count}{rounds} (limit {measuring.get('limit', MISSING)})"
 
 
+UNRECORDED = "not recorded in the run"
+GPU_BACKENDS = ("cuda", "tensorrt")
+
+
+def device_name_text(config: dict[str, Any], record: dict[str, Any]) -> str:
+    """The device's name: latency.device_name, else the re-measurement's GPU (GPU backends) or CPU and host."""
+    if nested(config, "latency.device_name"):
+        return f"{nested(config, 'latency.device_name')} (latency.device_name)"
+    gpu = any(word in str(record.get("backend", "")) for word in GPU_BACKENDS) and record.get("gpu")
+    name = gpu or record.get("cpu")
+    if not name:
+        return (f"{UNRECORDED}: no pick was re-measured (the provenance of the retrain stage's re-measurements "
+                f"names it)")
+    return f"{name} (host {record.get('host', MISSING)})"
+
+
+def device_rows(run: Run) -> list[list[str]]:
+    """Where the latency was measured: this machine or the agent (its address), the device's name, the backend
+    and its version, threads and precision; from config.yaml and the re-measurements' provenance, saying what the
+    run did not record."""
+    config, record = run.config, run.provenance or {}
+    if nested(config, "latency.device", "local") == "agent":
+        where = f"device agent at {record.get('agent') or nested(config, 'latency.agent.url', MISSING)}"
+    else:
+        where = "this machine (latency.device local)"
+    backend = str(record.get("backend") or nested(config, "latency.backend", MISSING))
+    version = record.get("backend_version") or f"(version {UNRECORDED})"
+    threads = fmt(record.get("threads", nested(config, "latency.threads")), "d")
+    precision = record.get("precision") or f"precision {UNRECORDED}"
+    return [["latency measured on", where], ["device", device_name_text(config, record)],
+            ["backend", f"{backend} {version}"], ["threads, precision", f"{threads}, {precision}"]]
+
+
 def summary_table(run: Run) -> str:
-    """Run name, skeleton, data, device/backend, trials, front size (how much of it measured), the search's
-    measurements and picked networks."""
+    """Run name, skeleton, data, where and how latency was measured, trials, front size (how much of it measured),
+    the search's measurements and picked networks."""
     config = run.config
-    device = f"{nested(config, 'latency.device', MISSING)} / {nested(config, 'latency.backend', MISSING)}"
     rows = [
         ["run", str(config.get("name", run.directory.name))],
         ["skeleton", skeleton_text(config)],
         ["data", str(nested(config, "data.kind", MISSING))],
-        ["device / backend", device],
+        *device_rows(run),
         ["trials (evaluated subnets)", trials_text(run)],
         ["front size", front_text(run.front)],
         ["measured by the search", measurements_text(run)],
         ["picked networks", ", ".join(pick_text(pick) for pick in run.picks) or MISSING],
     ]
-    return html_table(None, rows)
+    return html_table(None, rows, text_columns=(1,))
 
 
-def budget_text(pick: Pick) -> str:
-    """'≤ 4 ms', 'nearest 3.52 ms (0.3 of the front's range)' (selection.budgets_span) or 'knee (no budget)'."""
+def place_text(pick: Pick) -> str:
+    """How the pick was placed: '≤ 35 ms budget' (selection.budgets_ms: the highest mIoU within it), 'nearest 33 % of
+    the front's latency range (3.52 ms)' (selection.budgets_span: the front point nearest that latency) or 'knee of
+    the front'."""
     if is_missing(pick.budget_ms):
-        return "knee (no budget)"
-    span = pick.get("budget_span")
-    return (f"≤ {pick.budget_ms:g} ms" if span is None
-            else f"nearest {pick.budget_ms:.2f} ms ({span:g} of the front's range)")
+        return "knee of the front"
+    if pick.span is None:
+        return f"≤ {pick.budget_ms:g} ms budget"
+    return f"nearest {100 * pick.span:g} % of the front's latency range ({pick.budget_ms:.2f} ms)"
 
 
 def predicted_text(pick: Pick) -> str:
@@ -115,13 +152,6 @@ def search_measured_text(pick: Pick) -> str:
     return "not measured" if is_missing(value) else fmt(value, ".2f")
 
 
-def pick_header(statistic: str) -> list[str]:
-    """The picks table's columns; `statistic`: the run's latency.statistic, shown for the re-measurement."""
-    return ["label", "key", "budget", "search: measured ms", "predictor: ms [90 % interval]",
-            f"retrain re-measurement: {statistic} ms", f"retrain re-measurement: {spread_statistic(statistic)} ms",
-            "inherited mIoU", "retrained mIoU", "MACs", "params", "ONNX max abs diff"]
-
-
 def seeded_text(pick: Pick, field: str) -> str:
     """A pick's mIoU (`field` of metrics.json) and, retrained under several seeds, ± their standard deviation and
     the number of seeds."""
@@ -129,33 +159,63 @@ def seeded_text(pick: Pick, field: str) -> str:
     return text if spread is None else f"{text} ± {spread:.4f} ({len(pick.get(f'{field}_per_seed'))} seeds)"
 
 
+def onnx_text(pick: Pick) -> str:
+    """Where the pick's model.onnx is, relative to the run directory, or why there is none."""
+    if pick.onnx:
+        return pick.onnx
+    return "not exported (retrain.export off)" if pick.retrained else "not retrained yet"
+
+
 def picks_table(picks: list[Pick]) -> str:
-    """One row per picked network: the search's measurement, the prediction with its interval, the retrain stage's
-    re-measurement, mIoU before/after retraining, costs, ONNX check; a network not retrained yet shows its front
-    values and says so."""
-    rows = [[
-        pick.label,
-        pick.key,
-        budget_text(pick),
-        search_measured_text(pick),
-        predicted_text(pick),
-        fmt(pick.remeasured_ms(), ".2f"),
-        fmt(pick.spread_ms(), ".2f"),
-        fmt(pick.get("inherited_miou"), ".4f"),
-        seeded_text(pick, "retrained_miou") if pick.retrained else "not retrained",
-        si(pick.get("macs")),
-        si(pick.get("params")),
-        fmt(pick.get("onnx_max_abs_diff"), ".2e"),
-    ] for pick in picks]
-    columns = pick_header(picks[0].statistic if picks else "median")
+    """One row per picked network: its skeleton beside its label, how it was placed, the search's and the retrain
+    stage's latency, mIoU before and after retraining (and on the test split), where its model.onnx is; a network
+    not retrained yet shows its front values and says so."""
+    statistic = picks[0].statistic
     tested = [pick for pick in picks if pick.get("test_miou") is not None]
-    if not tested:
-        return html_table(columns, rows, key_column=1)
-    split = tested[0].get("test_split")
-    for row, pick in zip(rows, picks):
-        row.insert(9, seeded_text(pick, "test_miou") if pick.get("test_miou") is not None else MISSING)
-    header = [*columns[:8], "retrained mIoU (val)", f"retrained mIoU (test split {split})", *columns[9:]]
+    header = ["pick", "skeleton", "placed by", "search: measured ms", f"retrain re-measurement: {statistic} ms",
+              "inherited mIoU", "retrained mIoU (val)" if tested else "retrained mIoU",
+              *([f"retrained mIoU (test split {tested[0].get('test_split')})"] if tested else []),
+              "model.onnx (in the run directory)"]
+    rows = [[
+        pick.label, pick.skeleton or MISSING, place_text(pick), search_measured_text(pick),
+        fmt(pick.remeasured_ms(), ".2f"), fmt(pick.get("inherited_miou"), ".4f"),
+        seeded_text(pick, "retrained_miou") if pick.retrained else "not retrained",
+        *([seeded_text(pick, "test_miou") if pick.get("test_miou") is not None else MISSING] if tested else []),
+        onnx_text(pick),
+    ] for pick in picks]
+    return html_table(header, rows, text_columns=(2,))
+
+
+def pick_details_table(picks: list[Pick]) -> str:
+    """The picks' genotypes, predictions, the re-measurement's other statistic, costs and the ONNX check."""
+    spread = spread_statistic(picks[0].statistic)
+    header = ["pick", "genotype key", "predictor: ms [90 % interval]", f"retrain re-measurement: {spread} ms",
+              "MACs", "params", "ONNX max abs diff"]
+    rows = [[pick.label, pick.key, predicted_text(pick), fmt(pick.spread_ms(), ".2f"), si(pick.get("macs")),
+             si(pick.get("params")), fmt(pick.get("onnx_max_abs_diff"), ".2e")] for pick in picks]
     return html_table(header, rows, key_column=1)
+
+
+def front_table(run: Run) -> str:
+    """Every point of the front by latency: genotype and skeleton, inherited mIoU, the search's measurement (its
+    latency.statistic) or 'not measured', the final predictor's latency with its interval, MACs, params and the
+    picks it became."""
+    front = run.front.sort_values(["latency_ms", "miou"], ascending=[True, False], kind="stable")
+    measured, picked = is_measured(front), {}
+    for pick in run.picks:
+        picked.setdefault(pick.key, []).append(pick.label)
+    predicted = numbers(front, "predicted_ms").fillna(numbers(front, "latency_ms").where(~measured))
+    rows = [[str(key), str(key).partition(":")[0] if ":" in str(key) else MISSING, fmt(miou, ".4f"),
+             fmt(ms, ".2f") if is_measure else "not measured",
+             f"{fmt(guess, '.2f')} [{fmt(lower, '.2f')}, {fmt(upper, '.2f')}]", si(macs), si(params),
+             ", ".join(picked.get(str(key), [])) or MISSING]
+            for key, miou, ms, is_measure, guess, lower, upper, macs, params in zip(
+                front["key"], front["miou"], front["latency_ms"], measured, predicted,
+                numbers(front, "latency_lower_ms"), numbers(front, "latency_upper_ms"), numbers(front, "macs"),
+                numbers(front, "params"))]
+    header = ["genotype key", "skeleton", "inherited mIoU", f"measured {run.statistic} ms",
+              "predictor: ms [90 % interval]", "MACs", "params", "picked as"]
+    return html_table(header, rows, key_column=0)
 
 
 ACCURACY_ROWS = (("held-out measurements", "count", "d", ""), ("MAPE", "mape", ".2f", " %"),
@@ -210,7 +270,7 @@ def cost_table(run: Run) -> str:
     cost = run.search_cost or {}
     where = f"{cost.get('device', '?')}, {cost.get('threads', '?')} threads"
     rows = [row(run, cost) for name, row in (("nsga2", nsga2_cost_row), ("dnas", dnas_cost_row)) if name in cost]
-    table = html_table(["strategy", f"search cost ({where})", "of which", "genotypes"], rows)
+    table = html_table(["strategy", f"search cost ({where})", "of which", "genotypes"], rows, text_columns=(2,))
     if run.dnas is not None and run.evaluations is not None:
         table += f"<p>{dominance_text(nsga2_front(run.evaluations), run.dnas)}</p>"
     return table
@@ -259,7 +319,7 @@ def baseline_table(baseline: dict[str, Any]) -> str:
             f"{baseline.get('train_batch_size')}) under {baseline.get('seeds')} seed(s), differences paired by seed; "
             f"over all pairs searched − hand-made mIoU {spread_text(baseline.get('val_miou_difference'), '+.4f')} on "
             f"val{test}.</p>")
-    return html_table(header, rows, 1) + text
+    return html_table(header, rows, 1, text_columns=(4, 5, 6, 7)) + text
 
 
 def front_counts(run: Run) -> tuple[Any, Any]:

@@ -99,26 +99,40 @@ def test_picks_under_any_label_appear_retrained_or_not(tmp_path: Path) -> None:
     page = write_report(tmp_path).read_text(encoding="utf-8")
 
     header = re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))
-    assert header[3:7] == ["search: measured ms", "predictor: ms [90 % interval]",
-                           "retrain re-measurement: median ms", "retrain re-measurement: p90 ms"]
-    rows = table_rows(page, "Picked networks")
-    assert [row[0] for row in rows] == ["edge-1", "fast", "knee"]
-    edge, fast, knee = rows
-    assert edge[2:5] == ["≤ 12 ms", "not measured", "10.00 [9.00, 11.00]"] and edge[8] == "not retrained"
-    assert fast[2:9] == ["≤ 1000 ms", "20.00", "19.00 [17.10, 20.90]", "22.00", "24.00", "0.6000", "0.6200"]
-    assert knee[2:5] == ["knee (no budget)", "10.00", "9.50 [8.55, 10.45]"]
+    assert header == ["pick", "skeleton", "placed by", "search: measured ms", "retrain re-measurement: median ms",
+                      "inherited mIoU", "retrained mIoU", "model.onnx (in the run directory)"]
+    edge, fast, knee = table_rows(page, "Picked networks")
+    assert edge == ["edge-1", "—", "≤ 12 ms budget", "not measured", "—", "0.5000", "not retrained",
+                    "not retrained yet"]
+    assert fast == ["fast", "—", "≤ 1000 ms budget", "20.00", "22.00", "0.6000", "0.6200",
+                    "not exported (retrain.export off)"]
+    assert knee[:4] == ["knee", "—", "knee of the front", "10.00"]
+    details = table_rows(page, "Picked networks: genotypes and costs")
+    assert [row[:4] for row in details] == [["edge-1", "a", "10.00 [9.00, 11.00]", "—"],
+                                            ["fast", "b", "19.00 [17.10, 20.90]", "24.00"],
+                                            ["knee", "a-copy", "9.50 [8.55, 10.45]", "—"]]
 
     data, layout = figure(page, "search-trade-off")
-    searched = trace(data, "picked: search latency (measured), inherited mIoU")
-    assert searched["text"] == ["edge-1 (not retrained; latency predicted)", "fast", "knee (not retrained)"]
-    assert searched["x"] == [10.0, 20.0, 10.0]
-    remeasured = trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")
-    assert remeasured["text"] == ["fast"] and remeasured["x"] == [22.0]
-    budgets = [note["text"] for note in layout["annotations"] if note["text"]]
-    assert budgets == ["edge-1 ≤ 12 ms", "fast ≤ 1000 ms"]
+    assert trace(data, "pick edge-1: ≤ 12 ms, not retrained")["x"] == [10.0]
+    searched, remeasured = traces(data, "pick fast: ≤ 1000 ms")
+    assert searched["x"] == [20.0] and searched["showlegend"] and searched["marker"]["symbol"] == "star"
+    assert remeasured["x"] == [22.0] and not remeasured["showlegend"] and remeasured["marker"]["symbol"] == "star-open"
+    assert trace(data, "pick knee: knee, not retrained")["x"] == [10.0]
+    lines = [(shape["x0"], shape["line"]["dash"], shape["legendgroup"]) for shape in layout["shapes"]]
+    assert lines == [(12.0, "dash", "pick edge-1: ≤ 12 ms, not retrained"), (1000.0, "dash", "pick fast: ≤ 1000 ms")]
+    assert [note["text"] for note in layout.get("annotations", []) if note["text"]] == []  # both budgets met
     iou, _ = figure(page, "per-class-iou")
-    assert [bars["name"] for bars in iou] == ["fast"]
-    assert "edge-1 (a, not retrained), fast (b), knee (a-copy, not retrained)" in page
+    assert [(bars["name"], bars["marker"]["color"]) for bars in iou] == [("pick fast: ≤ 1000 ms", "#9467bd")]
+    assert searched["marker"]["color"] == "#9467bd"  # the pick's colour in both figures
+    assert "edge-1 (not retrained), fast, knee (not retrained)" in page
+
+
+def test_a_budget_no_front_point_meets_is_drawn_and_named(tmp_path: Path) -> None:
+    write_search(tmp_path, {"tiny": 1.0, "tinier": 0.5, "fast": 1000.0})
+    write_selection(tmp_path, [("fast", "b", 1000.0)], retrained=set())
+    _, layout = figure(write_report(tmp_path).read_text(encoding="utf-8"), "search-trade-off")
+    notes = [(note["text"], note["y"]) for note in layout["annotations"] if note["text"]]
+    assert notes == [("tinier ≤ 0.5 ms: no front point within", 1.0), ("tiny ≤ 1 ms: no front point within", 0.94)]
 
 
 def test_a_pick_under_several_seeds_shows_their_spread_and_a_span_budget_its_place(tmp_path: Path) -> None:
@@ -133,10 +147,12 @@ def test_a_pick_under_several_seeds_shows_their_spread_and_a_span_budget_its_pla
     metrics_path.write_text(json.dumps(metrics))
     page = write_report(tmp_path).read_text(encoding="utf-8")
     row = table_rows(page, "Picked networks")[0]
-    assert html.unescape(row[2]) == "nearest 5.00 ms (0 of the front's range)" and row[8] == "0.4200 ± 0.0141 (2 seeds)"
-    data, _ = figure(page, "search-trade-off")
-    after = trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")
+    assert html.unescape(row[2]) == "nearest 0 % of the front's latency range (5.00 ms)"
+    assert row[6] == "0.4200 ± 0.0141 (2 seeds)"
+    data, layout = figure(page, "search-trade-off")
+    _, after = traces(data, "pick fastest: nearest 0 % of range")
     assert after["y"] == [0.42] and after["error_y"]["array"] == [0.0141]
+    assert [(shape["x0"], shape["line"]["dash"]) for shape in layout["shapes"]] == [(5.0, "dot")]
 
 
 def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) -> None:
@@ -146,22 +162,24 @@ def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) 
     write_selection(tmp_path, [("fast", "b", 1000.0)], retrained={"fast"})
     page = write_report(tmp_path).read_text(encoding="utf-8")
     header = re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))
-    assert header[5] == "retrain re-measurement: min ms"
-    assert table_rows(page, "Picked networks")[0][5] == "18.00"  # 0.9 x 20 ms, not the median's 22.00
+    assert header[4] == "retrain re-measurement: min ms"
+    assert table_rows(page, "Picked networks")[0][4] == "18.00"  # 0.9 x 20 ms, not the median's 22.00
     data, _ = figure(page, "search-trade-off")
-    assert trace(data, "picked: retrain re-measurement, retrained mIoU (± sd over seeds)")["x"] == [18.0]
+    assert traces(data, "pick fast: ≤ 1000 ms")[1]["x"] == [18.0]
     # config.yaml is the latest invocation's; the search's record says what its front and picks were measured by
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "search.json").write_text(json.dumps({"settings": {"latency.statistic": "median"}}))
     page = write_report(tmp_path).read_text(encoding="utf-8")
-    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))[5] == "retrain re-measurement: median ms"
-    assert table_rows(page, "Picked networks")[0][5] == "22.00"
+    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))[4] == "retrain re-measurement: median ms"
+    assert table_rows(page, "Picked networks")[0][4] == "22.00"
     # by the p90, the column beside it is the median (not a second p90 column)
     (tmp_path / "stages" / "search.json").write_text(json.dumps({"settings": {"latency.statistic": "p90"}}))
     page = write_report(tmp_path).read_text(encoding="utf-8")
-    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))[5:7] == [
-        "retrain re-measurement: p90 ms", "retrain re-measurement: median ms"]
-    assert table_rows(page, "Picked networks")[0][5:7] == ["24.00", "22.00"]
+    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks"))[4] == "retrain re-measurement: p90 ms"
+    assert re.findall(r"<th>(.*?)</th>", section(page, "Picked networks: genotypes and costs"))[3] == (
+        "retrain re-measurement: median ms")
+    assert table_rows(page, "Picked networks")[0][4] == "24.00"
+    assert table_rows(page, "Picked networks: genotypes and costs")[0][3] == "22.00"
 
 
 def test_fronts_agree_with_pymoo_with_ties_and_an_infeasible_point(tmp_path: Path) -> None:
