@@ -100,8 +100,8 @@ def image_sizes(dataset: Dataset, count: int = SIZES_READ) -> tuple[tuple[int, i
     """The distinct sizes (H, W) of the first `count` images, from their headers where the dataset lists files."""
     dataset, indices = (dataset.dataset, dataset.indices[:count]) if isinstance(dataset, Subset) else \
         (dataset, range(min(count, len(dataset))))
-    if not hasattr(dataset, "pairs"):  # generated images (synthetic streets): one is drawn, all share its size
-        return (tuple(dataset.load(indices[0])[1].shape[:2]),) if len(indices) else ()
+    if not hasattr(dataset, "pairs"):  # generated images (synthetic streets) all have the size they are drawn at
+        return (tuple(dataset.size),) if hasattr(dataset, "size") and len(indices) else ()
     sizes = []
     for index in indices:
         try:
@@ -115,7 +115,7 @@ def image_sizes(dataset: Dataset, count: int = SIZES_READ) -> tuple[tuple[int, i
 def check_splits(data: DataConfig, seed: int = 0) -> list[SplitListing]:
     """List every split the run will read (train, val or the carved images, test) before anything is trained, so a
     missing or empty one stops the run at once: DatasetError naming the setting and the folder. File names are
-    listed and the headers of a few images read, the test split's included."""
+    listed, the test split's included, and the headers of a few images read (never the test split's)."""
     named = [("data.train_split", data.train_split)]
     named += [] if data.val_from_train else [("data.val_split", data.val_split)]
     named += [] if data.test_split is None else [("data.test_split", data.test_split)]
@@ -126,7 +126,8 @@ def check_splits(data: DataConfig, seed: int = 0) -> list[SplitListing]:
             size = len(dataset)
             if size and setting == "data.train_split" and data.val_from_train:
                 carved_indices(data, size)
-            listings.append(SplitListing(setting, split, size, image_sizes(dataset) if size else ()))
+            unseen = setting == "data.test_split"  # not even a header of the test split is read before retraining
+            listings.append(SplitListing(setting, split, size, image_sizes(dataset) if size and not unseen else ()))
         except DatasetError as error:
             raise DatasetError(f"{setting} {split!r}: {error}") from None
         if size == 0:
