@@ -70,6 +70,22 @@ Algorithm = registered("engine.search.operators", "ALGORITHMS")
 AccuracyRegressor = registered("predictors.accuracy", "KINDS")
 
 
+MAX_SIDE = 8192
+"""The largest height or width of an image size setting (space.input_size, data.crop, data.eval_size, ...): a 8192 x
+8192 float batch of one already takes 800 MB."""
+MAX_SCALE = 8.0
+"""The largest factor data.scale may resize a training image by."""
+MAX_WORKERS = 256
+"""The most worker processes a setting may ask for; the search caps its own at this machine's cores."""
+
+
+def _size(name: str, value: tuple[int, int], smallest: int = 1) -> tuple[int, int]:
+    """An image size [height, width] between `smallest` and MAX_SIDE pixels a side."""
+    if not all(smallest <= side <= MAX_SIDE for side in value):
+        raise ValueError(f"{name} {list(value)}: each side must lie in {smallest}..{MAX_SIDE} pixels")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,9 +133,7 @@ class SpaceConfig(_Strict):
     @field_validator("input_size")
     @classmethod
     def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if min(value) < 32:
-            raise ValueError(f"input size {list(value)} is below 32 pixels")
-        return value
+        return _size("input size", value, 32)
 
 
 class ClassSpec(_Strict):
@@ -179,6 +193,18 @@ class DataConfig(_Strict):
     synthetic_train: int = Field(512, ge=1, description="kind synthetic: scenes generated for the training split")
     synthetic_val: int = Field(64, ge=1, description="kind synthetic: scenes generated for each other split "
                                "(validation, test)")
+
+    @field_validator("crop", "eval_size", "synthetic_size")
+    @classmethod
+    def _sizes(cls, value: tuple[int, int] | None, info) -> tuple[int, int] | None:
+        return value if value is None else _size(f"data.{info.field_name}", value, 8)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1] <= MAX_SCALE:
+            raise ValueError(f"data.scale {list(value)}: needs 0 < low <= high <= {MAX_SCALE}")
+        return value
 
     @model_validator(mode="after")
     def _distinct_splits(self) -> "DataConfig":
@@ -326,10 +352,10 @@ class LatencyConfig(_Strict):
                                     description="the device's name in the measurement store, so runs on the same "
                                     "device share measurements; null: this machine's name, or the agent's")
     agent: AgentConfig = AgentConfig()
-    measurements: int = Field(60, ge=8, description="genotypes the latency stage measures to fit the latency "
+    measurements: int = Field(60, ge=10, le=100_000, description="genotypes the latency stage measures to fit the latency "
                               "predictor, spread over MACs")
-    heldout: int = Field(20, ge=2, description="random genotypes measured only to test the predictor")
-    active: int = Field(0, ge=0, description="extra genotypes measured where the predictor is least sure near the "
+    heldout: int = Field(20, ge=2, le=100_000, description="random genotypes measured only to test the predictor")
+    active: int = Field(0, ge=0, le=100_000, description="extra genotypes measured where the predictor is least sure near the "
                         "front (chosen with inherited mIoU, so the stage then needs the supernet); 0: none")
     pool: int = Field(2000, ge=16, le=100_000, description="random genotypes the measured ones are chosen from")
     statistic: Literal["median", "mean", "p90", "min"] = Field(
@@ -338,7 +364,7 @@ class LatencyConfig(_Strict):
     warmup: int = Field(5, ge=0, le=1000, description="untimed runs before a measurement's timed ones")
     repeats: int = Field(20, ge=1, le=10000, description="timed runs of a measurement, summarised by statistic; a "
                          "stored measurement with fewer timed runs is taken again")
-    batch: int = Field(1, ge=1, description="images in the timed input (batch x 3 x space.input_size); the latency is "
+    batch: int = Field(1, ge=1, le=256, description="images in the timed input (batch x 3 x space.input_size); the latency is "
                        "that of one forward pass of the whole batch")
     threads: int = Field(1, ge=1, le=1024, description="CPU threads a measurement runs on (torch-cpu, "
                          "onnxruntime-cpu)")
@@ -458,7 +484,8 @@ class SearchConfig(_Strict):
                              "after the search: reference points in evaluations.csv and the report, not trials")
     storage: str | None = Field(None, description="the Optuna study's database, an SQLAlchemy URL; null: "
                                 "`sqlite:///<runs_dir>/<name>/study.db`")
-    workers: int = Field(1, ge=1, description="processes scoring subnets; > 1: a Dask LocalCluster of this many")
+    workers: int = Field(1, ge=1, le=MAX_WORKERS, description="processes scoring subnets; > 1: a Dask LocalCluster "
+                         "of this many, at most this machine's cores (more are capped, with a log line)")
     scheduler: str | None = Field(None, description="address of a running Dask scheduler whose workers score "
                                   "subnets (overrides workers); null: none")
 
@@ -520,7 +547,7 @@ class RetrainConfig(_Strict):
     seeds: int = Field(1, ge=1, le=20, description="trainings of each pick (seed, seed + 1, ...): its retrained mIoU "
                        "is their mean, reported with the per-seed values and their spread; the first seed's network "
                        "is the one exported and re-measured")
-    workers: int = Field(1, ge=1, le=256, description="> 1: the trainings (every pick under every seed) run at once "
+    workers: int = Field(1, ge=1, le=MAX_WORKERS, description="> 1: the trainings (every pick under every seed) run at once "
                          "on a Dask LocalCluster of this many single-threaded processes, the largest first; on a CPU "
                          "of 2 cores 2 workers train ~1.4x faster than 1 process of 2 threads (not under torchrun)")
     export: bool = Field(True, description="export the first seed's network to `selected/<label>/model.onnx`, "
@@ -545,7 +572,7 @@ class AuditConfig(_Strict):
                                 "each a candidate of the skeleton's space put in every searchable layer (k3_e6_g1: "
                                 "MobileNetV2-like; k3_e3_g1, k3_e1_g1: cheaper)")
     seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each baseline network (seed, seed+1..)")
-    workers: int = Field(1, ge=1, le=256, description="> 1: the audit's and the baseline comparison's trainings run "
+    workers: int = Field(1, ge=1, le=MAX_WORKERS, description="> 1: the audit's and the baseline comparison's trainings run "
                          "at once on a Dask LocalCluster of this many single-threaded processes, the largest first, "
                          "as retrain.workers (not under torchrun)")
 
@@ -560,7 +587,7 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     supernet: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
-    samples: int = Field(32, ge=1, description="random genotypes the space stage checks against the supernet and "
+    samples: int = Field(32, ge=1, le=100_000, description="random genotypes the space stage checks against the supernet and "
                          "lists with their MACs and parameters in space.csv")
     latency: LatencyConfig = LatencyConfig()
     search: SearchConfig = SearchConfig()
@@ -632,14 +659,43 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, a key given twice refused (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeys)
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=value` overrides; values are parsed as YAML scalars or lists."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-        _set(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = parse_yaml(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {key.strip()}: {raw!r} is not a YAML value "
+                              f"({_first_line(error)})") from None
+        _set(tree, key.strip(), value)
     return tree
+
+
+def _first_line(error: yaml.YAMLError) -> str:
+    problem = getattr(error, "problem", None)
+    return problem or str(error).strip().splitlines()[0]
 
 
 def shipped() -> dict[str, Path]:
@@ -668,7 +724,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConf
     ConfigError with a one-line message."""
     path = resolve(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = parse_yaml(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except UnicodeDecodeError:
@@ -676,7 +732,9 @@ def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConf
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({_first_line(error)})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     apply_overrides(tree, overrides or [])

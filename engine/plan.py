@@ -291,7 +291,7 @@ def _duration(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Arguments(prog="squeezenas plan", description=__doc__.splitlines()[0])
+    parser = Arguments(prog="squeezenas plan", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("config", help="experiment YAML or a shipped experiment's name, e.g. quickstart")
     parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides, e.g. space.width=0.25")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import ExperimentConfig
-from engine.data.splits import check_splits, size_mismatch
+from engine.data.splits import SplitListing, check_splits, size_mismatch
 from engine.errors import ConfigError, DatasetError, DeviceError, EngineError
 from engine.latency.meter import Meter, open_meter
 
@@ -36,7 +36,8 @@ def data(config: ExperimentConfig) -> list[Check]:
     size latency is measured at."""
     try:
         listings = check_splits(config.data, config.seed)
-    except DatasetError as error:
+        batches(config, listings)
+    except (DatasetError, ConfigError) as error:
         return [Check("data", False, str(error))]
     checks = []
     for listing in listings:
@@ -48,6 +49,22 @@ def data(config: ExperimentConfig) -> list[Check]:
         checks.append(Check("image size", None, warning))
     checks.append(Check("classes", True, f"{len(config.data.class_names)}: {', '.join(config.data.class_names)}"))
     return checks
+
+
+def batches(config: ExperimentConfig, listings: list[SplitListing]) -> None:
+    """ConfigError naming the setting when a training batch holds more images than the training set."""
+    images = next(listing.images for listing in listings if listing.setting == "data.train_split")
+    images -= config.data.val_from_train or 0
+    sizes = {"supernet.batch_size": config.supernet.batch_size, "retrain.train.batch_size":
+             config.retrain.train.batch_size}
+    if config.audit.enabled:
+        sizes["audit.train.batch_size"] = config.audit.train.batch_size
+    if "dnas" in config.search.strategies:
+        sizes["search.dnas.batch_size"] = config.search.dnas.batch_size
+    for setting, size in sizes.items():
+        if size > images:
+            raise ConfigError(f"{setting} {size} is larger than the {images} training images of data.train_split "
+                               f"{config.data.train_split!r}; lower it or add images")
 
 
 def device(config: ExperimentConfig) -> tuple[Check, Meter | None]:

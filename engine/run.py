@@ -42,9 +42,11 @@ from engine.data.splits import check_splits, size_mismatch
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
 from engine.latency.meter import STAT_FIELD, open_meter
+from engine.preflight import batches
 from engine.paths import RunPaths
 from engine.runner import Context, Runner
 from engine.search.references import split_references
+from engine.search.study import storage_url
 from engine.stages import audit, baseline, latency, report, retrain, search, select, space, supernet
 from engine.training.distributed import World, cleanup, init_world
 
@@ -119,7 +121,9 @@ def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
             save_resolved(config)
         start_logging(config, world)
         if stages & READS_IMAGES:
-            warning = size_mismatch(config.data, config.space.input_size, check_splits(config.data, config.seed))
+            listings = check_splits(config.data, config.seed)
+            batches(config, listings)
+            warning = size_mismatch(config.data, config.space.input_size, listings)
             if warning:
                 logging.getLogger("engine").warning(f"warning: {warning}")
         Runner(STAGES, context, open_meter).run(stages)
@@ -154,7 +158,7 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
         console.print(f"  [yellow]note[/]: {note}")
     if paths.report.exists():
         console.print(f"  report: {paths.report}")
-    console.print(f"  trials: optuna-dashboard sqlite:///{paths.study}")
+    console.print(f"  trials: optuna-dashboard {storage_url(config)}")
 
 
 class Arguments(argparse.ArgumentParser):

@@ -10,7 +10,9 @@ Layout problems are found when the dataset is built, bad files when a sample is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +74,38 @@ CITYSCAPES_LABELS = LabelMap.from_pairs(
 CAMVID_LABELS = LabelMap.from_pairs("CamVid", [(i, i) for i in range(len(CAMVID_CLASSES))] + [(11, IGNORE_INDEX)])
 
 
-def _read(path: Path, mode: str | None = None) -> np.ndarray:
+MAX_PIXELS = 64_000_000
+"""The most pixels an image or label may have (a 16-bit 8192 x 8192 frame has 67 M): a larger one is refused from its
+header, before it is decoded (a 144-megapixel image took 432 MB)."""
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """PIL's lazy image (header read, nothing decoded), without PIL's two-line warning for a large one (MAX_PIXELS
+    refuses those in one line); a file PIL cannot read is a DatasetError naming it."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert(mode) if mode else image)
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot be read as an image ({error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                yield image
     except Image.DecompressionBombError as error:
         raise DatasetError(f"{path}: refused, too many pixels for an image of this dataset ({error})") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read as an image ({error})") from None
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header; nothing is decoded."""
+    with _open(path) as image:
+        return image.size
+
+
+def _read(path: Path, mode: str | None = None) -> np.ndarray:
+    with _open(path) as image:
+        if image.width * image.height > MAX_PIXELS:
+            raise DatasetError(f"{path}: {image.width}x{image.height} has more than {MAX_PIXELS:,} pixels; resize it "
+                               f"(evaluation takes data.eval_size or the image's own size)")
+        return np.asarray(image.convert(mode) if mode else image)
 
 
 class FileDataset(Dataset):
@@ -103,10 +129,11 @@ class FileDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw sample: RGB uint8 [H, W, 3] and class labels uint8 [H, W] (255 = ignore), before the transform."""
         image_path, label_path = self.pairs[index]
+        (width, height), (label_width, label_height) = _size(image_path), _size(label_path)
+        if (label_width, label_height) != (width, height):  # from the headers, before either is decoded
+            raise DatasetError(f"{label_path}: label is {label_width}x{label_height} but its image {image_path} "
+                               f"is {width}x{height}")
         image, ids = _read(image_path, "RGB"), _read(label_path)
-        if ids.shape[:2] != image.shape[:2]:
-            raise DatasetError(f"{label_path}: label is {ids.shape[1]}x{ids.shape[0]} but its image {image_path} "
-                               f"is {image.shape[1]}x{image.shape[0]}")
         return image, self.label_map.encode(ids, label_path)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +178,10 @@ def _listed_pairs(root: Path, listing: Path) -> list[Pair]:
         if len(fields) != 2:
             raise DatasetError(f"{listing} line {number}: expected 'image mask', got {line.strip()!r}")
         image, label = root / fields[0], root / fields[1]
+        for path in (image, label):
+            if not path.resolve().is_relative_to(root.resolve()):
+                raise DatasetError(f"{listing} line {number}: {path} lies outside data.root {root}; list paths "
+                                   f"relative to the root, inside it")
         if not image.is_file():
             raise DatasetError(f"{listing} line {number}: image {image} does not exist")
         if not label.is_file():

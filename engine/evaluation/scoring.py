@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 from contextlib import AbstractContextManager, ExitStack
 from typing import Iterator, Sequence
 
@@ -21,6 +23,8 @@ from engine.config import ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
 from engine.training.supernet import load_supernets
 from spaces import Genotype
+
+log = logging.getLogger(__name__)
 
 Record = dict
 
@@ -61,6 +65,9 @@ class DaskScorer(AbstractContextManager):
         self.config_json = json.dumps(config.model_dump(mode="json"))
         self.stack = ExitStack()  # the workers' and the scheduler's scratch in the run, not /tmp
         self.client = self.stack.enter_context(dask_client(config.paths.dask, workers, address))
+        found = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        log.info("scoring on %s: %d workers", f"the Dask scheduler at {address}" if address else "a local Dask cluster",
+                 found)
 
     def scores(self, genotypes: Sequence[Genotype]) -> Iterator[tuple[Genotype, Record]]:
         tasks = [(self.config_json, genotype.key) for genotype in genotypes]
@@ -74,5 +81,8 @@ class DaskScorer(AbstractContextManager):
 def open_scorer(config: ExperimentConfig, device: torch.device) -> LocalScorer | DaskScorer:
     search = config.search
     if search.workers > 1 or search.scheduler:
-        return DaskScorer(config, search.workers, search.scheduler)
+        workers = min(search.workers, os.cpu_count() or 1)
+        if workers < search.workers and not search.scheduler:
+            log.info("search.workers %d capped at this machine's %d cores", search.workers, workers)
+        return DaskScorer(config, workers, search.scheduler)
     return LocalScorer(evaluator_for(config, load_supernets(config, device), device, cache=False))

@@ -20,7 +20,7 @@ from engine.config import ExperimentConfig
 from engine.errors import ConfigError, DeviceError
 from engine.paths import RunPaths
 from hardware.backends import Backend, BackendUnavailable, backend, to_onnx
-from hardware.client import AgentClient, AgentError, AgentUnreachable, read_token
+from hardware.client import TOKEN_ENV, AgentClient, AgentError, AgentUnreachable, TokenError, read_token
 from hardware.protocol import Measurement, MeasurementProtocol, measure
 from hardware.provenance import device_name
 from hardware.store import MeasurementKey, MeasurementStore, space_label
@@ -62,14 +62,25 @@ class Meter:
             self.local = backend(settings.backend)
             name = settings.device_name or device_name(gpu=self.local.gpu)
         else:
-            self.client = AgentClient(settings.agent.url, read_token(settings.agent.token_file),
+            self.client = AgentClient(settings.agent.url, _token(settings.agent.token_file),
                                       timeout=settings.agent.timeout_s, retries=settings.agent.retries)
             info = _agent_info(self.client, settings.agent.url)
             if info.get("backend") != settings.backend:
                 raise DeviceError(f"latency.backend is {settings.backend} but the agent at {settings.agent.url} "
                                   f"measures with {info.get('backend')}; set latency.backend={info.get('backend')}")
             name = settings.device_name or str(info["device"])
+        if settings.store is not None and settings.store.exists() and not settings.store.is_dir():
+            raise ConfigError(f"latency.store {settings.store} is a file; give a folder (the store keeps one CSV file "
+                              f"per device in it)")
         self.store = MeasurementStore(name, settings.store)
+
+    def stored(self) -> dict[MeasurementKey, Measurement]:
+        """The store's measurements of this device; a store that cannot be read is a one-line ConfigError."""
+        try:
+            return self.store.load()
+        except (ValueError, OSError) as error:
+            raise ConfigError(f"latency.store: {error}; fix or move the file (the store is shared by every run on "
+                              f"this device)") from None
 
     def key(self, genotype: Genotype) -> MeasurementKey:
         space = self.spaces[genotype.skeleton]
@@ -92,7 +103,7 @@ class Meter:
     def measure(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
         """Stored measurements of the genotypes, measuring (and storing) the missing ones and those stored with
         fewer timed runs than the protocol's."""
-        stored = self.store.load()
+        stored = self.stored()
         missing = [g for g in dict.fromkeys(genotypes) if not self.usable(stored.get(self.key(g)))]
         space = self.config.space
         for genotype in track(missing, description=f"measuring {what} on {self.store.device}"):
@@ -104,7 +115,7 @@ class Meter:
     def recheck(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
         """Each genotype's stored measurement given a second opinion (below), stored again, so the store's latest
         row is the kept one and a later caller sees it was checked."""
-        stored = self.store.load()
+        stored = self.stored()
         space = self.config.space
         kept = []
         for genotype in track(genotypes, description=f"measuring {what} again on {self.store.device}"):
@@ -129,6 +140,17 @@ def first_of(measurement: Measurement, statistic: str) -> float:
     """The first of the two values Meter.second_opinion compared, by `statistic` (latency.statistic); NaN for a
     measurement taken once."""
     return float(measurement.provenance.get("recheck", {}).get(f"first_{STAT_FIELD[statistic]}", math.nan))
+
+
+def _token(path) -> str:
+    """The agent token of latency.agent.token_file (or $SQUEEZENAS_AGENT_TOKEN); ConfigError naming the setting."""
+    try:
+        return read_token(path)
+    except TokenError as error:
+        if path is None:
+            raise ConfigError(f"latency.agent.token_file is not set and ${TOKEN_ENV} is empty: give the file that "
+                              f"holds the agent's token") from None
+        raise ConfigError(f"latency.agent.token_file: {error}") from None
 
 
 def _agent_info(client: AgentClient, url: str) -> dict:

@@ -19,11 +19,14 @@ refitting.
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from xgboost.core import XGBoostError
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError, MissingInput
@@ -36,6 +39,8 @@ from predictors.conformal import AdaptiveConformal
 from predictors.design import active
 from predictors.evaluation import kendall
 from spaces import Genotype
+
+log = logging.getLogger(__name__)
 
 LEVEL = 0.9
 """Nominal coverage of the latency intervals."""
@@ -166,7 +171,12 @@ class Rounds:
         """The predictor on every measurement of the run, saved after round `number` (loaded when it was)."""
         folder = self.folder / f"round_{number:02d}"
         if folder.exists():
-            return load_latency_model(self.config, folder)
+            try:
+                return load_latency_model(self.config, folder)
+            except (ValueError, KeyError, OSError, XGBoostError) as error:  # garbled: the measurements are kept
+                log.warning("%s: not a readable predictor (%s); refit from the run's measurements", folder,
+                            str(error).splitlines()[0] if str(error) else type(error).__name__)
+                shutil.rmtree(folder)
         genotypes = [Genotype.from_key(key) for key in self.measured]
         latency = np.array([m.ms for m in self.measured.values()])
         model = fit_predictor(self.model.costs, genotypes, latency, self.config.seed)

@@ -67,7 +67,7 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["space.width=-1"], "space.width: Input should be greater than 0"),
     (["space.skeleton=medium"], "space.skeleton: Value error, unknown skeleton 'medium'"),
     (["colour=red"], "colour: Extra inputs are not permitted"),
-    (["space.input_size=[8, 8]"], "space.input_size: Value error, input size [8, 8] is below 32 pixels"),
+    (["space.input_size=[8, 8]"], "space.input_size: Value error, input size [8, 8]: each side must lie in 32..8192 pixels"),
     (["samples=many"], "samples: Input should be a valid integer"),
     (["name=a/b"], "name: String should match pattern"),
     (["space=3"], "space: Input should be a valid dictionary"),
@@ -86,7 +86,7 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["latency.device=phone"], "latency.device: Input should be 'local' or 'agent'"),
     (["latency.backend=cuda"], "latency.backend: Value error, unknown 'cuda'; known: torch-cpu, onnxruntime-cpu"),
     (["latency.backend=tensorrt-fp16"], "latency.backend tensorrt-fp16:"),
-    (["latency.measurements=3"], "latency.measurements: Input should be greater than or equal to 8"),
+    (["latency.measurements=3"], "latency.measurements: Input should be greater than or equal to 10"),
     (["search.population=2"], "search.population: Input should be greater than or equal to 4"),
     (["search.constraints.max_latency_ms=0"], "search.constraints.max_latency_ms: Input should be greater than 0"),
     (["retrain.init=imagenet"], "retrain.init: Input should be 'scratch' or 'inherited'"),
@@ -109,12 +109,51 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["--stages", "audit"], "--stages audit: the configuration disables this stage; add audit.enabled=true"),
     (["audit.enabled=true", "audit.baseline=false", "--stages", "baseline,report"],
      "--stages baseline: the configuration disables this stage; add audit.enabled=true audit.baseline=true"),
+    # issue 31: tracebacks, late failures and unbounded settings, each now one line
+    (["seed=["], "override seed: '[' is not a YAML value"),
+    (["name=a\x01b"], "override name: 'a\\x01b' is not a YAML value (unacceptable character"),
+    (["data.crop=[0,5]"], "data.crop [0, 5]: each side must lie in 8..8192 pixels"),
+    (["data.synthetic_size=[100000,64]"], "data.synthetic_size [100000, 64]: each side must lie in 8..8192"),
+    (["data.scale=[2.0,1.0]"], "data.scale [2.0, 1.0]: needs 0 < low <= high <= 8.0"),
+    (["space.input_size=[100000,100000]"], "input size [100000, 100000]: each side must lie in 32..8192 pixels"),
+    (["latency.batch=100000"], "latency.batch: Input should be less than or equal to 256"),
+    (["latency.measurements=9"], "latency.measurements: Input should be greater than or equal to 10"),
+    (["samples=100000000"], "samples: Input should be less than or equal to 100000"),
+    (["search.workers=100000"], "search.workers: Input should be less than or equal to 256"),
+    (["data.synthetic_train=4", "--stages", "supernet"],
+     "supernet.batch_size 8 is larger than the 4 training images of data.train_split 'train'"),
+    (["latency.device=agent", "latency.agent.token_file=null"],
+     "latency.agent.token_file is not set and $SQUEEZENAS_AGENT_TOKEN is empty"),
 ])
 def test_bad_config_is_one_line_and_nonzero(quickstart, overrides: list[str], message: str, tmp_path: Path,
-                                            capsys) -> None:
+                                            capsys, monkeypatch) -> None:
+    monkeypatch.delenv("SQUEEZENAS_AGENT_TOKEN", raising=False)
     assert main([quickstart, f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *overrides]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_key_given_twice_in_the_yaml_is_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "experiment.yaml"
+    path.write_text("name: a\nseed: 1\nsearch:\n  population: 8\nseed: 2\n")
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}: line 5 not valid YAML (key 'seed' is given twice)"
+
+
+def test_a_store_that_is_a_file_or_garbled_is_one_line(quickstart, tmp_path: Path, capsys) -> None:
+    (tmp_path / "store").write_text("not a folder")
+    args = [quickstart, f"runs_dir={tmp_path}", "--stages", "space,supernet,latency", "supernet.steps=1",
+            "data.synthetic_train=8", "data.synthetic_val=2", "data.synthetic_size=[64,128]", "space.input_size=[64,128]"]
+    assert main([*args, f"latency.store={tmp_path / 'store'}"]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a file; give a folder (the store keeps one CSV file per "
+                                                    "device in it)")
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "here.csv").write_text("what,is,this\n1,2,3\n")
+    assert main([*args, f"latency.store={garbled}", "latency.device_name=here"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: latency.store: {garbled / 'here.csv'}"), err
 
 
 @pytest.mark.parametrize("content, message", [(b"\x00\xff\xfe binary", "not a text file"), (None, "Is a directory")])

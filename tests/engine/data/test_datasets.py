@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +290,34 @@ def test_colour_jitter_strengths_are_checked() -> None:
     pixels = np.random.default_rng(0).random((4, 4, 3), dtype=np.float32)
     out = ColorJitter(0.5, 0.5, 0.5)(pixels, np.random.default_rng(0))
     assert out.shape == pixels.shape and out.min() >= 0 and out.max() <= 1 and not np.allclose(out, pixels)
+
+
+def test_an_image_over_the_pixel_bound_is_refused_before_it_is_decoded(tmp_path: Path, monkeypatch) -> None:
+    image = _png(tmp_path / "val" / "a.png", _rgb(60, 60))
+    _png(tmp_path / "valannot" / "a.png", _ids(3, 60, 60))
+    decoded = []
+    monkeypatch.setattr(np, "asarray", lambda *a, **k: decoded.append(a) or np.array(*a, **k))
+    monkeypatch.setattr("engine.data.datasets.MAX_PIXELS", 3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's own two-line warning would fail the test
+        _one_line_error(lambda: CamVid(tmp_path, "val")[0], image, "60x60 has more than 3,000 pixels")
+    assert decoded == []
+
+
+def test_a_label_of_another_size_is_found_from_the_headers(tmp_path: Path, monkeypatch) -> None:
+    _png(tmp_path / "val" / "a.png", _rgb(60, 60))
+    label = _png(tmp_path / "valannot" / "a.png", _ids(3, 30, 60))
+    decoded = []
+    monkeypatch.setattr("engine.data.datasets._read", lambda *a: decoded.append(a))
+    _one_line_error(lambda: CamVid(tmp_path, "val")[0], label, "label is 60x30 but its image")
+    assert decoded == []
+
+
+@pytest.mark.parametrize("listed", ["../outside/a.png", "/etc/hostname"])
+def test_a_list_file_path_outside_the_root_is_refused(tmp_path: Path, listed: str) -> None:
+    root = tmp_path / "camvid"
+    _png(root / "val" / "a.png", _rgb())
+    _png(root / "valannot" / "a.png", _ids(3))
+    _png(tmp_path / "outside" / "a.png", _rgb())
+    (root / "val.txt").write_text(f"{listed} valannot/a.png\n")
+    _one_line_error(lambda: CamVid(root, "val"), "val.txt line 1", "lies outside data.root")

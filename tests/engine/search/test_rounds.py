@@ -5,6 +5,7 @@ rounds through a device agent."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_the_front_is_measured_first_then_the_least_certain(latency_run) -> None
                                                          r["key"] == key)
     again = rounds_of(latency_run, None, "search.measure_per_round=3")  # a resumed search loads the refit
     assert again.refit(1).predict(fresh)[0].tolist() == rounds.model.predict(fresh)[0].tolist()
+    (rounds.folder / "round_01" / "regressor.json").write_text("{garbled")  # issue 31: refit, not a traceback
+    again = rounds_of(latency_run, None, "search.measure_per_round=3")
+    again.measured = rounds.measured
+    assert again.refit(1).predict(fresh)[0].tolist() == rounds.model.predict(fresh)[0].tolist()
+    assert json.loads((rounds.folder / "round_01" / "regressor.json").read_text())["format"]
 
 
 def test_the_search_uses_the_statistic_its_latency_stage_measured_with(latency_run) -> None:
