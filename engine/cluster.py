@@ -1,11 +1,16 @@
 """Dask for work spread over processes: a LocalCluster of single-threaded worker processes whose scratch lives in the
-run (never /tmp), or the running scheduler at an address; and tasks' results in the order they finish."""
+run (never /tmp), or the running scheduler at an address; tasks' results in the order they finish; and tasks that
+say, in one line, which machine could not read which file."""
 
 from __future__ import annotations
 
+import functools
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from engine.errors import RECOMPUTE, ConfigError, CorruptFile
 
 FOR_TORCH = {
     # a task waits on the scheduler until a worker's thread is free, so tasks start in order of priority (by default
@@ -48,3 +53,30 @@ def as_finished(client: Any, function: Callable, tasks: Sequence[tuple], priorit
     futures = {client.submit(function, *tasks[i], pure=False, priority=priorities[i]): tasks[i] for i in ordered}
     for future in as_completed(futures):
         yield futures[future], future.result()
+
+
+def on_worker(task: Callable) -> Callable:
+    """A Dask task whose failure to read the run's files (a worker started elsewhere, without the data or the run's
+    folder at the same absolute path) is one ConfigError naming the worker's machine and the file; it never advises
+    deleting a file the main process may read fine."""
+    from pydantic import ValidationError
+
+    @functools.wraps(task)
+    def wrapped(*args: Any) -> Any:
+        try:
+            return task(*args)
+        except (CorruptFile, OSError, ValidationError) as error:
+            raise ConfigError(f"a Dask worker on {socket.gethostname()} cannot read the run's files "
+                              f"({_unread(error)}); every worker needs this code version and the run's folder, data "
+                              f"and measurement store at the same absolute paths") from None
+
+    return wrapped
+
+
+def _unread(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    if isinstance(error, CorruptFile):
+        return str(error).removesuffix(RECOMPUTE)
+    first = error.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"

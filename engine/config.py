@@ -6,6 +6,7 @@ Importing this module loads neither torch nor the data stack: dataset kinds are 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -635,6 +636,19 @@ class ExperimentConfig(_Strict):
         if len(set(self.audit.handmade)) != len(self.audit.handmade):
             raise ValueError(f"audit.handmade lists a design twice: {self.audit.handmade}")
         return self
+
+    def for_workers(self) -> str:
+        """The configuration as JSON for worker processes, its paths made absolute (runs_dir, data.root,
+        latency.store, latency.agent.token_file): a Dask worker started in another folder reads the same files."""
+        data = self.model_dump(mode="json")
+        data["runs_dir"] = str(self.runs_dir.absolute())
+        for section, key in (("data", "root"), ("latency", "store")):
+            if data[section][key] is not None:
+                data[section][key] = str(Path(data[section][key]).expanduser().absolute())
+        if data["latency"]["agent"]["token_file"] is not None:
+            data["latency"]["agent"]["token_file"] = str(Path(data["latency"]["agent"]["token_file"]).expanduser()
+                                                         .absolute())
+        return json.dumps(data)
 
     def of_skeleton(self, name: str) -> "ExperimentConfig":
         """The experiment restricted to one of its skeletons (same run directory): what runs per skeleton (DNAS)."""

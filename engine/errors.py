@@ -44,6 +44,10 @@ class DatasetError(EngineError, ValueError):
     exit_code = 1
 
 
+RECOMPUTE = "; delete it and run again to recompute it"
+"""The advice of a file the run itself cannot read (not given where only a worker could not read it)."""
+
+
 class CorruptFile(EngineError, ValueError):
     """A file the run wrote earlier cannot be read (truncated, overwritten); the message names it."""
 

@@ -10,7 +10,6 @@ images once and keeps them for every later task.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from contextlib import AbstractContextManager, ExitStack
@@ -18,7 +17,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from engine.cluster import as_finished, dask_client
+from engine.cluster import as_finished, dask_client, on_worker
 from engine.config import ExperimentConfig
 from engine.evaluation.inherited import InheritedEvaluator, evaluator_for
 from engine.training.supernet import load_supernets
@@ -53,6 +52,7 @@ def _worker_evaluator(config_json: str) -> InheritedEvaluator:
     return evaluator_for(config, load_supernets(config, device), device, cache=False)
 
 
+@on_worker
 def score_on_worker(config_json: str, key: str) -> Record:
     """A Dask task: the record of one genotype (module-level, so workers can import it)."""
     return _worker_evaluator(config_json).score(Genotype.from_key(key))
@@ -62,7 +62,7 @@ class DaskScorer(AbstractContextManager):
     """Scores on a Dask cluster: a LocalCluster of `workers` processes, or the scheduler at `address`."""
 
     def __init__(self, config: ExperimentConfig, workers: int, address: str | None):
-        self.config_json = json.dumps(config.model_dump(mode="json"))
+        self.config_json = config.for_workers()
         self.stack = ExitStack()  # the workers' and the scheduler's scratch in the run, not /tmp
         self.client = self.stack.enter_context(dask_client(config.paths.dask, workers, address))
         found = len(self.client.scheduler_info(n_workers=-1)["workers"])

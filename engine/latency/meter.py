@@ -8,6 +8,7 @@ DeviceError (exit code 2).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Sequence
@@ -25,6 +26,8 @@ from hardware.protocol import Measurement, MeasurementProtocol, measure
 from hardware.provenance import device_name
 from hardware.store import MeasurementKey, MeasurementStore, space_label
 from spaces import Genotype, build
+
+log = logging.getLogger(__name__)
 
 MEASURING = ("latency.device", "latency.backend", "latency.device_name", "latency.warmup", "latency.repeats",
              "latency.batch", "latency.threads", "latency.statistic")
@@ -69,6 +72,9 @@ class Meter:
                 raise DeviceError(f"latency.backend is {settings.backend} but the agent at {settings.agent.url} "
                                   f"measures with {info.get('backend')}; set latency.backend={info.get('backend')}")
             name = settings.device_name or str(info["device"])
+            if name != str(info["device"]):
+                log.warning("latency.device_name %s labels the measurements of the agent's device %s: the store is "
+                            "%s's, each measurement's provenance names the agent's device", name, info["device"], name)
         if settings.store is not None and settings.store.exists() and not settings.store.is_dir():
             raise ConfigError(f"latency.store {settings.store} is a file; give a folder (the store keeps one CSV file "
                               f"per device in it)")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import CorruptFile
+from engine.errors import RECOMPUTE, CorruptFile
 from engine.files import atomic
 
 
@@ -55,6 +55,8 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint with weights_only=True: tensors and plain containers only, no code."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CorruptFile(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
-                          f"delete it and run again to recompute it") from None
+        raise CorruptFile(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0]})"
+                          + RECOMPUTE) from None

@@ -7,14 +7,13 @@ weights (engine/training/standalone.py: a finished training is not redone); the 
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import torch
 
-from engine.cluster import as_finished, dask_client
+from engine.cluster import as_finished, dask_client, on_worker
 from engine.config import ExperimentConfig, TrainConfig
 from engine.errors import ConfigError
 from engine.paths import WEIGHTS
@@ -50,6 +49,7 @@ def train_job(config: ExperimentConfig, section: str, key: str, folder: Path, se
                             config.seed + seed_index, supernet, section=section)
 
 
+@on_worker
 def train_on_worker(config_json: str, section: str, key: str, folder: str, seed_index: int) -> None:
     """A Dask task: one training in a worker process, on one thread, its output in <folder>/train.log."""
     config = ExperimentConfig.model_validate_json(config_json)
@@ -77,8 +77,8 @@ def train_on_cluster(config: ExperimentConfig, section: str, jobs: list[Job], wo
     if world.distributed:
         raise ConfigError(f"{setting} > 1 trains in Dask worker processes, not under torchrun: set {setting}=1 or "
                           f"run without torchrun")
-    config_json = json.dumps(config.model_dump(mode="json"))
-    tasks = [(config_json, section, key, str(folder), index) for key, folder, index in jobs]
+    config_json = config.for_workers()
+    tasks = [(config_json, section, key, str(Path(folder).absolute()), index) for key, folder, index in jobs]
     space = config.space
     costs = cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
     macs = [float(costs.genotype_macs(Genotype.from_key(key))) for key, _, _ in jobs]

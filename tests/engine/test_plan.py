@@ -4,6 +4,8 @@ before the supernet trains. No assertion reads a timing."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from engine.config import ExperimentConfig, load
 from engine.plan import Cost, evaluations, main, picks
 from engine.run import main as run_main
 from engine.stages.space import check_size
+from hardware.agent import Agent, AgentServer, Limits, onnx_backend
 
 
 def test_plan_lists_the_checks_and_an_estimate_with_a_total(quickstart, run_args, capsys, monkeypatch) -> None:
@@ -74,3 +77,31 @@ def test_the_counts_follow_the_configuration(quickstart) -> None:
                                             ((48, 200), (48, 200)), ((360, 480), (64, 85))])
 def test_the_space_check_runs_at_a_small_input(size: tuple[int, int], expected: tuple[int, int]) -> None:
     assert check_size(size) == expected
+
+
+def test_the_device_check_reports_what_the_agent_says_and_a_relabelled_device(quickstart, run_args, tmp_path: Path,
+                                                                               caplog) -> None:
+    """Through a real agent on loopback: the plan's device check names the agent's device and backend version; a
+    latency.device_name other than the agent's device is said in the log (issue 31), both kept."""
+    token = "t" * 32
+    agent = Agent(onnx_backend("onnxruntime-cpu"), token, Limits(max_threads=1))
+    server = AgentServer(("127.0.0.1", 0), agent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    (tmp_path / "token").write_text(token)
+    try:
+        args = [*run_args, "latency.device=agent", "latency.backend=onnxruntime-cpu",
+                f"latency.agent.url=http://127.0.0.1:{server.server_port}",
+                f"latency.agent.token_file={tmp_path / 'token'}"]
+        check, meter = preflight.device(load(quickstart, args))
+        assert check.ok and check.detail == (f"agent http://127.0.0.1:{server.server_port}: {agent.device}, "
+                                             f"onnxruntime-cpu {agent.backend.version}")
+        with caplog.at_level(logging.WARNING, logger="engine"):
+            _, meter = preflight.device(load(quickstart, [*args, "latency.device_name=jetson-agx-xavier"]))
+        assert meter.store.device == "jetson-agx-xavier"
+        assert f"latency.device_name jetson-agx-xavier labels the measurements of the agent's device {agent.device}" \
+            in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import threading
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pandas as pd
 import pytest
 
 from engine.config import load
-from engine.errors import DeviceError, MissingInput
+from engine.errors import ConfigError, DeviceError, MissingInput
+from engine.evaluation.scoring import score_on_worker
 from engine.latency.meter import Meter
 from engine.latency.model import load_latency_model
 from engine.run import main
@@ -299,3 +301,23 @@ def test_a_stored_measurement_with_fewer_timed_runs_is_measured_again(quickstart
     assert (first.stats.samples, second.stats.samples) == (3, 5)
     assert quick.measure([genotype], "test")[0].stats.samples == 5  # the careful one serves the quick protocol
     assert len(pd.read_csv(quick.store.path)) == 2
+
+
+def test_a_worker_in_another_folder_reads_the_runs_files_and_says_which_it_cannot(latency_run, tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """Issue 31: workers get absolute paths (a worker started in another folder scored nothing with a relative
+    runs_dir), and a worker that cannot read a file names its machine and the file, without advising to delete it."""
+    runs = Path(next(arg for arg in latency_run if arg.startswith("runs_dir=")).split("=", 1)[1])
+    monkeypatch.chdir(runs.parent)
+    config = load(latency_run[0], [*latency_run[1:], f"runs_dir={runs.name}"])  # relative, as by default
+    shipped = config.for_workers()
+    monkeypatch.chdir(tmp_path)  # the worker's own folder
+    genotype = sample("small", 3)
+    assert 0 <= score_on_worker(shipped, genotype.key)["miou"] <= 1
+    elsewhere = json.loads(shipped)
+    elsewhere["runs_dir"] = str(tmp_path / "not-synced")
+    with pytest.raises(ConfigError) as caught:
+        score_on_worker(json.dumps(elsewhere), genotype.key)
+    message = str(caught.value)
+    assert message.startswith(f"a Dask worker on {socket.gethostname()} cannot read the run's files (")
+    assert "not-synced" in message and "supernet.pt" in message and "delete" not in message
