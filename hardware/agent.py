@@ -14,14 +14,16 @@ Endpoints (every request needs `Authorization: Bearer <token>`; answers are JSON
 
 Errors are `{"error": "one line"}` with status 400 (bad query, or a model hardware/onnx_guard.py refuses: not an
 ONNX model, not checked valid by `onnx.checker`, external data, control flow, input shape that disagrees with the
-query, a tensor without a static shape or larger than `--max-tensor-mib` at the query's input), 401 (no or wrong
+query, a tensor without a static shape or larger than `--max-tensor-mib` at the query's input, in any graph, subgraph
+or model-local function of the model; graphs nested too deep or too many nodes), 401 (no or wrong
 token), 404 (unknown path), 405 (wrong method; 501 for a method HTTP servers do not know), 408 (body not sent in
 time), 411 (no Content-Length), 413 (Content-Length over `--max-bytes`, refused before the body is read), 415
 (another Content-Type), 500 (the backend failed on a valid model, or a fault of the agent); the agent keeps serving
 after any of them. The body is parsed as an ONNX protobuf only: nothing is unpickled or evaluated.
 
-The token comes from `--token-file` or `$SQUEEZENAS_AGENT_TOKEN` (`read_token` in hardware/client.py, at least
-16 characters) and is compared in constant time. The agent listens on 127.0.0.1 unless `--host` says otherwise;
+The token comes from `--token-file` or `$SQUEEZENAS_AGENT_TOKEN` (`read_token` in hardware/client.py: one line of 16
+to 1024 printable ASCII characters without spaces, at most 4096 bytes of the file read, refused without showing what
+the file holds) and is compared in constant time. The agent listens on 127.0.0.1 unless `--host` says otherwise;
 on another address the token and models cross the network in clear text, so use it on a trusted network or
 forward the port over SSH. Only backends that take ONNX bytes can serve (onnxruntime-cpu, tensorrt-fp16).
 
@@ -56,7 +58,7 @@ from hardware.backends import (
     OnnxRuntimeCPU,
     backend,
 )
-from hardware.client import DEFAULT_PORT, ONNX_CONTENT_TYPE, TokenError, read_token
+from hardware.client import DEFAULT_PORT, ONNX_CONTENT_TYPE, TokenError, check_token, read_token
 from hardware.onnx_guard import ModelRefused, check_model
 from hardware.protocol import MeasurementProtocol, measure
 from hardware.provenance import device_name, provenance
@@ -138,7 +140,7 @@ class Agent:
 
     def __init__(self, runner: Backend, token: str, limits: Limits | None = None):
         self.backend, self.limits = runner, limits or Limits()
-        self._token = token.encode()
+        self._token = check_token(token, "token given to the agent").encode()
         self.lock = threading.Lock()
         self.device = device_name(runner.gpu)
 

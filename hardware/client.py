@@ -9,8 +9,13 @@
   first, as the engine measures genotypes).
 
 Every request carries `Authorization: Bearer <token>`. Both sides read the token with `read_token`: from a file
-when a path is given, else from the environment variable `SQUEEZENAS_AGENT_TOKEN`; it must be at least 16
-characters. Errors from the agent are JSON `{"error": "one line"}` with a 4xx or 5xx status.
+when a path is given, else from the environment variable `SQUEEZENAS_AGENT_TOKEN`. A token is one line of
+`MIN_TOKEN_LENGTH` to `MAX_TOKEN_LENGTH` printable ASCII characters without whitespace (`check_token`; whitespace
+around it is dropped); of a file, at most `MAX_TOKEN_FILE_BYTES` bytes are read, and a longer one is refused as not
+a token file. Anything else is refused with a TokenError that names the file (or the variable) and says what a token
+must look like, and never shows what the file holds: a wrong path (`/etc/shadow`) must not print a secret, neither
+here nor later in an HTTP header error. A token given to `AgentClient` or the agent directly is held to the same
+rule. Errors from the agent are JSON `{"error": "one line"}` with a 4xx or 5xx status.
 
 `measure` asks `GET /info` once for the agent's limits and refuses a model over its `max_bytes` itself: the agent
 answers 413 without reading the body, and a client still sending a large one would only see the connection reset.
@@ -25,7 +30,9 @@ that, and so on; a 4xx answer is not retried (the same request would be refused 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import time
 import urllib.error
@@ -42,6 +49,12 @@ from hardware.protocol import LatencyStats, Measurement, MeasurementProtocol
 
 TOKEN_ENV = "SQUEEZENAS_AGENT_TOKEN"
 MIN_TOKEN_LENGTH = 16
+MAX_TOKEN_LENGTH = 1024
+"""The longest token: an HTTP header line stays short."""
+MAX_TOKEN_FILE_BYTES = 4096
+"""The most `read_token` reads of a token file; a longer file is refused unread beyond it."""
+TOKEN_RULE = f"one line of {MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} printable ASCII characters without spaces"
+_TOKEN = re.compile(r"[\x21-\x7e]*")  # printable ASCII, no whitespace
 DEFAULT_PORT = 8765
 INFO_TIMEOUT = 30.0
 ONNX_CONTENT_TYPE = "application/octet-stream"
@@ -69,23 +82,49 @@ class AgentUnreachable(AgentError):
 
 
 def read_token(path: str | os.PathLike[str] | None = None) -> str:
-    """The agent token: the stripped content of `path` when given, else `$SQUEEZENAS_AGENT_TOKEN`; TokenError
-    when there is none or it is shorter than 16 characters."""
+    """The agent token: the content of `path` when given, else `$SQUEEZENAS_AGENT_TOKEN`, without the whitespace
+    around it; TokenError when there is none or it is not a token (`check_token`). Reads at most
+    MAX_TOKEN_FILE_BYTES (+1, to tell a longer file) of the file; no message shows any of its content."""
     if path is not None:
         source = f"token file {path}"
         try:
-            token = Path(path).expanduser().read_text().strip()
-        except OSError as error:
-            raise TokenError(f"cannot read the {source}: {error.strerror or error}") from None
+            with open(Path(path).expanduser(), "rb") as file:
+                data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+        except (OSError, ValueError) as error:  # ValueError: a path with a NUL character
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a readable file"
+            raise TokenError(f"cannot read the {source}: {reason}") from None
+        if len(data) > MAX_TOKEN_FILE_BYTES:
+            raise TokenError(f"the {source} is longer than {MAX_TOKEN_FILE_BYTES} bytes, so it holds no agent token "
+                             f"(a token is {TOKEN_RULE}; make one with `{NEW_TOKEN_HINT}`)")
+        try:
+            token = data.decode("ascii")
+        except UnicodeDecodeError:
+            raise _not_a_token(source) from None
     elif os.environ.get(TOKEN_ENV):
-        source, token = f"${TOKEN_ENV}", os.environ[TOKEN_ENV].strip()
+        source, token = f"${TOKEN_ENV}", os.environ[TOKEN_ENV]
     else:
         raise TokenError(f"no agent token: pass --token-file PATH or set {TOKEN_ENV} "
                          f"(make one with `{NEW_TOKEN_HINT}`)")
+    return check_token(token.strip(), source)
+
+
+def check_token(token: str, source: str = "token given") -> str:
+    """`token` when it is one (TOKEN_RULE), else TokenError naming `source` (e.g. 'token file PATH') and saying what
+    a token must look like, never what `token` holds."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise _not_a_token(source)
     if len(token) < MIN_TOKEN_LENGTH:
         raise TokenError(f"the agent token from the {source} has {len(token)} characters, needs at least "
                          f"{MIN_TOKEN_LENGTH} (make one with `{NEW_TOKEN_HINT}`)")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError(f"the agent token from the {source} has {len(token)} characters, at most "
+                         f"{MAX_TOKEN_LENGTH} (make one with `{NEW_TOKEN_HINT}`)")
     return token
+
+
+def _not_a_token(source: str) -> TokenError:
+    return TokenError(f"the {source} holds no agent token: a token is {TOKEN_RULE} (make one with "
+                      f"`{NEW_TOKEN_HINT}`)")
 
 
 def protocol_query(protocol: MeasurementProtocol) -> dict[str, int]:
@@ -97,7 +136,7 @@ def protocol_query(protocol: MeasurementProtocol) -> dict[str, int]:
 
 def measurement_from_dict(data: dict[str, object]) -> Measurement:
     """A `Measurement` rebuilt from its `as_dict()` form (as the agent answers); ValueError or TypeError when it
-    is not one."""
+    is not one (statistics that are not finite and >= 0, fewer than one sample: the store would refuse them)."""
     try:
         stats = LatencyStats(**{name: (int if name == "samples" else float)(data[name]) for name in _STATS})
         record = data["provenance"]
@@ -105,6 +144,10 @@ def measurement_from_dict(data: dict[str, object]) -> Measurement:
         raise ValueError(f"not a measurement: {error!r} in {sorted(data)}") from None
     if not isinstance(record, dict):
         raise TypeError(f"not a measurement: provenance is a {type(record).__name__}, not an object")
+    for name in _STATS:
+        value = getattr(stats, name)
+        if not math.isfinite(value) or value < (1 if name == "samples" else 0):
+            raise ValueError(f"not a measurement: {name} is {value}")
     return Measurement(stats, record)
 
 
@@ -120,7 +163,7 @@ class AgentClient:
             raise ValueError(f"agent client needs timeout > 0, retries >= 0, backoff >= 0; got {timeout}, "
                              f"{retries}, {backoff}")
         self.url = url.rstrip("/")
-        self.token = read_token() if token is None else token
+        self.token = read_token() if token is None else check_token(token, "token given to the agent client")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self._info: dict[str, object] | None = None
 

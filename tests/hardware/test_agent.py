@@ -15,6 +15,7 @@ import resource
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,12 +26,16 @@ from torch import nn
 from hardware.agent import Agent, AgentServer, Limits, main, onnx_backend
 from hardware.backends import backend, to_onnx
 from hardware.client import (
+    MAX_TOKEN_FILE_BYTES,
+    MAX_TOKEN_LENGTH,
+    MIN_TOKEN_LENGTH,
     TOKEN_ENV,
     AgentClient,
     AgentError,
     AgentUnreachable,
     TokenError,
     measure_module,
+    measurement_from_dict,
     read_token,
 )
 from hardware.protocol import MeasurementProtocol, measure
@@ -185,6 +190,17 @@ def test_retries_follow_the_status(server: AgentServer, onnx_model: bytes, caplo
     assert sum("POST /measure" in line and " 400 " in line for line in lines) == 1 and refused.value.status == 400
 
 
+def test_an_answer_with_impossible_statistics_is_not_a_measurement() -> None:
+    """What the measurement store would refuse (NaN, infinite or negative latencies, no samples) is refused here,
+    as an answer that is not a measurement."""
+    good = {"median_ms": 2.0, "mean_ms": 2.1, "p90_ms": 2.5, "min_ms": 1.9, "cv": 0.1, "samples": 3,
+            "provenance": {}}
+    assert measurement_from_dict(good).stats.samples == 3
+    for name, value in (("median_ms", float("nan")), ("min_ms", -1.0), ("p90_ms", float("inf")), ("samples", 0)):
+        with pytest.raises(ValueError, match=f"not a measurement: {name} is"):
+            measurement_from_dict({**good, name: value})
+
+
 def test_client_refuses_a_model_over_the_agent_limit_before_sending(server: AgentServer) -> None:
     with pytest.raises(AgentError, match="--max-bytes") as raised:
         client(server).measure(b"\0" * (LIMIT + 1), PROTOCOL)
@@ -241,6 +257,74 @@ def test_read_token(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         read_token()
 
 
+SECRET = "s3cret-shadow-hash-7f3a9c0e"  # what a wrong token file holds; no message may show it
+SHADOW = f"root:$6$salt${SECRET}:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n"
+
+
+def not_token_files(directory) -> dict[str, object]:
+    """Files that hold no token, each with SECRET inside: name -> path."""
+    contents = {
+        "inner newline": f"{TOKEN}\n{SECRET}\n".encode(),
+        "shadow": SHADOW.encode(),
+        "space inside": f"{TOKEN} {SECRET}\n".encode(),
+        "binary": bytes(range(256)) + SECRET.encode(),
+        "not ASCII": f"tökén-{SECRET}\n".encode(),
+        "over 1024 characters": (SECRET * 40).encode(),
+    }
+    paths = {}
+    for name, content in contents.items():
+        paths[name] = directory / name.replace(" ", "-")
+        paths[name].write_bytes(content)
+    paths["huge"] = directory / "huge"  # the secret, then zeros up to 64 MiB (a sparse file): never read whole
+    with open(paths["huge"], "wb") as huge:
+        huge.write(SECRET.encode())
+        huge.truncate(64 << 20)
+    return paths
+
+
+def test_a_file_that_holds_no_token_is_refused_without_showing_it(tmp_path) -> None:
+    """A newline inside, a shadow file, spaces, binary or non-ASCII bytes, too long, a huge file: each refused with
+    one line naming the file and what a token must look like, never its content; the huge one read only in part."""
+    for name, path in not_token_files(tmp_path).items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(TokenError) as refused:
+                read_token(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        message = str(refused.value)
+        assert str(path) in message and "\n" not in message and SECRET not in message, (name, message)
+        assert "printable ASCII characters without spaces" in message or "at most 1024" in message, (name, message)
+        assert peak < MAX_TOKEN_FILE_BYTES * 8, (name, peak)
+    assert MIN_TOKEN_LENGTH == 16 and MAX_TOKEN_LENGTH == 1024
+    (tmp_path / "longest").write_text(f"\n {'t' * MAX_TOKEN_LENGTH} \r\n")
+    assert read_token(tmp_path / "longest") == "t" * MAX_TOKEN_LENGTH
+
+
+def test_no_token_error_shows_the_secret_on_its_way_to_an_http_header(
+        server: AgentServer, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The environment variable, a token given to the client or the agent, and the agent started on a shadow file:
+    refused in one line without the secret, before any header is built (http.client's 'Invalid header value' error
+    would print it whole)."""
+    bad = f"{TOKEN}\n{SECRET}"
+    monkeypatch.setenv(TOKEN_ENV, bad)
+    messages = []
+    for attempt in (read_token, lambda: client(server, token=bad).info(),
+                    lambda: Agent(onnx_backend("onnxruntime-cpu"), bad)):
+        with pytest.raises(TokenError) as refused:
+            attempt()
+        messages.append(str(refused.value))
+    shadow = tmp_path / "shadow"
+    shadow.write_text(SHADOW)
+    assert main(["--token-file", str(shadow), "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and f"token file {shadow} holds no agent token" in captured.err
+    assert all(SECRET not in text and "\n" not in text for text in messages)
+    assert SECRET not in captured.out + captured.err
+    assert TOKEN_ENV in messages[0] and "client" in messages[1] and "agent" in messages[2]
+
+
 @pytest.mark.parametrize(("argv", "token", "says"), [
     ([], None, f"no agent token: pass --token-file PATH or set {TOKEN_ENV}"),
     (["--token-file", "{short}"], None, "has 5 characters, needs at least 16"),
@@ -280,11 +364,45 @@ def bombs() -> dict[str, tuple[str, bytes]]:
     external.ClearField("float_data")
     external.data_location = TensorProto.EXTERNAL
     external.external_data.add(key="location", value="token")
+    local = [*opsets, helper.make_opsetid("local", 1)]
+    side = numpy_helper.from_array(np.array([1, 1, 20000, 20000], dtype=np.int64))  # 1,526 MiB of floats
+    through_peak = [helper.make_node("ReduceMax", ["big"], ["peak"], keepdims=0),
+                    helper.make_node("Add", ["x", "peak"], ["y"])]
+    loop_body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c_out"]), helper.make_node("Identity", ["v"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+
+    def in_function(nodes) -> bytes:
+        """`nodes` (x -> y) as a model-local function that the main graph calls."""
+        function = helper.make_function("local", "f", ["x"], ["y"], nodes, opset_imports=local)
+        graph = helper.make_graph([helper.make_node("f", ["input"], ["output"], domain="local")], "bomb", [image],
+                                  [output])
+        return helper.make_model(graph, opset_imports=local, functions=[function]).SerializeToString()
+
+    values = helper.make_tensor("big", TensorProto.FLOAT, [1], [1.0])
+    densified = helper.make_sparse_tensor(values, helper.make_tensor("at", TensorProto.INT64, [1], [0]),
+                                          [1, 1, 20000, 20000])
+    sparse_graph = helper.make_graph([helper.make_node("ReduceMax", ["big"], ["peak"], keepdims=0),
+                                      helper.make_node("Add", ["input", "peak"], ["output"])], "bomb", [image],
+                                     [output], sparse_initializer=[densified])
     return {
         "expand to 40000x40000": (QUERY, model([helper.make_node("Expand", ["input", "shape"], ["output"])],
                                                [expand])),
         "symbolic at 64x3x4096x4096": (big, model([helper.make_node("Relu", ["input"], ["output"])], [])),
         "external data": (QUERY, model([helper.make_node("Add", ["input", "w"], ["output"])], [external])),
+        "ConstantOfShape in a function": (QUERY, in_function([
+            helper.make_node("Constant", [], ["side"], value=side),
+            helper.make_node("ConstantOfShape", ["side"], ["big"]), *through_peak])),
+        "Loop in a function": (QUERY, in_function([
+            helper.make_node("Constant", [], ["trips"], value=numpy_helper.from_array(np.array(1, np.int64))),
+            helper.make_node("Constant", [], ["go"], value=numpy_helper.from_array(np.array(True))),
+            helper.make_node("Loop", ["trips", "go", "x"], ["y"], body=loop_body)])),
+        "sparse initializer densified to 20000x20000": (QUERY, helper.make_model(
+            sparse_graph, opset_imports=opsets).SerializeToString()),
     }
 
 

@@ -5,6 +5,8 @@ CPU tests run one thread: on a shared 2-core machine two OpenMP threads stall be
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 from hardware.backends import BACKENDS, BackendUnavailable, backend, example_input, to_onnx
 from hardware.lookup import LookupTable, hwnasbench_table, measure_lookup_table
 from hardware.protocol import LatencyStats, Measurement, MeasurementProtocol, measure, time_runs
-from hardware.store import COLUMNS, MeasurementKey, MeasurementStore, space_label
+from hardware.store import COLUMNS, MeasurementKey, MeasurementStore, StoreError, space_label
 from spaces import Genotype, build, sample, smallest
 
 TINY = MeasurementProtocol(warmup=2, repeats=3, size=(64, 128), threads=1)
@@ -157,10 +159,67 @@ def test_store_survives_a_truncated_last_line(tmp_path) -> None:
 
 def test_store_rejects_foreign_files_and_bad_device_names(tmp_path) -> None:
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="other.csv: header"):
+    with pytest.raises(ValueError, match="other.csv: line 1: header"):
         MeasurementStore("other", tmp_path).load()
     with pytest.raises(ValueError, match="device name"):
         MeasurementStore("../escape", tmp_path)
+
+
+@pytest.mark.parametrize("first_line", [
+    b"\x1f\x8b\x08\x00" + bytes(range(256)) * 600 + b"\n",  # binary, one field over csv's limit
+    b"space;genotype;resolution;backend\n",
+    b'"space,genotype\n',
+    b"\n",
+], ids=["binary", "semicolons", "open quote", "empty"])
+def test_a_garbled_header_is_refused_in_one_line_naming_the_file(tmp_path, first_line: bytes) -> None:
+    store = MeasurementStore("garbled", tmp_path)
+    store.path.write_bytes(first_line + b"small-w0.5-c19,abc,256x512,torch-cpu,1,1,1,1,1,1,0,10,{}\n")
+    with pytest.raises(StoreError) as refused:
+        store.load()
+    message = str(refused.value)
+    assert message.startswith(f"{store.path}: line 1: header ") and "is not a measurement store's" in message
+    assert "\n" not in message and len(message) < 400 + len(str(store.path))
+    with pytest.raises(ValueError):  # what the engine catches of the store
+        store.missing([])
+
+
+@pytest.mark.parametrize(("cell", "value", "says"), [
+    ("median_ms", "nan", "median_ms is nan, not a finite number of milliseconds >= 0"),
+    ("min_ms", "-0.5", "min_ms is -0.5, not a finite number of milliseconds >= 0"),
+    ("p90_ms", "inf", "p90_ms is inf, not a finite number of milliseconds >= 0"),
+    ("mean_ms", "-inf", "mean_ms is -inf"),
+    ("cv", "nan", "cv is nan"),
+    ("samples", "0", "samples is 0, not at least 1"),
+    ("provenance", "[1, 2]", "provenance is a JSON list, not an object"),
+], ids=["nan", "negative", "inf", "-inf", "cv nan", "no samples", "provenance list"])
+def test_a_row_with_an_impossible_measurement_is_refused_naming_file_line_and_genotype(
+        tmp_path, cell: str, value: str, says: str) -> None:
+    """No crash writes NaN, an infinite or negative latency: the row is refused, not taken for a measurement (nor
+    skipped as a truncated row is, which would measure it again and leave the bad row for the next reader)."""
+    store = MeasurementStore("test-cpu", tmp_path)
+    keys = [MeasurementKey("small-w0.5-c19", sample("small", i).key, "256x512", "torch-cpu") for i in range(3)]
+    for i, key in enumerate(keys):
+        store.put(key, _measurement(10.0 + i))
+    lines = store.path.read_text().splitlines()
+    cells = next(csv.reader(lines[2:3]))
+    cells[COLUMNS.index(cell)] = value
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    store.path.write_text("\n".join([*lines[:2], buffer.getvalue().rstrip("\n"), *lines[3:]]) + "\n")
+    with pytest.raises(StoreError) as refused:
+        store.load()
+    message = str(refused.value)
+    assert message.startswith(f"{store.path}: line 3: genotype {keys[1].genotype!r} (small-w0.5-c19, 256x512, ")
+    assert says in message and "\n" not in message
+
+
+def test_put_refuses_an_impossible_measurement(tmp_path) -> None:
+    store = MeasurementStore("test-cpu", tmp_path)
+    key = MeasurementKey("small-w0.5-c19", sample("small", 0).key, "256x512", "torch-cpu")
+    for stats in (LatencyStats(float("nan"), 1.0, 1.0, 1.0, 0.0, 5), LatencyStats(1.0, 1.0, 1.0, -1.0, 0.0, 5)):
+        with pytest.raises(StoreError, match=f"not storing the measurement of genotype {key.genotype!r}"):
+            store.put(key, Measurement(stats, {}))
+    assert not store.path.exists()
 
 
 def test_lookup_table_sums_blocks_and_fixed_part(tmp_path) -> None:
