@@ -156,6 +156,12 @@ class RunPaths:
         return self.search_dir / "surrogate.csv"
 
     @property
+    def search_journal(self) -> Path:
+        """The measurements the search used, by genotype key, as it took them (work: a search that runs again
+        replays them, not the shared store's latest rows, which a re-measurement may have replaced since)."""
+        return self.search_dir / "journal.jsonl"
+
+    @property
     def round_predictors(self) -> Path:
         """The latency predictor refit after each round, round_<n>/ (work: a resumed search loads them)."""
         return self.search_dir / "predictors"

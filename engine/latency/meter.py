@@ -8,9 +8,12 @@ DeviceError (exit code 2).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+from dataclasses import asdict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +25,7 @@ from engine.errors import ConfigError, DeviceError
 from engine.paths import RunPaths
 from hardware.backends import Backend, BackendUnavailable, backend, to_onnx
 from hardware.client import TOKEN_ENV, AgentClient, AgentError, AgentUnreachable, TokenError, read_token
-from hardware.protocol import Measurement, MeasurementProtocol, measure
+from hardware.protocol import LatencyStats, Measurement, MeasurementProtocol, measure
 from hardware.provenance import device_name
 from hardware.store import MeasurementKey, MeasurementStore, space_label
 from spaces import Genotype, build
@@ -48,6 +51,36 @@ def experiment_spaces(config: ExperimentConfig) -> dict[str, str]:
     return {name: space_label(name, space.width, space.num_classes) for name in space.skeletons}
 
 
+class Journal:
+    """The measurements a stage used, by genotype key, one JSON line each in a file of the run (the stage's work): a
+    stage that runs again replays them instead of the shared store's latest rows, which later work may have
+    replaced (the retrain stage's re-measurement of a pick, another run's second opinion). A line cut by a kill is
+    skipped; a later line of a key replaces an earlier one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict[str, Measurement]:
+        if not self.path.exists():
+            return {}
+        used = {}
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                used[record["key"]] = Measurement(LatencyStats(**record["stats"]), record["provenance"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return used
+
+    def add(self, key: str, measurement: Measurement) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"key": key, "stats": asdict(measurement.stats), "provenance": measurement.provenance})
+        with self.path.open("a") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
 class Meter:
     """Measures networks of the experiment's space on its device, through the measurement store."""
 
@@ -58,6 +91,7 @@ class Meter:
         self.spaces = experiment_spaces(config)
         self.local: Backend | None = None
         self.client: AgentClient | None = None
+        self.journal: Journal | None = None  # set by a stage that replays its own measurements (the search)
         if settings.device == "local":
             if settings.threads > (os.cpu_count() or 1):
                 raise ConfigError(f"latency.threads {settings.threads} exceeds this machine's {os.cpu_count()} CPUs; "
@@ -107,27 +141,37 @@ class Meter:
         return measurement is not None and measurement.stats.samples >= self.protocol.repeats
 
     def measure(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
-        """Stored measurements of the genotypes, measuring (and storing) the missing ones and those stored with
-        fewer timed runs than the protocol's."""
+        """The genotypes' measurements: those the journal holds (when the stage keeps one), else the store's,
+        measuring (and storing) the missing ones and those stored with fewer timed runs than the protocol's."""
+        used = self.journal.load() if self.journal else {}
         stored = self.stored()
-        missing = [g for g in dict.fromkeys(genotypes) if not self.usable(stored.get(self.key(g)))]
+        missing = [g for g in dict.fromkeys(genotypes) if g.key not in used and not self.usable(stored.get(self.key(g)))]
         space = self.config.space
         for genotype in track(missing, description=f"measuring {what} on {self.store.device}"):
             measurement = self.measure_network(build(genotype, space.width, space.num_classes))
             self.store.put(self.key(genotype), measurement)
             stored[self.key(genotype)] = measurement
-        return [stored[self.key(g)] for g in genotypes]
+        for genotype in dict.fromkeys(genotypes):
+            if genotype.key not in used:
+                used[genotype.key] = stored[self.key(genotype)]
+                if self.journal:
+                    self.journal.add(genotype.key, used[genotype.key])
+        return [used[g.key] for g in genotypes]
 
     def recheck(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
         """Each genotype's stored measurement given a second opinion (below), stored again, so the store's latest
         row is the kept one and a later caller sees it was checked."""
+        used = self.journal.load() if self.journal else {}
         stored = self.stored()
         space = self.config.space
         kept = []
         for genotype in track(genotypes, description=f"measuring {what} again on {self.store.device}"):
             network = build(genotype, space.width, space.num_classes)
-            kept.append(self.second_opinion(stored[self.key(genotype)], network))
+            first = used.get(genotype.key) or stored[self.key(genotype)]
+            kept.append(self.second_opinion(first, network))
             self.store.put(self.key(genotype), kept[-1])
+            if self.journal:
+                self.journal.add(genotype.key, kept[-1])
         return kept
 
     def second_opinion(self, first: Measurement, network: nn.Module) -> Measurement:
@@ -152,8 +196,8 @@ def _token(path) -> str:
     """The agent token of latency.agent.token_file (or $SQUEEZENAS_AGENT_TOKEN); ConfigError naming the setting."""
     try:
         return read_token(path)
-    except TokenError as error:
-        if path is None:
+    except TokenError as error:  # its message never holds the token
+        if path is None and not os.environ.get(TOKEN_ENV):
             raise ConfigError(f"latency.agent.token_file is not set and ${TOKEN_ENV} is empty: give the file that "
                               f"holds the agent's token") from None
         raise ConfigError(f"latency.agent.token_file: {error}") from None

@@ -30,7 +30,7 @@ import torch
 
 from engine.config import UNSEEN, ExperimentConfig
 from engine.files import write_csv, write_json
-from engine.latency.meter import MEASURING
+from engine.latency.meter import MEASURING, Journal
 from engine.latency.model import load_latency_model
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
@@ -91,6 +91,18 @@ def training_seconds(log) -> float:
 def run(ctx: Context) -> None:
     """The search stage (module docstring)."""
     config, paths, device = ctx.config, ctx.paths, ctx.world.device
+    if ctx.meter is not None:
+        ctx.meter.journal = Journal(paths.search_journal)
+    try:
+        search_with(ctx)
+    finally:
+        if ctx.meter is not None:
+            ctx.meter.journal = None
+
+
+def search_with(ctx: Context) -> None:
+    """The strategies, the closing measurements, the references and the outputs."""
+    config, paths, device = ctx.config, ctx.paths, ctx.world.device
     rounds = Rounds(config, load_latency_model(config), ctx.meter)
     search = Search(config, rounds)
     history, cost = [], {"device": str(device), "threads": torch.get_num_threads()}
@@ -133,6 +145,8 @@ def _measures(config: ExperimentConfig) -> bool:
 STAGE = Stage("search", run, reads=(A.supernet, A.predictor, A.measurements, A.heldout),
               writes=(A.evaluations, A.front, A.front_json, A.hypervolume, A.search_cost, A.rounds,
                       A.search_measurements, A.surrogate, A.dnas),
-              work=(A.study.with_name(A.study.name + "*"), A.round_predictors, A.dnas_dir, A.dask),
+              work=(A.study.with_name(A.study.name + "*"), A.round_predictors, A.search_journal, A.dnas_dir,
+                    A.dask),
               config=_config, device=_measures, check=services)
-"""work: the study with SQLite's -journal/-wal files, the rounds' predictors, DNAS's checkpoints, Dask's scratch."""
+"""work: the study with SQLite's -journal/-wal files, the rounds' predictors, the measurements the search used (its
+journal), DNAS's checkpoints, Dask's scratch."""

@@ -12,7 +12,11 @@ import optuna
 import pandas as pd
 import pytest
 
+from engine.config import load
+from engine.latency.meter import STAT_FIELD, Meter
 from engine.run import main
+from hardware.protocol import LatencyStats, Measurement
+from spaces import Genotype
 
 OUTPUTS = ("config.yaml", "space.csv", "supernet.pt", "latency/accuracy.json", "latency/predictor/regressor.json",
            "study.db", "evaluations.csv", "front.csv", "front.json", "hypervolume.csv", "selected/selection.json",
@@ -54,6 +58,21 @@ def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Pat
     stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     assert main([quickstart, *run_args]) == 0
     assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps
+
+    # issue 31: front.csv damaged after later measurements replaced the search's in the shared store (as the retrain
+    # stage's re-measurements and another run's second opinions do): the search replays the measurements it used
+    # (search/journal.jsonl) and rebuilds the same front and selection, byte for byte
+    kept = {name: (run / name).read_bytes() for name in ("front.csv", "evaluations.csv", "selected/selection.json")}
+    meter = Meter(load(quickstart, run_args))
+    searched = [Genotype.from_key(key) for key in pd.read_csv(run / "search" / "measurements.csv").key]
+    assert searched
+    for genotype, measurement in zip(searched, meter.measure(searched, "again")):
+        slower = LatencyStats(*(10 * getattr(measurement.stats, f) for f in STAT_FIELD.values()), 0.0, 1000)
+        meter.store.put(meter.key(genotype), Measurement(slower, {"made_up": "a later, slower re-measurement"}))
+    with (run / "front.csv").open("a") as damaged:
+        damaged.write("garbage\n")
+    assert main([quickstart, *run_args]) == 0
+    assert {name: (run / name).read_bytes() for name in kept} == kept
 
 
 def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> None:
