@@ -186,6 +186,20 @@ class Meter:
                                                                          f"second_{field}": values[1]}})
 
 
+ORIGIN_COLUMNS = ("device", "backend", "backend_version", "host", "agent", "measured_at")
+"""Where a measurement in a run's tables came from: the store's device name, the backend and its version, the machine
+that timed it, the agent's address (empty when local) and when it was taken (UTC), so a row taken from the store
+before the run shows its own time."""
+
+
+def origin(measurement: Measurement, device: str) -> dict[str, str]:
+    """ORIGIN_COLUMNS of a measurement of the store of `device`, from its provenance."""
+    record = measurement.provenance
+    return {"device": device, "backend": str(record.get("backend", "")),
+            "backend_version": str(record.get("backend_version") or ""), "host": str(record.get("host", "")),
+            "agent": str(record.get("agent", "")), "measured_at": str(record.get("time", ""))}
+
+
 def first_of(measurement: Measurement, statistic: str) -> float:
     """The first of the two values Meter.second_opinion compared, by `statistic` (latency.statistic); NaN for a
     measurement taken once."""

@@ -30,7 +30,7 @@ from xgboost.core import XGBoostError
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError, MissingInput
-from engine.latency.meter import STAT_FIELD, Meter, first_of
+from engine.latency.meter import STAT_FIELD, Meter, first_of, origin
 from engine.latency.model import LatencyModel, fit_predictor, load_latency_model, save_latency_model
 from engine.paths import RunPaths
 from engine.search import fronts
@@ -149,7 +149,8 @@ class Rounds:
             self.spent.append({"round": number, "key": genotype.key, "measured_ms": float(value),
                                "measured_p90_ms": float(m.stats.p90_ms), "predicted_before_ms": float(before),
                                "lower_ms": float(low), "upper_ms": float(high), "cv": float(m.stats.cv),
-                               "first_ms": first_of(m, self.config.latency.statistic)})
+                               "first_ms": first_of(m, self.config.latency.statistic),
+                               **origin(m, self.meter.store.device)})
         self.model = self.refit(number)
         return accuracy
 

@@ -30,7 +30,7 @@ import torch
 
 from engine.config import UNSEEN, ExperimentConfig
 from engine.files import write_csv, write_json
-from engine.latency.meter import MEASURING, Journal
+from engine.latency.meter import MEASURING, ORIGIN_COLUMNS, Journal
 from engine.latency.model import load_latency_model
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
@@ -67,7 +67,7 @@ def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rou
 
 
 MEASURED_COLUMNS = ("round", "key", "measured_ms", "measured_p90_ms", "predicted_before_ms", "lower_ms", "upper_ms",
-                    "cv", "first_ms")
+                    "cv", "first_ms", *ORIGIN_COLUMNS)
 
 
 def _plain(value):

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from engine.config import load
 from engine.latency.meter import STAT_FIELD, Meter
@@ -55,6 +56,11 @@ def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Pat
         metrics = json.loads((run / "selected" / entry["label"] / "metrics.json").read_text())
         assert metrics["measured"]["median_ms"] > 0 and metrics["onnx_max_abs_diff"] <= 1e-3
         assert (run / "selected" / entry["label"] / "model.onnx").exists()
+    store = next((tmp_path / "store").glob("*.csv")).stem  # issue 31: where each measurement came from
+    for table in (pd.read_csv(run / "latency" / "measurements.csv"), pd.read_csv(run / "search" / "measurements.csv")):
+        assert (table.device == store).all() and (table.backend == "torch-cpu").all() and table.host.notna().all()
+        assert (table.backend_version == torch.__version__).all() and table.agent.isna().all()
+        assert pd.to_datetime(table.measured_at).notna().all()
     stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     assert main([quickstart, *run_args]) == 0
     assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps

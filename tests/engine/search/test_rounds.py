@@ -9,6 +9,7 @@ import json
 import math
 import socket
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ TOKEN = "rounds-test-token-0123456789"
 
 class RecordingMeter:
     """A made-up deterministic latency per genotype (1 ms plus its candidate indices / 100); records the calls."""
+
+    store = types.SimpleNamespace(device="made-up")  # the device name a run's tables record
 
     def __init__(self) -> None:
         self.calls: list[str] = []
