@@ -22,7 +22,7 @@ def skeleton_folder(folder: Path, skeleton: str, several: bool) -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
-    """runs/<name>/ and what lies in it (README, "A run")."""
+    """runs/<name>/ and what lies in it (docs/ARCHITECTURE.md, "Stages")."""
 
     root: Path
 

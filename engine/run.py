@@ -1,8 +1,8 @@
 """`python -m engine.run CONFIG [key=value ...] [--stages a,b]` (or under torchrun): run an experiment into
 runs/<name>/; options and overrides in any order. CONFIG is a YAML file or a shipped experiment's name (quickstart).
 
-The stages, in order, are STAGES below (each module of engine/stages/ declares what it reads and writes; README,
-"A run", lists them); engine/runner.py decides for each whether to run, resume, start over or skip. Exit codes:
+The stages, in order, are STAGES below (each module of engine/stages/ declares what it reads and writes;
+docs/ARCHITECTURE.md, "Stages", lists them); engine/runner.py decides for each whether to run, resume, start over or skip. Exit codes:
 0 done, 2 bad configuration, command line or device, 1 bad data, diverged training or a failed export.
 
 From Python, `run(config, overrides=(), stages=None)` goes the same way as the command (validation, the run
