@@ -26,10 +26,11 @@ from rich.table import Table
 
 from engine import preflight
 from engine.config import ExperimentConfig, load
-from engine.data.splits import val_set
+from engine.data.splits import train_set, val_set
 from engine.errors import EngineError
 from engine.latency.meter import Meter
 from engine.run import STAGES, Arguments
+from engine.stages.latency import ACTIVE_CANDIDATES
 from engine.training.distributed import World
 from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import build_state, train_step
@@ -112,6 +113,27 @@ def supernet_cost(config: ExperimentConfig, device: torch.device) -> Cost:
                 _how(config.data.crop, probe, device))
 
 
+def data_cost(config: ExperimentConfig) -> Cost:
+    """Reading and augmenting the supernet's training images: every sample of every step is augmented; a file is read
+    each time, a generated scene drawn once (kept)."""
+    dataset = train_set(config.data, config.seed)
+    indices = iter(range(10**9))
+    raw = {}
+
+    def load() -> None:
+        raw["sample"] = dataset.load(next(indices) % len(dataset))
+
+    read = _timed(load)
+    augment = _timed(lambda: dataset.transform(*raw["sample"]))
+    samples = config.supernet.steps * config.supernet.batch_size * len(config.space.skeletons)
+    loads = min(samples, len(dataset)) if config.data.kind == "synthetic" else samples
+    workers = max(1, config.supernet.num_workers)
+    fetched = "drawn once" if loads < samples else "read"
+    return Cost("supernet", f"{samples} training samples augmented, {loads} images {fetched}"
+                + (f", on {workers} loader processes" if workers > 1 else ""), samples,
+                (augment + read * loads / samples) / workers, "this process")
+
+
 def evaluations(config: ExperimentConfig) -> int:
     """Inherited-weight evaluations the search will make at most (duplicates are scored once)."""
     search = config.search
@@ -127,9 +149,9 @@ def evaluations(config: ExperimentConfig) -> int:
     return count
 
 
-def evaluation_cost(config: ExperimentConfig, device: torch.device, val_images: int) -> Cost:
+def evaluation_cost(config: ExperimentConfig, device: torch.device, val_images: int) -> list[Cost]:
     """One inherited-weight evaluation (BN recalibrated on calibration images, validation images scored) x the
-    evaluations of the search."""
+    evaluations of the latency stage's active choice (8 candidates per active measurement) and of the search."""
     settings = config.evaluation
     size = tuple(config.data.eval_size or config.space.input_size)
     probe, factor = _probe_size(size, device)
@@ -147,9 +169,12 @@ def evaluation_cost(config: ExperimentConfig, device: torch.device, val_images: 
     calibrating = math.ceil(settings.calibration_images / settings.batch_size)
     each = batches * _timed(lambda: forward(images, False)) * factor + \
         calibrating * _timed(lambda: forward(calibration, True)) * crop_factor
+    how, batched = _how(size, probe, device), f"{batches} validation + {calibrating} calibration batches each"
+    active = min(config.latency.pool, ACTIVE_CANDIDATES * config.latency.active)
     count = evaluations(config)
-    return Cost("search", f"{count} inherited-weight evaluations ({batches} validation + {calibrating} calibration "
-                f"batches each)", count, each, _how(size, probe, device))
+    return [Cost(stage, f"{number} inherited-weight evaluations {why}({batched})", number, each, how)
+            for stage, number, why in (("latency", active, "choosing the active measurements "), ("search", count, ""))
+            if number]
 
 
 def measurement_cost(config: ExperimentConfig, meter: Meter | None) -> list[Cost]:
@@ -201,9 +226,10 @@ def training_cost(config: ExperimentConfig, device: torch.device) -> list[Cost]:
     for stage, settings, trainings, workers in jobs:
         at_once = max(1, min(workers, trainings))
         each, how = _standalone_step(config, settings, device, single_thread=at_once > 1)
+        rounds = math.ceil(trainings / at_once)  # the trainings of one worker, one after another
         costs.append(Cost(stage, f"{trainings} trainings x {settings.steps} steps (batch {settings.batch_size})"
-                          + (f", {at_once} at once" if at_once > 1 else ""), trainings * settings.steps / at_once,
-                          each, how))
+                          + (f", {at_once} at once: {rounds} after another" if at_once > 1 else ""),
+                          rounds * settings.steps, each, how))
     return costs
 
 
@@ -246,9 +272,9 @@ def _measures(config: ExperimentConfig) -> bool:
 def estimate(config: ExperimentConfig, meter: Meter | None, val_images: int) -> list[Cost]:
     device = torch.device("cuda" if torch.cuda.is_available() and config.supernet.device != "cpu" else "cpu")
     torch.manual_seed(config.seed)
-    costs = [supernet_cost(config, device), *measurement_cost(config, meter)]
-    costs.insert(2, evaluation_cost(config, device, val_images))
-    return costs + training_cost(config, device)
+    measuring, scoring = measurement_cost(config, meter), evaluation_cost(config, device, val_images)
+    by_stage = [cost for stage in ("latency", "search") for cost in (*measuring, *scoring) if cost.stage == stage]
+    return [supernet_cost(config, device), data_cost(config), *by_stage, *training_cost(config, device)]
 
 
 def _validation_images(config: ExperimentConfig) -> int:
@@ -276,8 +302,8 @@ def show(console: Console, config: ExperimentConfig, found: list[preflight.Check
     known = sum(cost.seconds for cost in costs if cost.seconds is not None)
     table.add_row("[bold]total[/]", "", "", f"[bold]{_duration(known)}[/]", "one process; torchrun divides the supernet")
     console.print(table)
-    console.print("Not timed: the space survey, the predictor's fit, refits, ONNX export and the report (seconds "
-                  "each); a loaded machine or a slower device stretches every line.")
+    console.print("Not timed: the space survey, the predictor's fit and refits, the search's bookkeeping, ONNX "
+                  "export and the report; a loaded machine or a slower device stretches every line.")
 
 
 def _duration(seconds: float) -> str:

@@ -74,6 +74,10 @@ def heldout_genotypes(config: ExperimentConfig, exclude: set[Genotype]) -> list[
     return list(chosen)
 
 
+ACTIVE_CANDIDATES = 8
+"""Pool genotypes scored (inherited mIoU) per active measurement, to choose where to measure."""
+
+
 def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Genotype], measured: set[Genotype],
                   score: Callable[[Genotype], float]) -> list[Genotype]:
     """`latency.active` pool genotypes where the interval is widest near the optimistic front; the other
@@ -81,7 +85,7 @@ def choose_active(config: ExperimentConfig, model: LatencyModel, pool: list[Geno
     over the validation images per genotype."""
     count = config.latency.active
     predicted, _, _ = model.predict(pool)
-    subset = [pool[i] for i in spread(predicted, min(len(pool), 8 * count), config.seed)]
+    subset = [pool[i] for i in spread(predicted, min(len(pool), ACTIVE_CANDIDATES * count), config.seed)]
     _, lower, upper = model.predict(subset)
     miou = np.array([score(g) for g in track(subset, description="scoring candidates for active measurement")])
     taken = np.array([g in measured for g in subset])
