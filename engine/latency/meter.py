@@ -61,20 +61,29 @@ class Journal:
         self.path = path
 
     def load(self) -> dict[str, Measurement]:
+        return {key: measurement for key, (measurement, _) in self.records().items()}
+
+    def fresh(self) -> set[str]:
+        """The keys the stage measured itself (not taken from the store)."""
+        return {key for key, (_, fresh) in self.records().items() if fresh}
+
+    def records(self) -> dict[str, tuple[Measurement, bool]]:
         if not self.path.exists():
             return {}
         used = {}
         for line in self.path.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
-                used[record["key"]] = Measurement(LatencyStats(**record["stats"]), record["provenance"])
+                stats = LatencyStats(**record["stats"])
+                used[record["key"]] = (Measurement(stats, record["provenance"]), bool(record.get("fresh")))
             except (ValueError, KeyError, TypeError):
                 continue
         return used
 
-    def add(self, key: str, measurement: Measurement) -> None:
+    def add(self, key: str, measurement: Measurement, fresh: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"key": key, "stats": asdict(measurement.stats), "provenance": measurement.provenance})
+        line = json.dumps({"key": key, "stats": asdict(measurement.stats), "provenance": measurement.provenance,
+                           "fresh": fresh})
         with self.path.open("a") as handle:
             handle.write(line + "\n")
             handle.flush()
@@ -92,6 +101,7 @@ class Meter:
         self.local: Backend | None = None
         self.client: AgentClient | None = None
         self.journal: Journal | None = None  # set by a stage that replays its own measurements (the search)
+        self.fresh: set[str] = set()  # genotype keys measured by this run (the rest came from the store)
         if settings.device == "local":
             if settings.threads > (os.cpu_count() or 1):
                 raise ConfigError(f"latency.threads {settings.threads} exceeds this machine's {os.cpu_count()} CPUs; "
@@ -143,7 +153,7 @@ class Meter:
     def measure(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
         """The genotypes' measurements: those the journal holds (when the stage keeps one), else the store's,
         measuring (and storing) the missing ones and those stored with fewer timed runs than the protocol's."""
-        used = self.journal.load() if self.journal else {}
+        used = self._journaled()
         stored = self.stored()
         missing = [g for g in dict.fromkeys(genotypes) if g.key not in used and not self.usable(stored.get(self.key(g)))]
         space = self.config.space
@@ -151,17 +161,18 @@ class Meter:
             measurement = self.measure_network(build(genotype, space.width, space.num_classes))
             self.store.put(self.key(genotype), measurement)
             stored[self.key(genotype)] = measurement
+            self.fresh.add(genotype.key)
         for genotype in dict.fromkeys(genotypes):
             if genotype.key not in used:
                 used[genotype.key] = stored[self.key(genotype)]
                 if self.journal:
-                    self.journal.add(genotype.key, used[genotype.key])
+                    self.journal.add(genotype.key, used[genotype.key], genotype.key in self.fresh)
         return [used[g.key] for g in genotypes]
 
     def recheck(self, genotypes: Sequence[Genotype], what: str) -> list[Measurement]:
         """Each genotype's stored measurement given a second opinion (below), stored again, so the store's latest
         row is the kept one and a later caller sees it was checked."""
-        used = self.journal.load() if self.journal else {}
+        used = self._journaled()
         stored = self.stored()
         space = self.config.space
         kept = []
@@ -170,9 +181,17 @@ class Meter:
             first = used.get(genotype.key) or stored[self.key(genotype)]
             kept.append(self.second_opinion(first, network))
             self.store.put(self.key(genotype), kept[-1])
+            self.fresh.add(genotype.key)
             if self.journal:
-                self.journal.add(genotype.key, kept[-1])
+                self.journal.add(genotype.key, kept[-1], True)
         return kept
+
+    def _journaled(self) -> dict[str, Measurement]:
+        """The journal's measurements (none without one); the keys it measured itself count as fresh."""
+        if self.journal is None:
+            return {}
+        self.fresh |= self.journal.fresh()
+        return self.journal.load()
 
     def second_opinion(self, first: Measurement, network: nn.Module) -> Measurement:
         """`network` measured once more and the lower of `first` and the new measurement by `latency.statistic`
@@ -186,18 +205,20 @@ class Meter:
                                                                          f"second_{field}": values[1]}})
 
 
-ORIGIN_COLUMNS = ("device", "backend", "backend_version", "host", "agent", "measured_at")
-"""Where a measurement in a run's tables came from: the store's device name, the backend and its version, the machine
-that timed it, the agent's address (empty when local) and when it was taken (UTC), so a row taken from the store
-before the run shows its own time."""
+ORIGIN_COLUMNS = ("source", "device", "backend", "backend_version", "host", "agent", "measured_at")
+"""Where a measurement in a run's tables came from: `measured` by this run or taken from the `store` (measured before,
+by this or another run), the store's device name, the backend and its version, the machine that timed it, the agent's
+address (empty when local) and when it was taken (UTC)."""
 
 
-def origin(measurement: Measurement, device: str) -> dict[str, str]:
-    """ORIGIN_COLUMNS of a measurement of the store of `device`, from its provenance."""
+def origin(measurement: Measurement, device: str, fresh: bool) -> dict[str, str]:
+    """ORIGIN_COLUMNS of a measurement of the store of `device` (`fresh`: measured by this run), from its
+    provenance."""
     record = measurement.provenance
-    return {"device": device, "backend": str(record.get("backend", "")),
-            "backend_version": str(record.get("backend_version") or ""), "host": str(record.get("host", "")),
-            "agent": str(record.get("agent", "")), "measured_at": str(record.get("time", ""))}
+    return {"source": "measured" if fresh else "store", "device": device,
+            "backend": str(record.get("backend", "")), "backend_version": str(record.get("backend_version") or ""),
+            "host": str(record.get("host", "")), "agent": str(record.get("agent", "")),
+            "measured_at": str(record.get("time", ""))}
 
 
 def first_of(measurement: Measurement, statistic: str) -> float:

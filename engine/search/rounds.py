@@ -150,7 +150,7 @@ class Rounds:
                                "measured_p90_ms": float(m.stats.p90_ms), "predicted_before_ms": float(before),
                                "lower_ms": float(low), "upper_ms": float(high), "cv": float(m.stats.cv),
                                "first_ms": first_of(m, self.config.latency.statistic),
-                               **origin(m, self.meter.store.device)})
+                               **origin(m, self.meter.store.device, genotype.key in self.meter.fresh)})
         self.model = self.refit(number)
         return accuracy
 

@@ -30,7 +30,7 @@ from engine.config import UNSEEN, ExperimentConfig
 from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
-from engine.latency.meter import STAT_FIELD, latency_of, origin
+from engine.latency.meter import STAT_FIELD, Meter, latency_of, origin
 from engine.latency.model import LatencyModel, PerSkeletonModel, fit_predictor, save_latency_model, space_costs
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
@@ -116,11 +116,12 @@ def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model
     write_json(paths.accuracy, {**accuracy(heldout), **layout})
 
 
-def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str, device: str) -> list[dict]:
+def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str, meter: Meter) -> list[dict]:
     """measurements.csv rows: every statistic a run may search by (STAT_FIELD), so the search finds its column, and
     where each measurement came from (ORIGIN_COLUMNS)."""
     return [{"key": g.key, "role": role, **{field: getattr(m.stats, field) for field in STAT_FIELD.values()},
-             "cv": m.stats.cv, **origin(m, device)} for g, m in zip(genotypes, measurements)]
+             "cv": m.stats.cv, **origin(m, meter.store.device, g.key in meter.fresh)}
+            for g, m in zip(genotypes, measurements)]
 
 
 def mean_iou_scorer(config: ExperimentConfig, world: World) -> Callable[[Genotype], float]:
@@ -143,17 +144,17 @@ def run(ctx: Context) -> None:
     pool = candidate_pool(config)
     train = spread_genotypes(config, pool)
     measured = meter.measure(train, "spread genotypes")
-    rows = _rows(train, measured, "train", meter.store.device)
+    rows = _rows(train, measured, "train", meter)
     model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
     if settings.active:
         extra = choose_active(config, model, pool, set(train), mean_iou_scorer(config, ctx.world))
         extra_measured = meter.measure(extra, "active genotypes")
-        rows += _rows(extra, extra_measured, "active", meter.store.device)
+        rows += _rows(extra, extra_measured, "active", meter)
         train, measured = train + extra, measured + extra_measured
         model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
     tests = heldout_genotypes(config, set(train))
     tested = meter.measure(tests, "held-out genotypes")
-    rows += _rows(tests, tested, "heldout", meter.store.device)
+    rows += _rows(tests, tested, "heldout", meter)
     predicted, lower, upper = model.predict(tests)
     heldout = pd.DataFrame({"key": [g.key for g in tests], "measured_ms": latency_of(tested, settings.statistic),
                             "predicted_ms": predicted, "lower_ms": lower, "upper_ms": upper})

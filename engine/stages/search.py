@@ -30,7 +30,7 @@ import torch
 
 from engine.config import UNSEEN, ExperimentConfig
 from engine.files import write_csv, write_json
-from engine.latency.meter import MEASURING, ORIGIN_COLUMNS, Journal
+from engine.latency.meter import MEASURING, ORIGIN_COLUMNS, Journal, Meter, origin
 from engine.latency.model import load_latency_model
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
@@ -53,8 +53,26 @@ def evaluations_table(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.assign(front=fronts.front_mask(trials.miou, trials.latency_ms, trials.feasible.astype(bool)))
 
 
-def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rounds: Rounds) -> None:
+def origins(paths: RunPaths, meter: Meter | None) -> pd.DataFrame:
+    """ORIGIN_COLUMNS by genotype key of every measurement the run's tables show: the latency stage's, then the
+    search's own (its journal: rounds, closing measurements, references)."""
+    stage = pd.read_csv(paths.measurements)
+    rows = {row["key"]: {column: row.get(column, "") for column in ORIGIN_COLUMNS}
+            for row in stage.astype(object).where(stage.notna(), "").to_dict(orient="records")}
+    if meter is not None:
+        journal = Journal(paths.search_journal)
+        fresh = journal.fresh()
+        for key, measurement in journal.load().items():
+            rows[key] = origin(measurement, meter.store.device, key in fresh)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(ORIGIN_COLUMNS))
+
+
+def write_outputs(paths: RunPaths, table: pd.DataFrame, history: list[dict], rounds: Rounds,
+                  meter: Meter | None) -> None:
     table = table.assign(skeleton=table.key.map(lambda key: Genotype.from_key(key).skeleton))
+    measured = table.latency_source == "measured"
+    known = origins(paths, meter).reindex(table.key.where(measured))
+    table = pd.concat([table, known.set_index(table.index)], axis=1)
     write_csv(paths.rounds, rounds.table())
     write_csv(paths.search_measurements, pd.DataFrame(rounds.spent, columns=MEASURED_COLUMNS))
     write_csv(paths.evaluations, table)
@@ -123,7 +141,7 @@ def search_with(ctx: Context) -> None:
     table = evaluations_table(trials_table(search.study))
     references = reference_rows(search, ctx.meter if _measures(config) else None, device)
     write_outputs(paths, pd.concat([table, references], ignore_index=True) if len(references) else table, history,
-                  rounds)
+                  rounds, ctx.meter)
     if surrogate:
         write_csv(paths.surrogate, surrogate.table())
 

@@ -57,10 +57,16 @@ def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Pat
         assert metrics["measured"]["median_ms"] > 0 and metrics["onnx_max_abs_diff"] <= 1e-3
         assert (run / "selected" / entry["label"] / "model.onnx").exists()
     store = next((tmp_path / "store").glob("*.csv")).stem  # issue 31: where each measurement came from
-    for table in (pd.read_csv(run / "latency" / "measurements.csv"), pd.read_csv(run / "search" / "measurements.csv")):
+    measured = pd.read_csv(run / "evaluations.csv").query("latency_source == 'measured'")
+    for table in (pd.read_csv(run / "latency" / "measurements.csv"), pd.read_csv(run / "search" / "measurements.csv"),
+                  measured, pd.read_csv(run / "front.csv")):
         assert (table.device == store).all() and (table.backend == "torch-cpu").all() and table.host.notna().all()
         assert (table.backend_version == torch.__version__).all() and table.agent.isna().all()
-        assert pd.to_datetime(table.measured_at).notna().all()
+        assert pd.to_datetime(table.measured_at).notna().all() and (table.source == "measured").all()
+    assert main([quickstart, *run_args, "name=again", "--stages", "space,supernet,latency"]) == 0  # the same store
+    again = pd.read_csv(tmp_path / "again" / "latency" / "measurements.csv")
+    assert (again.source == "store").all() and set(again.key) == set(pd.read_csv(run / "latency" /
+                                                                          "measurements.csv").key)
     stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     assert main([quickstart, *run_args]) == 0
     assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps

@@ -39,6 +39,7 @@ class RecordingMeter:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.rechecked: list[str] = []
+        self.fresh: set[str] = set()  # the keys a real meter measured itself
 
     def measure(self, genotypes: list[Genotype], what: str) -> list[Measurement]:
         self.calls.extend(g.key for g in genotypes)
