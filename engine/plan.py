@@ -92,13 +92,22 @@ def _batch(config: ExperimentConfig, size: tuple[int, int], batch: int, device: 
 
 
 def supernet_cost(config: ExperimentConfig, device: torch.device) -> Cost:
-    """Training steps of the supernet (its sampling rule's paths each), every skeleton."""
-    settings, world = config.supernet, World(0, 1, 0, device)
+    """Training steps of the supernet of every skeleton (its sampling rule's paths each), each skeleton timed."""
+    settings = config.supernet
     probe, factor = _probe_size(config.data.crop, device)
-    skeleton = config.space.skeletons[-1]
+    each = sum(_supernet_step(config, skeleton, probe, device) for skeleton in config.space.skeletons) * factor
+    skeletons = len(config.space.skeletons)
+    return Cost("supernet", f"{settings.steps} steps x {skeletons} skeleton{'s' * (skeletons > 1)} "
+                f"({settings.sampling}, batch {settings.batch_size})", settings.steps, each,
+                _how(config.data.crop, probe, device))
+
+
+def _supernet_step(config: ExperimentConfig, skeleton: str, size: tuple[int, int], device: torch.device) -> float:
+    """Seconds of one training step of the skeleton's supernet at `size`."""
+    settings, world = config.supernet, World(0, 1, 0, device)
     supernet = Supernet(skeleton, config.space.width, config.space.num_classes).to(device).train()
     state = build_state(supernet, settings, world)
-    images, labels = _batch(config, probe, settings.batch_size, device)
+    images, labels = _batch(config, size, settings.batch_size, device)
     rule = Rule(settings.sandwich_paths, settings.extremes_every)
     steps = iter(range(10**6))
 
@@ -106,11 +115,7 @@ def supernet_cost(config: ExperimentConfig, device: torch.device) -> Cost:
         paths = step_paths(skeleton, settings.sampling, config.seed, next(steps), rule)
         train_step(state, images, labels, paths, settings, world)
 
-    each = _timed(step) * factor
-    skeletons = len(config.space.skeletons)
-    return Cost("supernet", f"{settings.steps} steps x {skeletons} skeleton{'s' * (skeletons > 1)} "
-                f"({settings.sampling}, batch {settings.batch_size})", settings.steps * skeletons, each,
-                _how(config.data.crop, probe, device))
+    return _timed(step)
 
 
 def data_cost(config: ExperimentConfig) -> Cost:
