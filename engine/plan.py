@@ -36,6 +36,8 @@ from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import build_state, train_step
 from spaces import Supernet, build, sample_of, squeezenas
 
+DESCRIPTION = ("Check what a run will need (data, device or agent, study storage, Dask scheduler) and estimate what it "
+               "will cost from short timings, in seconds, before anything trains; nothing is written.")
 PROBE_PIXELS = 128 * 256
 """On a CPU, networks are timed at no more pixels than this and their time scaled by the pixels of the run's size."""
 PROBE_STEPS = 2
@@ -322,7 +324,7 @@ def _duration(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Arguments(prog="squeezenas plan", description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = Arguments(prog="squeezenas plan", description=DESCRIPTION)
     parser.add_argument("config", help="experiment YAML or a shipped experiment's name, e.g. quickstart")
     parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides, e.g. space.width=0.25")
     args = parser.parse_args(argv)

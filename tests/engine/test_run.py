@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,10 +13,11 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from rich.console import Console
 
 from engine.config import load
 from engine.latency.meter import STAT_FIELD, Meter
-from engine.run import main
+from engine.run import main, summarise
 from hardware.protocol import LatencyStats, Measurement
 from spaces import Genotype
 
@@ -263,3 +265,19 @@ def test_a_second_run_on_the_same_directory_stops(quickstart, run_args, tmp_path
     assert first.returncode == 0, first_err
     assert (run / "front.csv").exists() and (run / "run.log").read_text().count("stage space: running") == 1
     assert main([quickstart, *run_args, "--stages", "space"]) == 0
+
+
+@pytest.mark.parametrize("command", [["-m", "engine.run", "--help"], ["-m", "engine.plan", "--help"]])
+def test_the_help_describes_the_command_in_whole_sentences(command: list[str], root: Path) -> None:
+    """Issue 31: the --help description was cut mid-sentence (the docstring's first line)."""
+    out = subprocess.run([sys.executable, *command], cwd=root, capture_output=True, text=True, check=True).stdout
+    description = " ".join(out.split("\n\n")[1].split())
+    assert description.endswith(".") and description[0].isupper(), description
+
+
+def test_the_summary_points_the_dashboard_at_the_study_where_it_is(quickstart, tmp_path: Path) -> None:
+    """Issue 31: with PostgreSQL the closing summary pointed optuna-dashboard at a study.db that does not exist."""
+    url = "postgresql+psycopg://user@db.example:5432/runs"
+    console = Console(file=io.StringIO(), width=300)
+    summarise(console, load(quickstart, [f"runs_dir={tmp_path}", f"search.storage={url}"]), [])
+    assert f"trials: optuna-dashboard {url}" in console.file.getvalue() and "study.db" not in console.file.getvalue()
