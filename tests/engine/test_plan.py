@@ -12,6 +12,7 @@ import pytest
 
 from engine import preflight
 from engine.config import ExperimentConfig, load
+from engine.evaluation import scoring
 from engine.plan import Cost, evaluations, main, picks
 from engine.run import main as run_main
 from engine.stages.space import check_size
@@ -105,3 +106,13 @@ def test_the_device_check_reports_what_the_agent_says_and_a_relabelled_device(qu
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_the_search_caps_its_workers_at_the_cores_and_says_so(quickstart, monkeypatch, caplog) -> None:
+    """Issue 31: search.workers=100000 started a process per worker on 2 cores; now capped, with a log line."""
+    started = []
+    monkeypatch.setattr(scoring, "DaskScorer", lambda config, workers, address: started.append(workers))
+    monkeypatch.setattr(scoring.os, "cpu_count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="engine"):
+        scoring.open_scorer(load(quickstart, ["search.workers=200"]), None)
+    assert started == [2] and "search.workers 200 capped at this machine's 2 cores" in caplog.text
