@@ -4,6 +4,7 @@ target, so a run killed mid-write leaves the old file or none, never half of one
 from __future__ import annotations
 
 import json
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,20 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, value: Any, **options: Any) -> Path:
-    return write_text(path, json.dumps(value, indent=1, **options))
+    """`value` as strict JSON: NaN and infinities become null (JSON has neither), so any parser reads the file."""
+    return write_text(path, json.dumps(_finite(value), indent=1, allow_nan=False, **options))
+
+
+def _finite(value: Any) -> Any:
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # a numpy scalar, as Python's
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_json(path: Path) -> Any:

@@ -162,7 +162,7 @@ def audit_sections(run: Run) -> list[Section]:
         if (run.audit_summary or {}).get("per_skeleton"):
             found.append(Section("Proxy fidelity per skeleton", tables.skeleton_audit_table(run.audit_summary)))
         if run.baseline is not None:
-            found.append(Section("Searched vs hand-made at equal measured latency",
+            found.append(Section("Searched vs hand-made at the latency of each hand-made design",
                                  tables.baseline_table(run.baseline)))
         return found
     return [Section("Proxy fidelity audit", None, absent(run, "audit/audit.csv"))]

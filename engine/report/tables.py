@@ -298,7 +298,9 @@ def spread_text(spread: dict[str, Any] | None, spec: str = ".4f") -> str:
 
 
 def baseline_table(baseline: dict[str, Any]) -> str:
-    """Each hand-made design against the searched network at the same measured latency, over the seeds."""
+    """Each hand-made design against the searched network nearest its measured latency, over the seeds: the latency
+    ratio of each pair, flagged when it is not equal within baseline.TOLERANCE; the mean difference over the pairs at
+    equal latency only."""
     if "pairs" not in baseline:
         return ("<p>audit/baseline.json is in the format of an earlier version (one pair, one seed); rerun "
                 "<code>--stages baseline</code> to compare every design of audit.handmade.</p>")
@@ -308,18 +310,37 @@ def baseline_table(baseline: dict[str, Any]) -> str:
         hand, searched = pair["handmade"], pair["searched"]
         rows.append([str(pair["design"]), str(searched["key"]),
                      f"{fmt(hand['measured_ms'], '.2f')} / {fmt(searched['measured_ms'], '.2f')} ms",
-                     f"{si(hand['macs'])} / {si(searched['macs'])}", spread_text(hand["standalone_miou"]),
-                     spread_text(searched["standalone_miou"]), spread_text(pair["val_miou_difference"], "+.4f"),
+                     _latency_match(pair), f"{si(hand['macs'])} / {si(searched['macs'])}",
+                     spread_text(hand["standalone_miou"]), spread_text(searched["standalone_miou"]),
+                     spread_text(pair["val_miou_difference"], "+.4f"),
                      *([spread_text(pair.get("test_miou_difference"), "+.4f")] if tested else [])])
     header = ["hand-made (one candidate everywhere)", "searched genotype", "measured: hand-made / searched",
-              "MACs", "hand-made mIoU (val)", "searched mIoU (val)", "searched − hand-made (val)",
+              "latency match", "MACs", "hand-made mIoU (val)", "searched mIoU (val)", "searched − hand-made (val)",
               *([f"searched − hand-made (test split {baseline.get('test_split')})"] if tested else [])]
+    return html_table(header, rows, 1, text_columns=(3, 5, 6, 7, 8)) + _over_equal_pairs(baseline, tested)
+
+
+def _latency_match(pair: dict[str, Any]) -> str:
+    """The pair's latency ratio, and whether it counts as equal latency (an earlier baseline.json has no flag)."""
+    ratio = f"ratio {fmt(pair.get('latency_ratio'), '.2f')}"
+    if pair.get("equal_latency") is None:
+        return ratio
+    return f"{ratio}, equal" if pair["equal_latency"] else f"{ratio}: {escape(pair.get('note', 'not equal'))}"
+
+
+def _over_equal_pairs(baseline: dict[str, Any], tested: bool) -> str:
+    pairs = len(baseline.get("pairs", []))
+    equal = baseline.get("pairs_at_equal_latency", pairs)
+    recipe = (f"<p>Every network trained stand-alone for {baseline.get('train_steps')} steps (batch "
+              f"{baseline.get('train_batch_size')}) under {baseline.get('seeds')} seed(s), differences paired by seed. ")
+    if not equal:
+        tolerance = next((pair.get("tolerance") for pair in baseline.get("pairs", [])), None)
+        within = f" (within ±{fmt(100 * tolerance, '.0f')} %)" if tolerance is not None else ""
+        return recipe + (f"No pair is at equal measured latency{within}: the front does not reach the hand-made "
+                         f"designs, so there is no comparison at equal latency.</p>")
     test = (f", on the test split {spread_text(baseline.get('test_miou_difference'), '+.4f')}" if tested else "")
-    text = (f"<p>Every network trained stand-alone for {baseline.get('train_steps')} steps (batch "
-            f"{baseline.get('train_batch_size')}) under {baseline.get('seeds')} seed(s), differences paired by seed; "
-            f"over all pairs searched − hand-made mIoU {spread_text(baseline.get('val_miou_difference'), '+.4f')} on "
-            f"val{test}.</p>")
-    return html_table(header, rows, 1, text_columns=(4, 5, 6, 7)) + text
+    return recipe + (f"Over the {equal} of {pairs} pairs at equal measured latency searched − hand-made mIoU "
+                     f"{spread_text(baseline.get('val_miou_difference'), '+.4f')} on val{test}.</p>")
 
 
 def front_counts(run: Run) -> tuple[Any, Any]:

@@ -11,7 +11,9 @@ is not trained again: its network in audit/trained/ is read, the comparison's ow
 audit/baseline_trained/; with `audit.workers` > 1 all at once on worker processes, engine/training/pool.py) and
 evaluated on the validation images and, with data.test_split, the test split. Writes runs/<name>/audit/baseline.json:
 per pair the two networks, their measured latency and mIoU per seed, the searched − hand-made difference per seed
-(paired by seed) with its mean and sample standard deviation; and the same over every pair and seed.
+(paired by seed) with its mean and sample standard deviation, the latency gap and ratio and whether the two are equal
+within TOLERANCE (else a note that the front does not reach the design); and the difference over every pair at equal
+latency and seed (null when none is).
 """
 
 from __future__ import annotations
@@ -48,6 +50,23 @@ class Pair(NamedTuple):
     searched: Genotype
     searched_ms: float
 
+    @property
+    def equal_latency(self) -> bool:
+        """Whether the two measured latencies are equal within TOLERANCE of the hand-made design's."""
+        return abs(self.searched_ms - self.handmade_ms) <= TOLERANCE * self.handmade_ms
+
+    def reach(self) -> dict:
+        """The pair's latency match for baseline.json: gap, ratio, whether equal, and what it means when not."""
+        gap = self.searched_ms - self.handmade_ms
+        out = {"latency_gap_ms": gap, "latency_ratio": self.searched_ms / self.handmade_ms,
+               "equal_latency": self.equal_latency, "tolerance": TOLERANCE}
+        if not self.equal_latency:
+            where = "stops below" if gap < 0 else "starts above"
+            out["note"] = (f"not reached: the front {where} the hand-made design's {self.handmade_ms:.2f} ms; its "
+                           f"nearest measured point takes {self.searched_ms:.2f} ms ({gap:+.2f} ms), outside "
+                           f"+-{TOLERANCE:.0%}: not a comparison at equal latency")
+        return out
+
 
 def handmade(skeleton_name: str, candidate: str = "k3_e6_g1") -> Genotype:
     """The hand-made genotype with `candidate` in every searchable layer (k3_e6_g1: MobileNetV2-like)."""
@@ -59,8 +78,13 @@ def handmade(skeleton_name: str, candidate: str = "k3_e6_g1") -> Genotype:
     return Genotype(skeleton_name, (choice,) * skeleton(skeleton_name).num_layers)
 
 
+TOLERANCE = 0.05
+"""Two measured latencies are equal within this fraction of the hand-made design's; a pair outside it is reported as
+the front not reaching the design, with the gap, and left out of the comparison over all pairs."""
+
+
 def matched_genotype(front: pd.DataFrame, target_ms: float, measure: Callable[[list[Genotype]], list[float]],
-                     candidates: int = 3, tolerance: float = 0.05) -> tuple[Genotype, float]:
+                     candidates: int = 3, tolerance: float = TOLERANCE) -> tuple[Genotype, float]:
     """Of the `candidates` front points predicted nearest to `target_ms`, the highest-mIoU one measured within
     +-tolerance (relative) of it, else the one measured nearest; with its measured latency in ms."""
     if front.empty:
@@ -148,9 +172,12 @@ def summary(config: ExperimentConfig, front: pd.DataFrame, pairs: list[Pair], sc
         searched = {**network(config, costs, pair.searched, pair.searched_ms, scores),
                     "predicted_ms": float(point.predicted_ms), "inherited_miou": float(point.miou)}
         rows.append({"design": pair.design, "handmade": network(config, costs, pair.handmade, pair.handmade_ms, scores),
-                     "searched": searched, "latency_ratio": pair.searched_ms / pair.handmade_ms,
+                     "searched": searched, **pair.reach(),
                      **{f"{s}_miou_difference": spread(differences(config, [pair], scores, s)) for s in splits}})
-    return {"pairs": rows, **{f"{s}_miou_difference": spread(differences(config, pairs, scores, s)) for s in splits},
+    equal = [pair for pair in pairs if pair.equal_latency]
+    over_equal = {f"{s}_miou_difference": spread(differences(config, equal, scores, s)) if equal else None
+                  for s in splits}
+    return {"pairs": rows, **over_equal, "pairs_at_equal_latency": len(equal),
             "seeds": config.audit.seeds, "test_split": config.data.test_split,
             "train_steps": config.audit.train.steps, "train_batch_size": config.audit.train.batch_size,
             "statistic": config.latency.statistic}

@@ -69,6 +69,8 @@ def test_quickstart_writes_the_run_directory(quickstart, run_args, tmp_path: Pat
     again = pd.read_csv(tmp_path / "again" / "latency" / "measurements.csv")
     assert (again.source == "store").all() and set(again.key) == set(pd.read_csv(run / "latency" /
                                                                           "measurements.csv").key)
+    for path in run.rglob("*.json"):  # issue 35: every JSON the run wrote is strict JSON (null, never NaN)
+        json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{path}: {name} is not JSON"))
     stamps = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     assert main([quickstart, *run_args]) == 0
     assert {name: (run / name).stat().st_mtime_ns for name in stamps} == stamps
