@@ -172,10 +172,14 @@ def test_dask_workers_find_the_same_front(fast, quickstart, searched: Path) -> N
 
 
 def test_latency_constraint_keeps_the_front_feasible(fast, quickstart, searched: Path) -> None:
+    """On a copy of the shared store: this search takes another path, and a stored measurement above its interval
+    there is measured again and the lower kept (search.recheck), which would change, by the host's timing noise, the
+    measurements the later searches compared with 'whole' read."""
     shutil.copytree(searched / "base", searched / "limited")
+    shutil.copytree(searched / "store", searched / "store-limited")
     whole = pd.read_csv(searched / "whole" / "quickstart" / "evaluations.csv")
     limit = float(whole.latency_ms.median())
-    assert main([quickstart, *overrides(searched / "limited", searched / "store", fast),
+    assert main([quickstart, *overrides(searched / "limited", searched / "store-limited", fast),
                  f"search.constraints.max_latency_ms={limit}", "--stages", "search"]) == 0
     evaluations = pd.read_csv(searched / "limited" / "quickstart" / "evaluations.csv")
     assert (evaluations.feasible == (evaluations.latency_ms <= limit)).all()
