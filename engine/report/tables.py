@@ -325,7 +325,7 @@ def _latency_match(pair: dict[str, Any]) -> str:
     ratio = f"ratio {fmt(pair.get('latency_ratio'), '.2f')}"
     if pair.get("equal_latency") is None:
         return ratio
-    return f"{ratio}, equal" if pair["equal_latency"] else f"{ratio}: {escape(pair.get('note', 'not equal'))}"
+    return f"{ratio}, equal" if pair["equal_latency"] else f"{ratio}: {pair.get('note', 'not equal')}"
 
 
 def _over_equal_pairs(baseline: dict[str, Any], tested: bool) -> str:
