@@ -309,15 +309,18 @@ def baseline_table(baseline: dict[str, Any]) -> str:
     for pair in baseline.get("pairs", []):
         hand, searched = pair["handmade"], pair["searched"]
         rows.append([str(pair["design"]), str(searched["key"]),
-                     f"{fmt(hand['measured_ms'], '.2f')} / {fmt(searched['measured_ms'], '.2f')} ms",
-                     _latency_match(pair), f"{si(hand['macs'])} / {si(searched['macs'])}",
+                     f"{fmt(hand['measured_ms'], '.2f')} / {fmt(searched['measured_ms'], '.2f')} ms "
+                     f"({si(hand['macs'])} / {si(searched['macs'])} MACs)", _latency_match(pair),
                      spread_text(hand["standalone_miou"]), spread_text(searched["standalone_miou"]),
                      spread_text(pair["val_miou_difference"], "+.4f"),
                      *([spread_text(pair.get("test_miou_difference"), "+.4f")] if tested else [])])
     header = ["hand-made (one candidate everywhere)", "searched genotype", "measured: hand-made / searched",
-              "latency match", "MACs", "hand-made mIoU (val)", "searched mIoU (val)", "searched − hand-made (val)",
+              "latency match", "hand-made mIoU (val)", "searched mIoU (val)", "searched − hand-made (val)",
               *([f"searched − hand-made (test split {baseline.get('test_split')})"] if tested else [])]
-    return html_table(header, rows, 1, text_columns=(3, 5, 6, 7, 8)) + _over_equal_pairs(baseline, tested)
+    notes = "".join(f"<li>{escape(str(pair['design']))}: {escape(pair['note'])}</li>"
+                    for pair in baseline.get("pairs", []) if pair.get("note"))
+    return html_table(header, rows, 1, text_columns=(2, 3, 4, 5, 6, 7)) + (f"<ul>{notes}</ul>" if notes else "") + \
+        _over_equal_pairs(baseline, tested)
 
 
 def _latency_match(pair: dict[str, Any]) -> str:
@@ -325,7 +328,7 @@ def _latency_match(pair: dict[str, Any]) -> str:
     ratio = f"ratio {fmt(pair.get('latency_ratio'), '.2f')}"
     if pair.get("equal_latency") is None:
         return ratio
-    return f"{ratio}, equal" if pair["equal_latency"] else f"{ratio}: {pair.get('note', 'not equal')}"
+    return f"{ratio}, equal" if pair["equal_latency"] else f"{ratio}, not reached ({fmt(pair.get('latency_gap_ms'), '+.2f')} ms)"
 
 
 def _over_equal_pairs(baseline: dict[str, Any], tested: bool) -> str:
