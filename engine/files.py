@@ -37,18 +37,19 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, value: Any, **options: Any) -> Path:
     """`value` as strict JSON: NaN and infinities become null (JSON has neither), so any parser reads the file."""
-    return write_text(path, json.dumps(_finite(value), indent=1, allow_nan=False, **options))
+    return write_text(path, json.dumps(finite(value), indent=1, allow_nan=False, **options))
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinities (also numpy scalars') as None, recursively through dicts, lists and tuples."""
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         value = value.item()  # a numpy scalar, as Python's
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value
 
 

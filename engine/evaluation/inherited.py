@@ -8,6 +8,7 @@ subnets costs only their forward passes; scores are cached by genotype key in a 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from engine.config import ExperimentConfig
 from engine.data.splits import eval_set, train_set, val_set
 from engine.evaluation.metrics import SegmentationMetric
+from engine.files import finite
 from spaces import Genotype, Supernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -73,9 +75,13 @@ class InheritedEvaluator:
             return {}
         scores = {}
         for line in self.cache_path.read_text().splitlines():
-            if line.strip():
+            try:
                 record = json.loads(line)
-                scores[record["key"]] = record
+            except ValueError:  # a line cut by a kill: scored again
+                continue
+            record = {**record, "miou": _nan(record["miou"]), "pixel_accuracy": _nan(record["pixel_accuracy"]),
+                      "iou": [_nan(value) for value in record["iou"]]}  # null: NaN (an absent class's IoU)
+            scores[record["key"]] = record
         return scores
 
     def score(self, genotype: Genotype) -> dict:
@@ -91,8 +97,12 @@ class InheritedEvaluator:
         self.scores[genotype.key] = record
         if self.cache_path is not None:
             with self.cache_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps(finite(record), allow_nan=False) + "\n")  # strict JSON: null for NaN
         return record
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def validation_batches(config: ExperimentConfig) -> list[Batch]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -48,6 +51,7 @@ def test_inherited_evaluator_scores_and_caches(tmp_path: Path) -> None:
     reloaded = InheritedEvaluator({"small": supernet}, batches, batches, 11, torch.device("cpu"), cache)
     assert genotype.key in reloaded.scores and reloaded.score(genotype) == first
     assert len(cache.read_text().splitlines()) == 1
+    json.loads(cache.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the cache is not JSON"))
     untouched = Supernet("small", width=0.25, num_classes=11)
     untouched.load_state_dict(supernet.state_dict())
     evaluator.score(sample("small", 1))
@@ -89,3 +93,11 @@ def test_a_network_from_scratch_starts_with_identity_residual_blocks_unless_told
             assert torch.equal(a(x), b(x))  # a projection is left as the release initialises it
     assert initial_network(genotype, 0.25, 11, seed=3, zero_residual=True).layers[1].body[-1].weight.abs().sum() == 0
     assert TrainConfig().zero_init_residual and not TrainConfig(zero_init_residual=False).zero_init_residual
+
+
+def test_the_cache_keeps_an_absent_class_as_null_and_reads_it_as_nan(tmp_path: Path) -> None:
+    """Issue 35: strict JSON lines (null, not NaN); a line cut by a kill is scored again."""
+    cache = tmp_path / "inherited.jsonl"
+    cache.write_text('{"key": "k", "miou": 0.5, "pixel_accuracy": 0.9, "iou": [0.5, null]}\n{"key": "cut", "mi')
+    scores = InheritedEvaluator({}, [], [], 2, torch.device("cpu"), cache).scores
+    assert list(scores) == ["k"] and scores["k"]["iou"][0] == 0.5 and math.isnan(scores["k"]["iou"][1])
