@@ -35,20 +35,26 @@ def data(config: ExperimentConfig) -> list[Check]:
     """Every split the run reads, with its image count and sizes, and a warning when the evaluated size is not the
     size latency is measured at."""
     try:
-        listings = check_splits(config.data, config.seed)
-        batches(config, listings)
+        listings, warning = splits(config)
     except (DatasetError, ConfigError) as error:
         return [Check("data", False, str(error))]
     checks = []
     for listing in listings:
-        sizes = ", ".join(f"{h}x{w}" for h, w in listing.sizes) + (" ..." if len(listing.sizes) > 3 else "")
+        sizes = ", ".join(f"{h}x{w}" for h, w in listing.sizes[:3]) + (" ..." if len(listing.sizes) > 3 else "")
         checks.append(Check(f"{listing.setting} {listing.split!r}", True,
                             f"{config.data.kind}: {listing.images} images, {sizes}"))
-    warning = size_mismatch(config.data, config.space.input_size, listings)
     if warning:
         checks.append(Check("image size", None, warning))
     checks.append(Check("classes", True, f"{len(config.data.class_names)}: {', '.join(config.data.class_names)}"))
     return checks
+
+
+def splits(config: ExperimentConfig) -> tuple[list[SplitListing], str | None]:
+    """Every split the run reads, listed (DatasetError for a missing or empty one, ConfigError for a training batch
+    larger than the training set), and the warning of size_mismatch or None."""
+    listings = check_splits(config.data, config.seed)
+    batches(config, listings)
+    return listings, size_mismatch(config.data, config.space.input_size, listings)
 
 
 def batches(config: ExperimentConfig, listings: list[SplitListing]) -> None:

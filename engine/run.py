@@ -38,11 +38,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from engine.config import ExperimentConfig, apply_overrides, load
-from engine.data.splits import check_splits, size_mismatch
 from engine.errors import ConfigError, EngineError
 from engine.files import write_text
 from engine.latency.meter import STAT_FIELD, open_meter
-from engine.preflight import batches
+from engine.preflight import splits
 from engine.paths import RunPaths
 from engine.runner import Context, Runner
 from engine.search.references import split_references
@@ -107,7 +106,7 @@ def exclusive(config: ExperimentConfig, world: World) -> Iterator[None]:
 
 
 READS_IMAGES = {"supernet", "search", "audit", "baseline", "retrain"}
-"""Stages that read the data's images: when one of them is asked for, every split is listed first (check_splits)."""
+"""Stages that read the data's images: when one of them is asked for, every split is listed first (engine.preflight.splits)."""
 
 
 def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
@@ -121,9 +120,7 @@ def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
             save_resolved(config)
         start_logging(config, world)
         if stages & READS_IMAGES:
-            listings = check_splits(config.data, config.seed)
-            batches(config, listings)
-            warning = size_mismatch(config.data, config.space.input_size, listings)
+            _, warning = splits(config)
             if warning:
                 logging.getLogger("engine").warning(f"warning: {warning}")
         Runner(STAGES, context, open_meter).run(stages)

@@ -60,14 +60,8 @@ class Journal:
     def __init__(self, path: Path):
         self.path = path
 
-    def load(self) -> dict[str, Measurement]:
-        return {key: measurement for key, (measurement, _) in self.records().items()}
-
-    def fresh(self) -> set[str]:
-        """The keys the stage measured itself (not taken from the store)."""
-        return {key for key, (_, fresh) in self.records().items() if fresh}
-
     def records(self) -> dict[str, tuple[Measurement, bool]]:
+        """Each key's latest measurement and whether the stage measured it itself (not taken from the store)."""
         if not self.path.exists():
             return {}
         used = {}
@@ -190,8 +184,9 @@ class Meter:
         """The journal's measurements (none without one); the keys it measured itself count as fresh."""
         if self.journal is None:
             return {}
-        self.fresh |= self.journal.fresh()
-        return self.journal.load()
+        records = self.journal.records()
+        self.fresh |= {key for key, (_, fresh) in records.items() if fresh}
+        return {key: measurement for key, (measurement, _) in records.items()}
 
     def second_opinion(self, first: Measurement, network: nn.Module) -> Measurement:
         """`network` measured once more and the lower of `first` and the new measurement by `latency.statistic`

@@ -60,10 +60,8 @@ def origins(paths: RunPaths, meter: Meter | None) -> pd.DataFrame:
     rows = {row["key"]: {column: row.get(column, "") for column in ORIGIN_COLUMNS}
             for row in stage.astype(object).where(stage.notna(), "").to_dict(orient="records")}
     if meter is not None:
-        journal = Journal(paths.search_journal)
-        fresh = journal.fresh()
-        for key, measurement in journal.load().items():
-            rows[key] = origin(measurement, meter.store.device, key in fresh)
+        for key, (measurement, fresh) in Journal(paths.search_journal).records().items():
+            rows[key] = origin(measurement, meter.store.device, fresh)
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(ORIGIN_COLUMNS))
 
 
