@@ -16,7 +16,8 @@ The same passes re-measure the latency stage's held-out genotypes ("anchors": me
 no search): their ratios are the host's own repeatability, the floor no front can beat, and their median is the
 host's speed now against then. The table repeats every ratio divided by that median ("normalised"): on a shared CPU
 whose speed drifts by ±10% within minutes, this is the comparison that says whether a front is biased.
-`key=value` overrides go to every run (e.g. latency.statistic=min).
+`key=value` overrides go to every run (e.g. latency.statistic=min). `--sources FOLDER` starts the measurement store as
+a copy of that store instead of empty: other devices' measurements for a run with latency.transfer.enabled=true.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def run(config: str, runs: Path, store: Path, *overrides: str) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def searched(config: str, scratch: Path, overrides: list[str]) -> dict[str, Path]:
-    """The run directory of each arm, searched from one shared latency stage."""
+def searched(config: str, scratch: Path, overrides: list[str], sources: Path | None) -> dict[str, Path]:
+    """The run directory of each arm, searched from one shared latency stage (the store a copy of `sources`)."""
     store = scratch / "store"
+    if sources is not None:
+        shutil.copytree(sources, store)
     run(config, scratch / "base", store, *overrides, "--stages", "space,supernet,latency")
     (name,) = [p.name for p in (scratch / "base").iterdir() if p.is_dir()]
     arms = {}
@@ -109,11 +112,12 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="run here (must not exist) instead of a temporary directory")
+    parser.add_argument("--sources", type=Path, help="a measurement store to start from (transfer sources)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args()
     print(host(), *args.overrides)
     with scratch_folder(parser, args.keep) as scratch:
-        arms = searched(args.config, scratch, args.overrides)
+        arms = searched(args.config, scratch, args.overrides, args.sources)
         table = groups(arms, args.seed)
         measured = remeasure(args.config, next(iter(arms.values())), list(dict.fromkeys(table.key)), args.passes,
                              args.seed)

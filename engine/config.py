@@ -20,7 +20,7 @@ from engine.errors import ConfigError
 from engine.paths import RunPaths
 
 OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.device", "*.train.device",
-               "latency.agent", "latency.store", "search.workers", "search.scheduler", "search.storage",
+               "latency.agent", "latency.store", "latency.replay", "search.workers", "search.scheduler", "search.storage",
                "search.dnas.checkpoint_every", "retrain.workers", "audit.workers", "runs_dir", "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
@@ -341,6 +341,20 @@ class AgentConfig(_Strict):
                          "answer, each after a longer wait (a 4xx answer is not retried)")
 
 
+class TransferConfig(_Strict):
+    """Transfer of the latency predictor from other devices' measurements of this space (docs/devices.md)."""
+
+    enabled: bool = Field(False, description="measure `shots` genotypes chosen where the sources disagree, instead of "
+                          "latency.measurements, and fit the sources' combination beside the plain predictor (the "
+                          "one of lower cross-validated error is kept, in the search's refits too); without sources "
+                          "in the store the stage measures latency.measurements as usual and says why")
+    sources: list[str] | None = Field(None, min_length=1, description="device names in the measurement store to "
+                                      "transfer from (each under every backend, input size and thread count it "
+                                      "was measured with); null: every device the store holds")
+    shots: int = Field(12, ge=5, le=100_000, description="genotypes measured on this device to fit the transfer")
+    min_rows: int = Field(30, ge=10, le=100_000, description="measurements of this space a source needs to count")
+
+
 class LatencyConfig(_Strict):
     """The latency stage: which device measures, how (protocol), how many genotypes, and the predictor's target."""
 
@@ -372,6 +386,9 @@ class LatencyConfig(_Strict):
     store: Path | None = Field(None, description="folder of the measurement store, where every run's measurements "
                                "are kept per device and reused; null: $SQUEEZENAS_MEASUREMENTS, else "
                                "squeezenas-engine/measurements in the user's cache folder (~/.cache)")
+    transfer: TransferConfig = TransferConfig()
+    replay: Path | None = Field(None, description="HW-NAS-Bench's lookup-table file (hwnasbench_fbnet_lut.json) "
+                                "the replay-* backends answer from (FBNet skeletons only)")
 
 
 class Constraints(_Strict):
@@ -639,10 +656,11 @@ class ExperimentConfig(_Strict):
 
     def for_workers(self) -> str:
         """The configuration as JSON for worker processes, its paths made absolute (runs_dir, data.root,
-        latency.store, latency.agent.token_file): a Dask worker started in another folder reads the same files."""
+        latency.store, latency.replay, latency.agent.token_file): a Dask worker started in another folder reads the
+        same files."""
         data = self.model_dump(mode="json")
         data["runs_dir"] = str(self.runs_dir.absolute())
-        for section, key in (("data", "root"), ("latency", "store")):
+        for section, key in (("data", "root"), ("latency", "store"), ("latency", "replay")):
             if data[section][key] is not None:
                 data[section][key] = str(Path(data[section][key]).expanduser().absolute())
         if data["latency"]["agent"]["token_file"] is not None:

@@ -31,7 +31,7 @@ from engine.config import OPERATIONAL, ExperimentConfig, OneOf, one_of
 
 USER_SETTINGS = ("name", "data.kind", "data.root", "data.classes", "space.skeleton", "space.input_size",
                  "latency.device", "latency.backend", "latency.agent.url", "latency.agent.token_file",
-                 "selection.budgets_ms", "selection.budgets_span", "supernet.steps", "retrain.train.steps")
+                 "latency.transfer.enabled", "selection.budgets_ms", "selection.budgets_span", "supernet.steps", "retrain.train.steps")
 """The settings a user sets for a search of their own (marked ★, and listed in the first table)."""
 
 REGISTRIES = {"space.skeleton": OneOf("spaces.space", "SKELETONS")}

@@ -11,6 +11,13 @@ synchronised), so the protocol can time it with a host clock. Backends by name (
 - `tensorrt-fp16`: a TensorRT engine built from ONNX with the FP16 builder flag (Jetson and other CUDA devices),
   run through named tensor addresses and `execute_async_v3` on a CUDA stream (TensorRT >= 8.5).
 
+- `replay-edgegpu`, `replay-raspi4`, `replay-pixel3`, `replay-eyeriss`, `replay-fpga`: not a runtime but a recorded
+  device: a whole network of the FBNet skeletons (fbnet_cifar at 32x32, fbnet_imagenet at 224x224, width 1, the
+  table's classes) answered from HW-NAS-Bench's per-block tables measured on that device (Jetson TX2 with TensorRT,
+  Raspberry Pi 4, Pixel 3, the Eyeriss and FPGA accelerators; the file given as `table`, latency.replay), summed as
+  hardware/lookup.py sums them. Nothing is timed: `answer` gives the latency, the protocol records it as every timed
+  run and marks the measurement `replay` in its provenance. The device is named after it (`hwnasbench-raspi4`).
+
 Modules become ONNX through `to_onnx`: the TorchScript exporter (`dynamo=False`) at one static input shape, which
 needs nothing beyond torch and onnx (the new exporter, `dynamo=True`, would also need onnxscript).
 
@@ -20,11 +27,13 @@ Asking for a GPU backend where CUDA or TensorRT is missing raises `BackendUnavai
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -68,6 +77,7 @@ class Backend(ABC):
     precision: str
     gpu: bool = False
     takes_onnx: bool = False  # whether prepare() also runs ONNX bytes (what the device agent receives)
+    device: str | None = None  # the device's name where the backend is its own device (a replay)
 
     def __init__(self) -> None:
         missing = self.missing()
@@ -87,6 +97,10 @@ class Backend(ABC):
     @abstractmethod
     def prepare(self, model: Model, shape: tuple[int, ...], threads: int) -> Runner:
         """A runner of `model` (an nn.Module, or ONNX bytes where the backend takes them) on an input of `shape`."""
+
+    def answer(self, model: Model, shape: tuple[int, ...]) -> tuple[float, dict] | None:
+        """A recorded latency (ms) and its provenance instead of timing; None for a backend that runs the network."""
+        return None
 
     def _module(self, model: Model) -> nn.Module:
         if not isinstance(model, nn.Module):
@@ -278,11 +292,68 @@ def _importable(package: str) -> bool:
     return True
 
 
-BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (TorchCPU, OnnxRuntimeCPU, TorchCUDAFP16, TensorRTFP16)}
+class Replay(Backend):
+    """A device recorded in HW-NAS-Bench's per-block tables (module docstring); `table` is the file."""
+
+    precision = "as recorded"
+    replayed: str  # the device's name in HW-NAS-Bench
+
+    def __init__(self, table: str | Path | None = None) -> None:
+        if table is None:
+            raise BackendUnavailable(f"backend {self.name!r} answers from HW-NAS-Bench's tables: set latency.replay to "
+                                     f"hwnasbench_fbnet_lut.json")
+        self.table = Path(table).expanduser()
+        if not self.table.is_file():
+            raise BackendUnavailable(f"backend {self.name!r}: latency.replay {self.table} is not a file")
+        self.tables: dict[tuple[str, int], Any] = {}
+        super().__init__()
+
+    @property
+    def version(self) -> str:
+        return f"HW-NAS-Bench {self.table.name} sha256:{hashlib.sha256(self.table.read_bytes()).hexdigest()[:12]}"
+
+    def prepare(self, model: Model, shape: tuple[int, ...], threads: int) -> Runner:
+        raise TypeError(f"backend {self.name!r} replays recorded latencies and runs nothing")
+
+    def answer(self, model: Model, shape: tuple[int, ...]) -> tuple[float, dict]:
+        """The lookup-table sum of a whole network of an FBNet skeleton at the table's size, width 1 and classes;
+        ValueError saying what does not match."""
+        lookup = import_module("hardware.lookup")
+        genotype = getattr(model, "genotype", None)
+        if not isinstance(model, nn.Module) or genotype is None:
+            raise ValueError(f"backend {self.name!r} answers whole networks built from a genotype, got "
+                             f"{type(model).__name__}")
+        size = lookup.HWNASBENCH_SIZES.get(genotype.skeleton)
+        if size is None or tuple(shape) != (1, 3, size, size):
+            known = ", ".join(f"{name} at 1x3x{n}x{n}" for name, n in lookup.HWNASBENCH_SIZES.items())
+            raise ValueError(f"backend {self.name!r} has recorded {known}, not {genotype.skeleton} at "
+                             f"{'x'.join(map(str, shape))}")
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        if convs[0].out_channels != import_module("spaces.space").skeleton(genotype.skeleton).stem:
+            raise ValueError(f"backend {self.name!r} has recorded width 1.0 only (space.width)")
+        classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+        if (genotype.skeleton, classes) not in self.tables:
+            self.tables[genotype.skeleton, classes] = lookup.hwnasbench_table(self.table, self.replayed,
+                                                                              genotype.skeleton, classes)
+        table = self.tables[genotype.skeleton, classes]
+        return table.predict(genotype), {"source": "HW-NAS-Bench", **table.provenance,
+                                         "note": "per-block latencies recorded on the device, summed; not timed here"}
 
 
-def backend(name: str) -> Backend:
-    """The backend called `name`; ValueError naming the known ones, BackendUnavailable saying what is missing."""
+def _replay(device: str) -> type[Replay]:
+    return type(f"Replay_{device}", (Replay,), {"name": f"replay-{device}", "replayed": device,
+                                                "device": f"hwnasbench-{device}", "__doc__": Replay.__doc__})
+
+
+REPLAYED = ("edgegpu", "raspi4", "pixel3", "eyeriss", "fpga")
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (TorchCPU, OnnxRuntimeCPU, TorchCUDAFP16, TensorRTFP16,
+                                                            *map(_replay, REPLAYED))}
+
+
+def backend(name: str, replay: str | Path | None = None) -> Backend:
+    """The backend called `name` (a replay answers from the table file `replay`); ValueError naming the known ones,
+    BackendUnavailable saying what is missing."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[name]()
+    kind = BACKENDS[name]
+    return kind(replay) if issubclass(kind, Replay) else kind()

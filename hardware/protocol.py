@@ -4,7 +4,9 @@ Settings (`MeasurementProtocol`): warm-up runs, timed repeats, batch (1 by defau
 (fixed through `torch.set_num_threads` or ONNX Runtime's intra-op threads). The garbage collector is paused while
 timing, as `timeit` does. The result (`Measurement`) holds the statistics (median, mean, 90th percentile,
 minimum, coefficient of variation, number of samples) and the provenance record of hardware/provenance.py
-(device, backend and version, precision, threads, library versions, clocks, time, protocol settings).
+(device, backend and version, precision, threads, library versions, clocks, time, protocol settings). A replay
+backend (a device recorded in HW-NAS-Bench's tables) is not timed: its recorded latency stands for every timed run
+and the provenance says `replay` with where the value came from.
 """
 
 from __future__ import annotations
@@ -117,12 +119,22 @@ def measure(model: Model, backend: Backend, protocol: MeasurementProtocol,
             shape: tuple[int, ...] | None = None) -> Measurement:
     """Latency of `model` on `backend` under `protocol`; `shape` overrides the input (a block's feature map)."""
     shape = protocol.shape if shape is None else tuple(shape)
+    replayed = backend.answer(model, shape)
+    if replayed is not None:  # a recorded device: its latency stands for every timed run
+        stats = LatencyStats.of(np.full(protocol.repeats, replayed[0]))
+    else:
+        stats = timed(model, backend, protocol, shape)
+    record = provenance(backend.name, backend.precision, protocol.threads, backend.version)
+    record["protocol"] = {**asdict(protocol), "shape": list(shape)}
+    if replayed is not None:
+        record["replay"] = replayed[1]
+    return Measurement(stats, record)
+
+
+def timed(model: Model, backend: Backend, protocol: MeasurementProtocol, shape: tuple[int, ...]) -> LatencyStats:
     threads = torch.get_num_threads()
     try:
         run = backend.prepare(model, shape, protocol.threads)
-        stats = LatencyStats.of(time_runs(run, protocol.warmup, protocol.repeats))
+        return LatencyStats.of(time_runs(run, protocol.warmup, protocol.repeats))
     finally:  # the protocol's thread count is for timing only: training and scoring after it keep theirs
         torch.set_num_threads(threads)
-    record = provenance(backend.name, backend.precision, protocol.threads, backend.version)
-    record["protocol"] = {**asdict(protocol), "shape": list(shape)}
-    return Measurement(stats, record)

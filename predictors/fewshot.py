@@ -21,6 +21,13 @@ pin the weights down (comfortably more rows than sources carrying weight), penal
 
 The non-negativity is the prior that makes ten measurements enough: a few sources take the weight and the others
 drop out, instead of a 9-source least-squares fit that interpolates ten points and ranks nothing.
+
+`design(X_pool, count, seed)` chooses which architectures to measure on the target before any is measured: spread
+(predictors.design) over the sources' consensus (their mean standardised prediction), each stratum's pick the one
+farthest from the picks so far in the sources' disagreement (each source's standardised prediction minus the
+consensus), so the shots span the directions in which the sources differ, which is what pins the weights down.
+`regressor()` gives the fit as a `LatencyRegressor` (additive, linear target, no trees; its calibration residuals are
+the fit's exact leave-one-out residuals, its floor half the fastest shot), saved and loaded as any other.
 """
 
 from __future__ import annotations
@@ -30,10 +37,13 @@ import math
 import numpy as np
 from scipy.optimize import nnls
 
+from predictors.design import spread
 from predictors.latency import (
     DEFAULT_ALPHAS,
+    FLOOR_FRACTION,
     MIN_ROWS,
     AdditiveModel,
+    LatencyRegressor,
     RidgePath,
     check_features,
     check_latency,
@@ -69,14 +79,19 @@ def nonnegative_ridge(Z: np.ndarray, y: np.ndarray, penalty: float) -> tuple[flo
     return float(y.mean() - centre @ weights), weights
 
 
-def combination_loo_mape(Z: np.ndarray, y: np.ndarray, penalty: float) -> float:
-    """Leave-one-out mean absolute percentage error of `nonnegative_ridge` at this penalty."""
-    errors = []
+def combination_loo_residuals(Z: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """Leave-one-out residuals (measured - predicted) of `nonnegative_ridge` at this penalty."""
+    residuals = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
         intercept, weights = nonnegative_ridge(Z[keep], y[keep], penalty)
-        errors.append(abs(intercept + Z[i] @ weights - y[i]) / y[i])
-    return float(np.mean(errors))
+        residuals[i] = y[i] - intercept - Z[i] @ weights
+    return residuals
+
+
+def combination_loo_mape(Z: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """Leave-one-out mean absolute percentage error of `nonnegative_ridge` at this penalty."""
+    return float(np.mean(np.abs(combination_loo_residuals(Z, y, penalty)) / y))
 
 
 class FewShotRegressor:
@@ -103,6 +118,8 @@ class FewShotRegressor:
         self.intercept = math.nan
         self.weights = np.empty(0)
         self.loo_mape = math.nan
+        self.loo_residuals = np.empty(0)
+        self.fastest = math.nan
 
     def standardised(self, X: np.ndarray) -> np.ndarray:
         """[rows, sources]: each source's predicted latency divided by its spread over the source rows."""
@@ -116,11 +133,30 @@ class FewShotRegressor:
         if len(y) < MIN_SHOTS:
             raise ValueError(f"need at least {MIN_SHOTS} target measurements to choose the penalty by "
                              f"leave-one-out, got {len(y)}")
-        scores = [combination_loo_mape(Z, y, p) for p in self.penalties]
+        residuals = [combination_loo_residuals(Z, y, p) for p in self.penalties]
+        scores = [float(np.mean(np.abs(r) / y)) for r in residuals]
         best = int(np.argmin(scores))
-        self.penalty, self.loo_mape = self.penalties[best], scores[best]
+        self.penalty, self.loo_mape, self.loo_residuals = self.penalties[best], scores[best], residuals[best]
         self.intercept, self.weights = nonnegative_ridge(Z, y, self.penalty)
+        self.fastest = float(y.min())
         return self
+
+    def design(self, X_pool: np.ndarray, count: int, seed: int) -> np.ndarray:
+        """`count` indices into X_pool to measure on the target first (module docstring); reads no target
+        measurement."""
+        Z = self.standardised(X_pool)
+        consensus = Z.mean(axis=1)
+        return spread(consensus, count, seed, features=Z - consensus[:, None])
+
+    def regressor(self, seed: int = 0) -> LatencyRegressor:
+        """The fit as a LatencyRegressor: this additive model, no trees, the leave-one-out residuals as calibration
+        (split-conformal intervals), the floor at FLOOR_FRACTION of the fastest shot."""
+        model = LatencyRegressor(target="linear", trees=False, seed=seed)
+        model.additive = self.additive
+        model.n_features = self.n_features
+        model.calibration = np.sort(np.abs(self.loo_residuals))
+        model.floor = FLOOR_FRACTION * self.fastest
+        return model
 
     @property
     def additive(self) -> AdditiveModel:

@@ -100,8 +100,8 @@ class Meter:
             if settings.threads > (os.cpu_count() or 1):
                 raise ConfigError(f"latency.threads {settings.threads} exceeds this machine's {os.cpu_count()} CPUs; "
                                   f"measure with at most that many")
-            self.local = backend(settings.backend)
-            name = settings.device_name or device_name(gpu=self.local.gpu)
+            self.local = backend(settings.backend, settings.replay)
+            name = settings.device_name or self.local.device or device_name(gpu=self.local.gpu)
         else:
             self.client = AgentClient(settings.agent.url, _token(settings.agent.token_file),
                                       timeout=settings.agent.timeout_s, retries=settings.agent.retries)
@@ -201,7 +201,8 @@ class Meter:
 
 
 ORIGIN_COLUMNS = ("source", "device", "backend", "backend_version", "host", "agent", "measured_at")
-"""Where a measurement in a run's tables came from: `measured` by this run or taken from the `store` (measured before,
+"""Where a measurement in a run's tables came from: `measured` by this run (`replayed` from a recorded device's
+tables, a replay-* backend) or taken from the `store` (measured before,
 by this or another run), the store's device name, the backend and its version, the machine that timed it, the agent's
 address (empty when local) and when it was taken (UTC)."""
 
@@ -210,7 +211,8 @@ def origin(measurement: Measurement, device: str, fresh: bool) -> dict[str, str]
     """ORIGIN_COLUMNS of a measurement of the store of `device` (`fresh`: measured by this run), from its
     provenance."""
     record = measurement.provenance
-    return {"source": "measured" if fresh else "store", "device": device,
+    measured = "replayed" if "replay" in record else "measured"
+    return {"source": measured if fresh else "store", "device": device,
             "backend": str(record.get("backend", "")), "backend_version": str(record.get("backend_version") or ""),
             "host": str(record.get("host", "")), "agent": str(record.get("agent", "")),
             "measured_at": str(record.get("time", ""))}

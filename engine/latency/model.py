@@ -5,6 +5,13 @@ The features are the space's per-layer costs, with or without the candidates' on
 the training measurements better (the additive base's exact leave-one-out error). With several skeletons the model
 is either one predictor over all (the skeleton among its features: `joint`) or one per skeleton (`per_skeleton`),
 whichever has the lower 5-fold cross-validated MAPE on the training measurements.
+
+With sources (other devices' measurements of this space, engine/latency/transfer.py) a third candidate competes on
+the same cross-validated error: the transferred predictor (`transfer`), a non-negative combination of the sources'
+additive models fit on this device's measurements (predictors/fewshot.py), over the feature set of lower
+leave-one-out error. It needs a handful of measurements where the plain predictor needs ten per fold, so it wins
+while measurements are few and gives way to the plain one once they explain the device better. The sources' table
+is saved beside the predictor, so a refit transfers from the same sources.
 """
 
 from __future__ import annotations
@@ -14,15 +21,18 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from engine.config import ExperimentConfig
 from engine.files import write_json
+from engine.latency.transfer import SOURCES_FILE, SourceTable
 from engine.paths import RunPaths
 from predictors.features import cost_features, one_hot
+from predictors.fewshot import MIN_SHOTS, FewShotRegressor
 from predictors.latency import MIN_ROWS, LatencyRegressor, additive_loo_mape
 from spaces import Genotype
 from spaces.costs import CostTables, cost_tables
@@ -62,6 +72,15 @@ class LatencyModel:
 
 
 @dataclass
+class TransferredModel(LatencyModel):
+    """A LatencyModel whose regressor is the sources' combination fit on this device's measurements; `transfer`
+    says which sources carry the weight."""
+
+    layout = "transfer"
+    transfer: dict = field(default_factory=dict)
+
+
+@dataclass
 class PerSkeletonModel:
     """One LatencyModel per skeleton; each genotype is predicted by its skeleton's."""
 
@@ -85,31 +104,45 @@ def space_costs(config: ExperimentConfig) -> CostTables:
     return cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
 
 
-def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> LatencyModel | PerSkeletonModel:
+Model = LatencyModel | PerSkeletonModel
+
+
+def load_latency_model(config: ExperimentConfig, folder: Path | None = None) -> Model:
     """The model saved in `folder` (default: the latency stage's runs/<name>/latency/predictor/)."""
     folder = RunPaths(config.run_dir).predictor if folder is None else folder
     return _load(folder, space_costs(config))
 
 
-def _load(folder: Path, costs: CostTables) -> LatencyModel | PerSkeletonModel:
+def load_sources(folder: Path) -> SourceTable | None:
+    """The sources saved beside the predictor in `folder`, or None when it was fit without."""
+    return SourceTable.load(folder / SOURCES_FILE)
+
+
+def _load(folder: Path, costs: CostTables) -> Model:
     record = json.loads((folder / FEATURES_FILE).read_text())
     errors = record.get("errors", {})
     if record.get("layout") == "per_skeleton":
         models = {name: _load(folder / name, costs.only(name)) for name in costs.skeletons}
         return PerSkeletonModel(models, costs, errors)
+    if record.get("layout") == "transfer":
+        return TransferredModel(LatencyRegressor.load(folder), costs, record["feature_set"], errors,
+                                record.get("transfer", {}))
     return LatencyModel(LatencyRegressor.load(folder), costs, record["feature_set"], errors)
 
 
-def save_latency_model(model: LatencyModel | PerSkeletonModel, folder: Path) -> None:
-    """The regressors' JSON files and the feature sets, written beside `folder` and then moved over it."""
+def save_latency_model(model: Model, folder: Path, sources: SourceTable | None = None) -> None:
+    """The regressors' JSON files, the feature sets and the sources (when given), written beside `folder` and then
+    moved over it."""
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     _save(model, tmp)
+    if sources is not None:
+        sources.save(tmp / SOURCES_FILE)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
 
-def _save(model: LatencyModel | PerSkeletonModel, folder: Path) -> None:
+def _save(model: Model, folder: Path) -> None:
     record = {"layout": model.layout, "errors": model.errors}
     if isinstance(model, PerSkeletonModel):
         for name, part in model.models.items():
@@ -117,20 +150,70 @@ def _save(model: LatencyModel | PerSkeletonModel, folder: Path) -> None:
     else:
         model.regressor.save(folder)
         record["feature_set"] = model.feature_set
+    if isinstance(model, TransferredModel):
+        record["transfer"] = model.transfer
     write_json(folder / FEATURES_FILE, record)
 
 
-def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int
-                  ) -> LatencyModel | PerSkeletonModel:
-    """The model on these measurements: with one skeleton fit_joint; with several the layout (joint or one per
-    skeleton) with the lower 5-fold cross-validated MAPE, its errors kept in `errors`."""
-    if len(costs.skeletons) == 1:
+Fit = Callable[[CostTables, list[Genotype], np.ndarray, int], Model]
+
+
+def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int,
+                  transfer: "Transfer | None" = None) -> Model:
+    """The model on these measurements: with one skeleton and no transfer fit_joint; otherwise the candidate (joint,
+    one per skeleton with several skeletons, transferred from the sources) with the lowest 5-fold cross-validated
+    MAPE, every candidate's error kept in `errors`."""
+    candidates: dict[str, Fit] = dict(LAYOUTS) if len(costs.skeletons) > 1 else {"joint": fit_joint}
+    if transfer is not None:
+        candidates["transfer"] = partial(fit_transferred, transfer=transfer)
+    if len(candidates) == 1:
         return fit_joint(costs, genotypes, latency, seed)
-    errors = {layout: cross_validated_mape(fit, costs, genotypes, latency, seed) for layout, fit in LAYOUTS.items()}
+    errors = {layout: cross_validated_mape(fit, costs, genotypes, latency, seed, MINIMUM[layout])
+              for layout, fit in candidates.items()}
     layout = min(errors, key=lambda name: errors[name] if math.isfinite(errors[name]) else math.inf)
-    model = LAYOUTS[layout](costs, genotypes, latency, seed)
+    model = candidates[layout](costs, genotypes, latency, seed)
     model.errors = errors
     return model
+
+
+@dataclass
+class Transfer:
+    """The sources' additive models over the space's features, built once per feature set (fitting each source is
+    the costly part; the combination is refit per fold)."""
+
+    sources: SourceTable
+    costs: CostTables
+    built: dict[str, FewShotRegressor] = field(default_factory=dict)
+
+    def regressor(self, feature_set: str) -> FewShotRegressor:
+        if feature_set not in self.built:
+            X = space_features(self.sources.genotypes(), self.costs, feature_set)
+            self.built[feature_set] = FewShotRegressor(X, self.sources.latency)
+        return self.built[feature_set]
+
+
+def fit_transferred(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int, transfer: Transfer
+                    ) -> TransferredModel:
+    """The sources' combination on these measurements, over the feature set of lower leave-one-out MAPE; the
+    sources' weights in `transfer`."""
+    best: tuple[float, str, LatencyRegressor, dict] | None = None
+    for feature_set in FEATURE_SETS:
+        few = transfer.regressor(feature_set).fit(space_features(genotypes, costs, feature_set), latency)
+        if best is None or few.loo_mape < best[0]:
+            best = (few.loo_mape, feature_set, few.regressor(seed), weights_record(few, transfer.sources))
+    _, feature_set, regressor, record = best
+    return TransferredModel(regressor, costs, feature_set, transfer=record)
+
+
+def weights_record(few: FewShotRegressor, sources: SourceTable) -> dict:
+    """Which sources carry the fit: each one's share of the (standardised) weight and its ms of this device per ms
+    of the source, largest share first; the penalty and the leave-one-out MAPE (percent)."""
+    total = float(few.weights.sum()) or 1.0
+    rows = sources.rows()
+    carried = [{"source": label, "share": float(w) / total, "ms_per_ms": float(w / scale), "rows": rows[label]}
+               for label, w, scale in zip(sources.sources, few.weights, few.scale)]
+    return {"sources": sorted(carried, key=lambda entry: -entry["share"]), "penalty": few.penalty,
+            "loo_mape": 100 * few.loo_mape, "shots": len(few.loo_residuals)}
 
 
 def fit_joint(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:
@@ -154,20 +237,33 @@ def fit_per_skeleton(costs: CostTables, genotypes: list[Genotype], latency: np.n
     return PerSkeletonModel(models, costs)
 
 
-LAYOUTS = {"joint": fit_joint, "per_skeleton": fit_per_skeleton}
+LAYOUTS: dict[str, Fit] = {"joint": fit_joint, "per_skeleton": fit_per_skeleton}
 FOLDS = 5
 
 
-def cross_validated_mape(fit, costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> float:
-    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves a regressor fewer
-    measurements than it needs (the joint one all of them, one per skeleton its skeleton's)."""
+def _fewest(costs: CostTables, genotypes: list[Genotype]) -> int:
+    return min(sum(genotype.skeleton == name for genotype in genotypes) for name in costs.skeletons)
+
+
+MINIMUM: dict[str, Callable[[CostTables, list[Genotype]], bool]] = {
+    "joint": lambda costs, genotypes: len(genotypes) >= MIN_ROWS,
+    "per_skeleton": lambda costs, genotypes: _fewest(costs, genotypes) >= MIN_ROWS,
+    "transfer": lambda costs, genotypes: len(genotypes) >= MIN_SHOTS,
+}
+"""Whether a candidate can be fit on these measurements (the joint one needs ten, one per skeleton ten of each, the
+transferred one three)."""
+
+
+def cross_validated_mape(fit: Fit, costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int,
+                         enough: Callable[[CostTables, list[Genotype]], bool] = MINIMUM["joint"]) -> float:
+    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves the candidate fewer
+    measurements than it needs (`enough`)."""
     latency = np.asarray(latency, dtype=np.float64)
     folds = np.array_split(np.random.default_rng(seed).permutation(len(genotypes)), FOLDS)
     errors = []
     for held in folds:
         train = np.setdiff1d(np.arange(len(genotypes)), held)
-        counts = [sum(genotypes[i].skeleton == name for i in train) for name in costs.skeletons]
-        if (min(counts) if fit is fit_per_skeleton else len(train)) < MIN_ROWS:
+        if not enough(costs, [genotypes[i] for i in train]):
             return math.nan
         model = fit(costs, [genotypes[i] for i in train], latency[train], seed)
         predicted, _, _ = model.predict([genotypes[i] for i in held])

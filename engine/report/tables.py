@@ -232,12 +232,28 @@ def accuracy_table(accuracy: dict[str, Any]) -> str:
             for label, field, spec, unit in ACCURACY_ROWS]
     first = "all skeletons" if len(parts) > 1 else "value"
     table = html_table(["metric", first, *(f"skeleton {name}" for name in list(parts)[1:])], rows)
+    table += transfer_text(accuracy.get("transfer") or {})
     errors = accuracy.get("layout_cv_mape") or {}
     if not errors:
         return table
     words = ", ".join(f"{name.replace('_', ' ')} {fmt(value, '.2f', ' %')}" for name, value in errors.items())
-    return (f"{table}<p>Predictor: {escape(str(accuracy.get('layout', '?')).replace('_', ' '))}, the layout with the "
-            f"lower 5-fold cross-validated MAPE on the training measurements ({escape(words)}).</p>")
+    return (f"{table}<p>Predictor: {escape(str(accuracy.get('layout', '?')).replace('_', ' '))}, the one with the "
+            f"lowest 5-fold cross-validated MAPE on the training measurements ({escape(words)}).</p>")
+
+
+def transfer_text(transfer: dict[str, Any]) -> str:
+    """What the latency stage's transfer did: why it did not transfer, or the sources that carried the fit (their
+    share of the weight and ms of this device per ms of the source) and which predictor was kept."""
+    if not transfer.get("enabled"):
+        return ""
+    if not transfer.get("used"):
+        return f"<p>Transfer from other devices: not used, {escape(str(transfer.get('reason', '?')))}.</p>"
+    carried = [entry for entry in transfer.get("fit", {}).get("sources", []) if entry.get("share", 0) >= 0.01]
+    words = "; ".join(f"{entry['source']} {fmt(100 * entry['share'], '.0f', ' %')} "
+                      f"({fmt(entry.get('ms_per_ms'), '.3g')} ms per ms)" for entry in carried) or "none"
+    kept = "the transferred predictor" if transfer.get("chosen") else "the plain predictor (it cross-validated better)"
+    return (f"<p>Transfer from {len(transfer.get('sources', {}))} source(s) with {transfer.get('measured', '?')} "
+            f"measurements on this device; {kept} is kept. Sources carrying the weight: {escape(words)}.</p>")
 
 
 def cost_text(seconds: Any, cost: dict[str, Any]) -> str:

@@ -14,7 +14,8 @@ search/measurements.csv is the first; the store marks the kept one checked, so a
 third time). The predictor's accuracy on them before they were measured is recorded (out of sample: MAPE, share
 within ±10%, Kendall tau, interval coverage), the calibrator takes their residuals, and the predictor is refit on
 every measurement of the run and saved in search/predictors/round_<n>/, which a resumed search loads instead of
-refitting.
+refitting. When the latency stage transferred from other devices, each refit lets the transferred predictor compete
+with the plain one on cross-validated error, from the same sources (saved beside the stage's predictor).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from xgboost.core import XGBoostError
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError, MissingInput
 from engine.latency.meter import STAT_FIELD, Meter, first_of, origin
-from engine.latency.model import LatencyModel, fit_predictor, load_latency_model, save_latency_model
+from engine.latency.model import (
+    LatencyModel,
+    Transfer,
+    fit_predictor,
+    load_latency_model,
+    load_sources,
+    save_latency_model,
+)
 from engine.paths import RunPaths
 from engine.search import fronts
 from hardware.protocol import Measurement
@@ -80,6 +88,8 @@ class Rounds:
         self.calibrator.seed(heldout.predicted_ms.to_numpy(), heldout.measured_ms.to_numpy())
         self.records: list[dict] = []
         self.spent: list[dict] = []  # the search's own measurements, in order
+        sources = load_sources(paths.predictor)
+        self.transfer = None if sources is None else Transfer(sources, model.costs)
 
     @property
     def left(self) -> int:
@@ -180,7 +190,7 @@ class Rounds:
                 shutil.rmtree(folder)
         genotypes = [Genotype.from_key(key) for key in self.measured]
         latency = np.array([m.ms for m in self.measured.values()])
-        model = fit_predictor(self.model.costs, genotypes, latency, self.config.seed)
+        model = fit_predictor(self.model.costs, genotypes, latency, self.config.seed, self.transfer)
         folder.parent.mkdir(parents=True, exist_ok=True)
         save_latency_model(model, folder)
         return model

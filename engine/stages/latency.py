@@ -12,12 +12,21 @@ predicted latency). The predictor's features are the space's per-layer costs, wi
 one-hot columns, whichever explains the training measurements better (leave-one-out); with several skeletons the
 skeleton is drawn first, the extremes of each are in the pool, and the predictor is one over all skeletons or one per
 skeleton, whichever cross-validates better (engine/latency/model.py); accuracy.json then gives the held-out
-accuracy per skeleton too. Writes runs/<name>/latency/: measurements.csv, predictor/ (JSON files; one folder per
-skeleton when there is one predictor per skeleton), heldout.csv and accuracy.json.
+accuracy per skeleton too.
+
+With `latency.transfer.enabled` and other devices' measurements of this space in the store (engine/latency/transfer.py),
+the stage measures `latency.transfer.shots` genotypes instead of `latency.measurements`, chosen where the sources
+disagree most (predictors/fewshot.py), and the sources' combination competes with the plain predictor on
+cross-validated error; accuracy.json says which sources carried weight and which predictor was kept. Without sources it
+measures `latency.measurements` as usual and accuracy.json says why it did not transfer.
+
+Writes runs/<name>/latency/: measurements.csv, predictor/ (JSON files; one folder per skeleton when there is one
+predictor per skeleton; the sources' table, sources.csv, when there were sources), heldout.csv and accuracy.json.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -30,8 +39,19 @@ from engine.config import UNSEEN, ExperimentConfig
 from engine.errors import DeviceError
 from engine.evaluation.inherited import evaluator_for
 from engine.files import write_csv, write_json
-from engine.latency.meter import STAT_FIELD, Meter, latency_of, origin
-from engine.latency.model import LatencyModel, PerSkeletonModel, fit_predictor, save_latency_model, space_costs
+from engine.latency.meter import STAT_FIELD, Meter, experiment_spaces, latency_of, origin
+from engine.latency.model import (
+    FEATURE_SETS,
+    LatencyModel,
+    Model,
+    Transfer,
+    fit_predictor,
+    fit_transferred,
+    save_latency_model,
+    space_costs,
+    space_features,
+)
+from engine.latency.transfer import Source, SourceTable, find_sources
 from engine.paths import ARTEFACTS as A
 from engine.paths import RunPaths
 from engine.runner import Context, Stage
@@ -42,6 +62,9 @@ from predictors.design import active, spread
 from predictors.evaluation import accuracy_report
 from spaces import Genotype, extremes, sample_of
 
+log = logging.getLogger(__name__)
+Choose = Callable[[list[Genotype], int], np.ndarray]
+
 
 def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
     """The extremes and a seeded random pool of distinct genotypes."""
@@ -51,17 +74,60 @@ def candidate_pool(config: ExperimentConfig) -> list[Genotype]:
     return list(dict.fromkeys(pool))
 
 
-def spread_genotypes(config: ExperimentConfig, pool: list[Genotype]) -> list[Genotype]:
-    """`latency.measurements` pool genotypes spread over the MACs range; with several skeletons an even share of
-    them over each skeleton's own range (a skeleton with a narrow range is not left with few)."""
-    costs, skeletons = space_costs(config), config.space.skeletons
-    shares = np.array_split(np.arange(config.latency.measurements), len(skeletons))
+def spread_genotypes(config: ExperimentConfig, pool: list[Genotype], count: int, choose: Choose) -> list[Genotype]:
+    """`count` pool genotypes as `choose` picks them from each skeleton's own: an even share of each (a skeleton with
+    a narrow range is not left with few)."""
+    shares = np.array_split(np.arange(count), len(config.space.skeletons))
     chosen = []
-    for name, share in zip(skeletons, shares):
+    for name, share in zip(config.space.skeletons, shares):
         own = [g for g in pool if g.skeleton == name]
-        macs = np.array([costs.genotype_macs(g) for g in own], dtype=np.float64)
-        chosen += [own[i] for i in spread(macs, min(len(share), len(own)), config.seed)]
+        chosen += [own[i] for i in choose(own, min(len(share), len(own)))]
     return chosen
+
+
+def by_macs(config: ExperimentConfig) -> Choose:
+    """Spread over the MACs range (predictors.design.spread)."""
+    costs = space_costs(config)
+    return lambda own, count: spread(np.array([costs.genotype_macs(g) for g in own], dtype=np.float64), count,
+                                     config.seed)
+
+
+def by_sources(config: ExperimentConfig, transfer: Transfer) -> Choose:
+    """Where the sources disagree most (FewShotRegressor.design), over the space's cost features."""
+    feature_set = FEATURE_SETS[0]
+    regressor = transfer.regressor(feature_set)
+    return lambda own, count: regressor.design(space_features(own, transfer.costs, feature_set), count, config.seed)
+
+
+def measure_train(config: ExperimentConfig, meter: Meter, pool: list[Genotype], transfer: Transfer | None
+                  ) -> tuple[list[Genotype], list[Measurement], list[dict]]:
+    """The genotypes the predictor is fit on, measured: latency.measurements spread over MACs, or with a transfer
+    latency.transfer.shots where the sources disagree most."""
+    if transfer is None:
+        train = spread_genotypes(config, pool, config.latency.measurements, by_macs(config))
+        measured = meter.measure(train, "spread genotypes")
+    else:
+        train = spread_genotypes(config, pool, config.latency.transfer.shots, by_sources(config, transfer))
+        measured = meter.measure(train, "shots chosen where the sources disagree")
+    return train, measured, _rows(train, measured, "train", meter)
+
+
+def transfer_sources(config: ExperimentConfig, meter: Meter) -> tuple[SourceTable | None, dict]:
+    """The sources of a transfer (none unless latency.transfer.enabled) and what accuracy.json says of them."""
+    settings = config.latency.transfer
+    if not settings.enabled:
+        return None, {}
+    protocol = meter.protocol
+    target = Source(meter.store.device, config.latency.backend, protocol.resolution, protocol.batch, protocol.threads)
+    table, reason = find_sources(config.latency.store, settings.sources, set(experiment_spaces(config).values()),
+                                 target, STAT_FIELD[config.latency.statistic], settings.min_rows)
+    if table is None:
+        log.warning("latency transfer: not transferring, %s; measuring latency.measurements (%d) genotypes", reason,
+                    config.latency.measurements)
+        return None, {"enabled": True, "used": False, "reason": reason}
+    log.info("latency transfer from %d sources (%s): measuring latency.transfer.shots (%d) genotypes",
+             len(table.sources), ", ".join(table.sources), settings.shots)
+    return table, {"enabled": True, "used": True, "sources": table.rows()}
 
 
 def heldout_genotypes(config: ExperimentConfig, exclude: set[Genotype]) -> list[Genotype]:
@@ -107,13 +173,13 @@ def accuracy(heldout: pd.DataFrame) -> dict:
     return out
 
 
-def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: LatencyModel | PerSkeletonModel
-                 ) -> None:
+def write_tables(paths: RunPaths, rows: list[dict], heldout: pd.DataFrame, model: Model,
+                 sources: SourceTable | None, transfer: dict) -> None:
     write_csv(paths.measurements, pd.DataFrame(rows))
     write_csv(paths.heldout, heldout)
-    save_latency_model(model, paths.predictor)
+    save_latency_model(model, paths.predictor, sources)
     layout = {"layout": model.layout, "layout_cv_mape": model.errors} if model.errors else {}
-    write_json(paths.accuracy, {**accuracy(heldout), **layout})
+    write_json(paths.accuracy, {**accuracy(heldout), **layout, **({"transfer": transfer} if transfer else {})})
 
 
 def _rows(genotypes: Sequence[Genotype], measurements: Sequence[Measurement], role: str, meter: Meter) -> list[dict]:
@@ -142,23 +208,26 @@ def run(ctx: Context) -> None:
                           "or check latency.agent.url")
     settings, costs = config.latency, space_costs(config)
     pool = candidate_pool(config)
-    train = spread_genotypes(config, pool)
-    measured = meter.measure(train, "spread genotypes")
-    rows = _rows(train, measured, "train", meter)
-    model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
+    sources, transfer = transfer_sources(config, meter)
+    base = None if sources is None else Transfer(sources, costs)
+    train, measured, rows = measure_train(config, meter, pool, base)
+    model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed, base)
     if settings.active:
         extra = choose_active(config, model, pool, set(train), mean_iou_scorer(config, ctx.world))
         extra_measured = meter.measure(extra, "active genotypes")
         rows += _rows(extra, extra_measured, "active", meter)
         train, measured = train + extra, measured + extra_measured
-        model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed)
+        model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed, base)
+    if base is not None:
+        fit = fit_transferred(costs, train, latency_of(measured, settings.statistic), config.seed, base)
+        transfer.update(chosen=model.layout == "transfer", measured=len(train), fit=fit.transfer)
     tests = heldout_genotypes(config, set(train))
     tested = meter.measure(tests, "held-out genotypes")
     rows += _rows(tests, tested, "heldout", meter)
     predicted, lower, upper = model.predict(tests)
     heldout = pd.DataFrame({"key": [g.key for g in tests], "measured_ms": latency_of(tested, settings.statistic),
                             "predicted_ms": predicted, "lower_ms": lower, "upper_ms": upper})
-    write_tables(ctx.paths, rows, heldout, model)
+    write_tables(ctx.paths, rows, heldout, model, sources, transfer)
 
 
 def _reads(config: ExperimentConfig) -> tuple[str, ...]:

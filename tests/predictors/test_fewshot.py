@@ -95,3 +95,35 @@ def test_input_checks() -> None:
         regressor.fit(X[:2], Y[:2, 0])
     with pytest.raises(ValueError, match="columns"):
         regressor.fit(X[:10, :-1], Y[:10, 0])
+
+
+def test_the_design_spans_the_sources_disagreement_and_reads_no_target() -> None:
+    """Shots where the sources disagree: the consensus' extremes first, and an exact fit from them alone."""
+    X, Y = _synthetic_sources(600)
+    regressor = FewShotRegressor(X[:400], Y[:400])
+    pool = X[400:]
+    shots = regressor.design(pool, 10, seed=0)
+    consensus = regressor.standardised(pool).mean(axis=1)
+    assert len(set(shots.tolist())) == 10 and {int(np.argmin(consensus)), int(np.argmax(consensus))} <= set(shots)
+    assert np.array_equal(shots, regressor.design(pool, 10, seed=0))
+    target = 0.7 * Y[400:, 0] + 1.5 * Y[400:, 2] + 3.0
+    regressor.fit(pool[shots], target[shots])
+    assert np.max(np.abs(regressor.predict(pool) / target - 1)) < 1e-6
+
+
+def test_the_fit_as_a_latency_regressor_saves_loads_and_bounds_its_predictions(tmp_path) -> None:
+    from predictors.latency import LatencyRegressor
+
+    X, Y = _synthetic_sources(500)
+    regressor = FewShotRegressor(X[:400], Y[:400])
+    target = 0.5 * Y[:, 1] + 0.2 * Y[:, 3] + np.random.default_rng(3).normal(0, 0.05, len(X))
+    shots = np.arange(400, 412)
+    regressor.fit(X[shots], target[shots])
+    saved = regressor.regressor(seed=0).save(tmp_path / "transfer")
+    loaded = LatencyRegressor.load(saved)
+    assert loaded.trees is None and loaded.additive.target == "linear"
+    assert np.allclose(loaded.predict(X[412:]), np.maximum(regressor.predict(X[412:]), loaded.floor))
+    assert loaded.floor == pytest.approx(0.5 * target[shots].min())
+    assert np.allclose(np.sort(loaded.calibration), np.sort(np.abs(regressor.loo_residuals)))
+    lower, upper = loaded.predict_interval(X[412:], alpha=0.5)
+    assert (lower <= loaded.predict(X[412:])).all() and (upper >= loaded.predict(X[412:])).all()
