@@ -589,7 +589,9 @@ class AuditConfig(_Strict):
     handmade: list[str] = Field(["k3_e6_g1", "k3_e3_g1"], min_length=1, max_length=13, description="hand-made designs, "
                                 "each a candidate of the skeleton's space put in every searchable layer (k3_e6_g1: "
                                 "MobileNetV2-like; k3_e3_g1, k3_e1_g1: cheaper)")
-    seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each baseline network (seed, seed+1..)")
+    seeds: int = Field(1, ge=1, le=20, description="stand-alone trainings of each audited and each baseline network "
+                       "(seed, seed+1, ...); with 2 or more, audit.json gives the references' own agreement "
+                       "(reference_kendall) beside the proxy's (proxy_kendall)")
     workers: int = Field(1, ge=1, le=MAX_WORKERS, description="> 1: the audit's and the baseline comparison's trainings run "
                          "at once on a Dask LocalCluster of this many single-threaded processes, the largest first, "
                          "as retrain.workers (not under torchrun)")

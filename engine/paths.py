@@ -235,9 +235,9 @@ class RunPaths:
     def trained_dir(self) -> Path:
         return self.audit_dir / "trained"
 
-    def trained(self, key: str) -> Path:
-        """The folder of a genotype the audit trained stand-alone (under the run's seed)."""
-        return self.trained_dir / key.replace(":", "_")
+    def trained(self, key: str, seed_index: int = 0) -> Path:
+        """The folder of a genotype the audit trained stand-alone under the run's seed + seed_index (audit.seeds)."""
+        return self.trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
 
     @property
     def audit_dask(self) -> Path:

@@ -1,5 +1,7 @@
 """Accuracy of a latency predictor on held-out measurements: errors (MAPE, RMSE, share within ±5% / ±10%) and
-rank agreement (Kendall tau, Spearman rho), which is what a search that compares networks relies on."""
+rank agreement (Kendall tau, Spearman rho), which is what a search that compares networks relies on; and rank
+agreement with its uncertainty (a bootstrap interval over the ranked items) and between repeated references (the mean
+Kendall tau over pairs of seeds), as the proxy-fidelity audit reads it."""
 
 from __future__ import annotations
 
@@ -29,6 +31,26 @@ class AccuracyReport:
 def kendall(a: np.ndarray, b: np.ndarray) -> float:
     """Kendall tau of two equally long sequences; NaN below two values (and, as scipy gives it, for constant ones)."""
     return float(kendalltau(a, b).statistic) if len(a) > 1 else math.nan
+
+
+def pairwise_kendall(columns: np.ndarray) -> float:
+    """Mean Kendall tau over every pair of columns of [items, repeats] (NaN with fewer than two repeats)."""
+    columns = np.asarray(columns, dtype=np.float64)
+    pairs = [(i, j) for i in range(columns.shape[1]) for j in range(i + 1, columns.shape[1])]
+    return float(np.mean([kendall(columns[:, i], columns[:, j]) for i, j in pairs])) if pairs else math.nan
+
+
+def bootstrap_interval(statistic, rows: int, level: float = 0.9, draws: int = 1000, seed: int = 0
+                       ) -> tuple[float, float]:
+    """The central `level` interval of `statistic(indices)` over `draws` seeded resamples of `rows` items with
+    replacement (percentile bootstrap); resamples where the statistic is NaN (ties only) are left out."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, rows, rows)) for _ in range(draws)])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

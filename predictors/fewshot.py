@@ -19,6 +19,12 @@ leave-one-out MAPE on the measured rows (ties: the smallest). Because the source
 wherever the latency regressor's base is. When the target is exactly such a combination and the measurements
 pin the weights down (comfortably more rows than sources carrying weight), penalty 0 wins and the fit is exact.
 
+The combination is then corrected where the target's own measurements say it is wrong: ridge regression of its
+residuals on the features (`correction`), the ridge penalty (or no correction at all) chosen by leave-one-out error:
+the combination's leave-one-out residuals minus the correction's exact leave-one-out predictions of them. With a
+handful of measurements no correction survives and the fit is the sources' combination; with tens, the device's
+own per-layer costs show through where no source has them (an accelerator whose blocks cost what no GPU's do).
+
 The non-negativity is the prior that makes ten measurements enough: a few sources take the weight and the others
 drop out, instead of a 9-source least-squares fit that interpolates ten points and ranks nothing.
 
@@ -51,6 +57,8 @@ from predictors.latency import (
 from predictors.latency import loo_mape as ridge_loo_mape
 
 DEFAULT_PENALTIES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+CORRECTION_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0)
+"""Ridge penalties of the residual correction (on standardised features); no correction is always a candidate."""
 MIN_SHOTS = 3
 
 
@@ -120,6 +128,7 @@ class FewShotRegressor:
         self.loo_mape = math.nan
         self.loo_residuals = np.empty(0)
         self.fastest = math.nan
+        self.correction: AdditiveModel | None = None
 
     def standardised(self, X: np.ndarray) -> np.ndarray:
         """[rows, sources]: each source's predicted latency divided by its spread over the source rows."""
@@ -139,7 +148,22 @@ class FewShotRegressor:
         self.penalty, self.loo_mape, self.loo_residuals = self.penalties[best], scores[best], residuals[best]
         self.intercept, self.weights = nonnegative_ridge(Z, y, self.penalty)
         self.fastest = float(y.min())
+        self.correct(check_features(X, self.n_features), y, y - self.intercept - Z @ self.weights)
         return self
+
+    def correct(self, X: np.ndarray, y: np.ndarray, residual: np.ndarray) -> None:
+        """The residual correction of lowest leave-one-out MAPE, or none (module docstring)."""
+        self.correction = None
+        if len(y) < MIN_ROWS:
+            return
+        path = RidgePath.of(X)
+        for alpha in CORRECTION_ALPHAS:
+            corrected = self.loo_residuals - path.loo(residual, alpha)
+            score = float(np.mean(np.abs(corrected) / y))
+            if np.isfinite(score) and score < self.loo_mape:
+                self.loo_mape, self.correction, best = score, path.fit(residual, "linear", alpha), corrected
+        if self.correction is not None:
+            self.loo_residuals = best
 
     def design(self, X_pool: np.ndarray, count: int, seed: int) -> np.ndarray:
         """`count` indices into X_pool to measure on the target first (module docstring); reads no target
@@ -166,6 +190,8 @@ class FewShotRegressor:
         per_source = self.weights / self.scale
         coef = sum(w * s.coef for w, s in zip(per_source, self.sources))
         intercept = self.intercept + sum(w * s.intercept for w, s in zip(per_source, self.sources))
+        if self.correction is not None:
+            coef, intercept = coef + self.correction.coef, intercept + self.correction.intercept
         return AdditiveModel("linear", self.penalty, np.asarray(coef, dtype=np.float64), float(intercept))
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -207,13 +207,15 @@ def fit_transferred(costs: CostTables, genotypes: list[Genotype], latency: np.nd
 
 def weights_record(few: FewShotRegressor, sources: SourceTable) -> dict:
     """Which sources carry the fit: each one's share of the (standardised) weight and its ms of this device per ms
-    of the source, largest share first; the penalty and the leave-one-out MAPE (percent)."""
+    of the source, largest share first; the penalty, the residual correction's ridge penalty (null: none) and the
+    leave-one-out MAPE (percent)."""
     total = float(few.weights.sum()) or 1.0
     rows = sources.rows()
     carried = [{"source": label, "share": float(w) / total, "ms_per_ms": float(w / scale), "rows": rows[label]}
                for label, w, scale in zip(sources.sources, few.weights, few.scale)]
+    correction = None if few.correction is None else few.correction.alpha
     return {"sources": sorted(carried, key=lambda entry: -entry["share"]), "penalty": few.penalty,
-            "loo_mape": 100 * few.loo_mape, "shots": len(few.loo_residuals)}
+            "correction_alpha": correction, "loo_mape": 100 * few.loo_mape, "shots": len(few.loo_residuals)}
 
 
 def fit_joint(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int) -> LatencyModel:

@@ -158,7 +158,8 @@ def audit_sections(run: Run) -> list[Section]:
     if not nested(run.config, "audit.enabled", False):
         return []
     if run.audit is not None:
-        found = [Section("Proxy fidelity audit", figures.audit_figure(run.audit, run.audit_summary))]
+        found = [Section("Proxy fidelity audit", figures.audit_figure(run.audit, run.audit_summary),
+                         lead=tables.ceiling_text(run.audit_summary or {}))]
         if (run.audit_summary or {}).get("per_skeleton"):
             found.append(Section("Proxy fidelity per skeleton", tables.skeleton_audit_table(run.audit_summary)))
         if run.baseline is not None:

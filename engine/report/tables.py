@@ -241,6 +241,24 @@ def accuracy_table(accuracy: dict[str, Any]) -> str:
             f"lowest 5-fold cross-validated MAPE on the training measurements ({escape(words)}).</p>")
 
 
+def ceiling_text(summary: dict[str, Any]) -> str:
+    """One sentence: how the proxy ranks the audited subnets against how two trainings of them rank each other (the
+    ceiling at this budget), with the 90 % intervals; with one seed, how to see the ceiling."""
+    if "reference_kendall" not in summary:
+        return ("<p>Set audit.seeds to 2 or more to see how far two trainings of the same subnets agree with each "
+                "other: the most any proxy can reach at this training budget.</p>")
+    def tau(name: str) -> str:
+        low, high = summary.get(f"{name}_interval") or (None, None)
+        return f"Kendall τ {fmt(summary.get(name), '.2f')} (90 % interval {fmt(low, '.2f')} to {fmt(high, '.2f')})"
+    reference, proxy = summary.get("reference_kendall"), summary.get("proxy_kendall")
+    share = (f"; the proxy reaches {fmt(100 * proxy / reference, '.0f', ' %')} of that ceiling"
+             if not is_missing(reference) and not is_missing(proxy) and reference > 0 else "")
+    return (f"<p>Inherited-weight mIoU ranks the {summary.get('count', '?')} audited subnets as their stand-alone "
+            f"training does with {tau('proxy_kendall')}; {summary.get('seeds', 2)} trainings of the same subnets "
+            f"agree with each other at {tau('reference_kendall')}, the most any proxy can reach at this training "
+            f"budget{share}.</p>")
+
+
 def transfer_text(transfer: dict[str, Any]) -> str:
     """What the latency stage's transfer did: why it did not transfer, or the sources that carried the fit (their
     share of the weight and ms of this device per ms of the source) and which predictor was kept."""

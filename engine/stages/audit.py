@@ -8,7 +8,13 @@ each trained from scratch with the same fixed budget (`audit.train`, engine/trai
 validation images. Their stand-alone mIoU is ranked against two proxies: inherited-weight mIoU with BN
 recalibration (what the search used) and without it (the supernet's running statistics), over all audited subnets and
 within each group (front, random, extremes), and with several skeletons within each skeleton, with the gap between each
-skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart). Writes
+skeleton's stand-alone and inherited mIoU (supernets trained apart may be calibrated apart).
+
+With `audit.seeds` >= 2 every audited subnet is trained under each seed (seed, seed + 1, ...): its stand-alone mIoU is
+the seeds' mean, and the references are read against their own noise: `reference_kendall` is the Kendall tau between
+the seeds' stand-alone mIoU (the mean over pairs of seeds), the most any proxy can reach at this training budget, and
+`proxy_kendall` the tau of the proxy (recalibrated inherited mIoU) against the seeds' mean, each with a 90 % bootstrap
+interval over the subnets, over all and per group (`per_group`). The baseline stage reuses these networks. Writes
 runs/<name>/audit/<key>/ (training), audit/audit.csv (one row per genotype, its group) and audit/audit.json (Kendall tau
 and Spearman rho of each proxy, overall and per group; where the smallest and largest paths rank by each score; the
 budget).
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pandas as pd
 
 from engine.config import UNSEEN, ExperimentConfig
@@ -29,7 +36,7 @@ from engine.runner import Context, Stage
 from engine.training.pool import train_on_cluster
 from engine.training.supernet import load_supernets
 from predictors.design import spread
-from predictors.evaluation import kendall, spearman
+from predictors.evaluation import bootstrap_interval, kendall, pairwise_kendall, spearman
 from spaces import Genotype, largest, sample_of, smallest
 
 
@@ -118,15 +125,50 @@ def calibration(rows: pd.DataFrame) -> dict:
             "gap_mean": float(gap.mean()), "count": len(rows)}
 
 
+def ceiling(table: pd.DataFrame, seed: int) -> dict:
+    """With two seeds or more: the proxy against its references' own agreement (module docstring), over all audited
+    subnets and per group of three or more."""
+    columns = [column for column in table.columns if column.startswith("standalone_miou_seed")]
+    if len(columns) < 2:
+        return {}
+    out = fidelity(table, columns, seed)
+    if table.group.nunique() > 1:
+        out["per_group"] = {group: fidelity(rows, columns, seed) for group, rows in table.groupby("group")
+                            if len(rows) >= 3}
+    return out
+
+
+def fidelity(rows: pd.DataFrame, columns: list[str], seed: int) -> dict:
+    """reference_kendall and proxy_kendall of these subnets, each with its 90 % bootstrap interval."""
+    seeds, proxy = rows[columns].to_numpy(), rows.inherited_miou.to_numpy()
+    mean = seeds.mean(axis=1)
+    out: dict = {"count": len(rows)}
+    for name, statistic in (("reference_kendall", lambda i: pairwise_kendall(seeds[i])),
+                            ("proxy_kendall", lambda i: kendall(proxy[i], mean[i]))):
+        out[name] = statistic(np.arange(len(rows)))
+        out[f"{name}_interval"] = list(bootstrap_interval(statistic, len(rows), seed=seed))
+    return out
+
+
+def standalone_table(config: ExperimentConfig, genotypes: list[Genotype], ctx: Context, validation) -> dict:
+    """Stand-alone mIoU of each genotype: the seeds' mean, and each seed's with audit.seeds >= 2."""
+    seeds = range(config.audit.seeds)
+    seeded = [config.model_copy(update={"seed": config.seed + i}) for i in seeds]
+    scores = np.array([[standalone_miou(seeded[i], g, ctx.paths.trained(g.key, i), ctx.world, validation)
+                        for i in seeds] for g in genotypes])
+    columns = {f"standalone_miou_seed{i}": scores[:, i] for i in seeds} if len(seeds) > 1 else {}
+    return {"standalone_miou": scores.mean(axis=1), **columns}
+
+
 def run(ctx: Context) -> None:
     """The audit (module docstring): trained on every rank, written by the main one."""
     config, paths, world = ctx.config, ctx.paths, ctx.world
     groups = audit_genotypes(config)
     genotypes = list(groups)
-    train_on_cluster(config, "audit.train", [(g.key, paths.trained(g.key), 0) for g in genotypes], config.audit.workers,
-                     world, paths.audit_dask)
+    jobs = [(g.key, paths.trained(g.key, i), i) for i in range(config.audit.seeds) for g in genotypes]
+    train_on_cluster(config, "audit.train", jobs, config.audit.workers, world, paths.audit_dask)
     recalibrated = evaluator_for(config, load_supernets(config, world.device), world.device, cache=False)
-    standalone = [standalone_miou(config, g, paths.trained(g.key), world, recalibrated.validation) for g in genotypes]
+    standalone = standalone_table(config, genotypes, ctx, recalibrated.validation)
     if not world.is_main:
         return
     front = pd.read_csv(paths.front).set_index("key")
@@ -134,14 +176,17 @@ def run(ctx: Context) -> None:
                           "group": [groups[g] for g in genotypes],
                           "latency_ms": [float(front.latency_ms[g.key]) if g.key in front.index else float("nan")
                                          for g in genotypes],
-                          **proxy_scores(recalibrated, genotypes), "standalone_miou": standalone})
+                          **proxy_scores(recalibrated, genotypes), **standalone})
     write_csv(paths.audit, table)
-    write_json(paths.audit_summary, {"genotypes": len(genotypes), "train_steps": config.audit.train.steps,
-                                     "train_batch_size": config.audit.train.batch_size, **agreement(table)})
+    write_json(paths.audit_summary, {"genotypes": len(genotypes), "seeds": config.audit.seeds,
+                                     "train_steps": config.audit.train.steps,
+                                     "train_batch_size": config.audit.train.batch_size, **agreement(table),
+                                     **ceiling(table, config.seed)})
 
 
 STAGE = Stage("audit", run, reads=(A.front, A.supernet), writes=(A.audit, A.audit_summary),
               work=(A.trained_dir, A.audit_dask),
-              config=("seed", "space", "data", *UNSEEN, "evaluation", "audit.genotypes", "audit.random", "audit.train"),
+              config=("seed", "space", "data", *UNSEEN, "evaluation", "audit.genotypes", "audit.random", "audit.train",
+                      "audit.seeds"),
               ranks="all", enabled=lambda config: config.audit.enabled,
               enabled_by="audit.enabled")

@@ -6,8 +6,8 @@ k3_e6_g1 is MobileNetV2-like, k3_e3_g1 and k3_e1_g1 cheaper designs of the same 
 experiment's device; of the front points whose predicted latency is nearest to it, those measured within a tolerance of
 it compete on inherited mIoU (the nearest measured wins when none is within). Every network is trained stand-alone with
 the audit's recipe (`audit.train`) under `audit.seeds` seeds (seed, seed + 1, ...: the initialisation and the batch
-order; on synthetic streets also the scenes, which the seed draws; a genotype the audit already trained under the first
-is not trained again: its network in audit/trained/ is read, the comparison's own trainings go to
+order; on synthetic streets also the scenes, which the seed draws; a genotype the audit already trained under a seed
+is not trained again under it: its network in audit/trained/ is read, the comparison's own trainings go to
 audit/baseline_trained/; with `audit.workers` > 1 all at once on worker processes, engine/training/pool.py) and
 evaluated on the validation images and, with data.test_split, the test split. Writes runs/<name>/audit/baseline.json:
 per pair the two networks, their measured latency and mIoU per seed, the searched − hand-made difference per seed
@@ -127,9 +127,9 @@ Scores = dict[tuple[str, int], dict[str, float]]
 
 def trained_folder(paths: RunPaths, key: str, seed_index: int) -> Path:
     """Where the comparison's network of `key` under seed index `seed_index` is: the audit's, when the audit trained it
-    (the first seed, the same recipe), else the comparison's own folder."""
-    audit = paths.trained(key)
-    return audit if seed_index == 0 and (audit / WEIGHTS).exists() else paths.baseline_trained(key, seed_index)
+    under that seed (the same recipe), else the comparison's own folder."""
+    audit = paths.trained(key, seed_index)
+    return audit if (audit / WEIGHTS).exists() else paths.baseline_trained(key, seed_index)
 
 
 def trained_scores(ctx: Context, pairs: list[Pair]) -> Scores:

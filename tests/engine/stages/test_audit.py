@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from engine.report.tables import skeleton_audit_table
+from engine.report.tables import ceiling_text, skeleton_audit_table
 from engine.run import main
-from engine.stages.audit import agreement, rank_agreement
+from engine.stages.audit import agreement, ceiling, rank_agreement
+from predictors.evaluation import kendall
 from spaces import largest, sample, smallest
 
 
@@ -20,6 +22,28 @@ def test_rank_agreement_of_both_proxies() -> None:
     agreement = rank_agreement(table)
     assert agreement["inherited_miou_kendall_tau"] == pytest.approx(1.0)
     assert agreement["inherited_miou_no_recalibration_spearman_rho"] == pytest.approx(-1.0)
+
+
+def test_the_proxy_is_read_against_its_references_own_agreement() -> None:
+    """Two seeds that swap two pairs of subnets: reference_kendall is their tau, proxy_kendall the proxy's against
+    their mean, each inside its bootstrap interval, per group too; the report says it in one sentence."""
+    truth = np.arange(12) / 12
+    second = truth.copy()
+    second[[2, 3, 7, 8]] = second[[3, 2, 8, 7]]
+    proxy = truth + np.random.default_rng(0).normal(0, 0.1, 12)
+    table = pd.DataFrame({"key": [sample("small", i).key for i in range(12)], "group": ["random"] * 8 + ["front"] * 4,
+                          "inherited_miou": proxy, "standalone_miou_seed0": truth, "standalone_miou_seed1": second})
+    out = ceiling(table, 0)
+    assert out["reference_kendall"] == pytest.approx(kendall(truth, second))
+    assert out["proxy_kendall"] == pytest.approx(kendall(proxy, (truth + second) / 2))
+    for name in ("reference_kendall", "proxy_kendall"):
+        low, high = out[f"{name}_interval"]
+        assert low <= out[name] <= high and -1 <= low < high <= 1
+    assert set(out["per_group"]) == {"front", "random"} and out["per_group"]["front"]["count"] == 4
+    assert ceiling(table.drop(columns="standalone_miou_seed1"), 0) == {}
+    text = ceiling_text({**out, "seeds": 2})
+    assert f"Kendall τ {out['proxy_kendall']:.2f}" in text and "2 trainings of the same subnets agree" in text
+    assert "audit.seeds to 2 or more" in ceiling_text({})
 
 
 def test_with_two_skeletons_the_audit_ranks_within_each_and_measures_each_supernets_calibration() -> None:
@@ -77,10 +101,11 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
 
 def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, tmp_path: Path) -> None:
     """audit.random: that many random subnets and the smallest and largest paths beside the front points, each
-    group's rank agreement and where the extremes rank."""
+    group's rank agreement and where the extremes rank; with audit.seeds=2 each trained twice, the references' own
+    agreement beside the proxy's."""
     overrides = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast, "audit.enabled=true",
                  "audit.baseline=false", "audit.genotypes=3", "audit.random=3", "audit.train.steps=2",
-                 "audit.train.checkpoint_every=1"]
+                 "audit.train.checkpoint_every=1", "audit.seeds=2"]
     assert main([quickstart, *overrides, "--stages", "space,supernet,latency,search,select,audit,report"]) == 0
     run = tmp_path / "quickstart"
     audit = pd.read_csv(run / "audit" / "audit.csv")
@@ -98,4 +123,12 @@ def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, t
     for label in ("smallest", "largest"):
         rank = summary[f"{label}_rank"]
         assert rank["of"] == len(audit) and 1 <= rank["inherited"] <= len(audit)
-    assert "□ random" in (run / "report.html").read_text()
+    html = (run / "report.html").read_text()
+    assert "□ random" in html and "2 trainings of the same subnets agree with each other" in html
+    assert summary["seeds"] == 2 and {"reference_kendall", "proxy_kendall"} <= set(summary)
+    assert len(summary["reference_kendall_interval"]) == 2 and "random" in summary["per_group"]
+    seeds = audit[["standalone_miou_seed0", "standalone_miou_seed1"]].to_numpy()
+    assert np.allclose(audit.standalone_miou, seeds.mean(axis=1))
+    for key in audit.key:
+        assert (run / "audit" / "trained" / key.replace(":", "_") / "weights.pt").exists()
+        assert (run / "audit" / "trained" / (key.replace(":", "_") + "_seed1") / "weights.pt").exists()
