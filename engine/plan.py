@@ -30,7 +30,7 @@ from engine.data.splits import train_set, val_set
 from engine.errors import EngineError
 from engine.latency.meter import Meter
 from engine.run import STAGES, Arguments
-from engine.stages.latency import ACTIVE_CANDIDATES
+from engine.stages.latency import ACTIVE_CANDIDATES, transfer_sources
 from engine.training.distributed import World
 from engine.training.sampling import Rule, step_paths
 from engine.training.trainer import build_state, train_step
@@ -184,14 +184,27 @@ def evaluation_cost(config: ExperimentConfig, device: torch.device, val_images: 
             if number]
 
 
+def fitted(config: ExperimentConfig, meter: Meter | None) -> tuple[int, str]:
+    """How many genotypes the latency stage measures to fit the predictor, and why: latency.transfer.shots when it
+    will transfer (sources in the store), else latency.measurements."""
+    transfer = config.latency.transfer
+    if not transfer.enabled or meter is None:
+        return config.latency.measurements, "to fit"
+    sources, record = transfer_sources(config, meter)
+    if sources is None:
+        return config.latency.measurements, f"to fit; no transfer, {record['reason']}"
+    return transfer.shots, f"to fit, transferred from {len(sources.sources)} sources"
+
+
 def measurement_cost(config: ExperimentConfig, meter: Meter | None) -> list[Cost]:
     """One measurement of a random network on the device x what the latency and search stages measure."""
     latency, search = config.latency, config.search
-    first = latency.measurements + latency.heldout + latency.active
+    fit, why = fitted(config, meter)
+    first = fit + latency.heldout + latency.active
     later = 0 if search.measure_limit == 0 else search.measure_limit + (
         sum(len(squeezenas.released_for(name)) for name in config.space.skeletons) if search.references else 0)
-    work = [("latency", f"{first} measurements ({latency.measurements} to fit, {latency.heldout} held out, "
-             f"{latency.active} active)", first),
+    work = [("latency", f"{first} measurements ({fit} {why}, {latency.heldout} held out, {latency.active} active)",
+             first),
             ("search", f"up to {later} measurements (search.measure_limit, references)", later)]
     if meter is None:
         return [Cost(stage, text, count, None, "the device is not reachable") for stage, text, count in work]

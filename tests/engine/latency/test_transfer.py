@@ -21,10 +21,11 @@ import pytest
 
 from engine.config import load
 from engine.latency.meter import Meter, experiment_spaces
-from engine.latency.model import Transfer, fit_predictor, load_sources, space_costs
+from engine.latency.model import Transfer, fit_predictor, load_latency_model, load_sources, space_costs
 from engine.latency.transfer import Source, find_sources
 from engine.report.tables import accuracy_table
 from engine.run import main
+from engine.search.rounds import Rounds
 from hardware.protocol import LatencyStats, Measurement
 from hardware.store import MeasurementKey, MeasurementStore, space_label
 from spaces import Genotype, sample_of
@@ -104,6 +105,10 @@ def test_a_transfer_measures_the_shots_and_says_which_sources_carried_it(quickst
     page = accuracy_table(accuracy)
     assert "Transfer from 2 source(s) with 8 measurements on this device; the transferred predictor is kept" in page
     assert "phone-b/torch-cpu/64x128/b1/t1 100 %" in page and "phone-a/" not in page
+    rounds = Rounds(config, load_latency_model(config), None)  # the search's refits transfer from the same sources
+    assert rounds.transfer is not None and rounds.transfer.sources.keys == sources.keys
+    refit = rounds.refit(1)
+    assert refit.layout == "transfer" and set(refit.errors) == {"joint", "transfer"}
 
 
 def test_without_sources_the_stage_measures_as_usual_and_says_why(quickstart, run_args, made_up_target) -> None:
@@ -169,7 +174,7 @@ def test_a_run_killed_during_the_shots_resumes_without_measuring_one_twice(quick
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     own = lambda: [k for k in MeasurementStore(Meter(config).store.device, tmp_path / "store").load()]  # noqa: E731
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while len(own()) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
@@ -184,3 +189,13 @@ def test_a_run_killed_during_the_shots_resumes_without_measuring_one_twice(quick
     assert not measured_again
     train = set(pd.read_csv(config.paths.measurements).query("role == 'train'").key)
     assert before <= train and len(train) == 8
+
+
+def test_the_plan_counts_the_shots_when_it_will_transfer(quickstart, run_args, tmp_path: Path) -> None:
+    from engine.plan import fitted
+
+    _, config = transfer_run(quickstart, run_args)
+    count, why = fitted(config, Meter(config))
+    assert count == config.latency.measurements and "no transfer, the measurement store" in why
+    fill_store(config, tmp_path / "store")
+    assert fitted(config, Meter(config)) == (8, "to fit, transferred from 2 sources")
