@@ -390,6 +390,13 @@ class LatencyConfig(_Strict):
     replay: Path | None = Field(None, description="HW-NAS-Bench's lookup-table file (hwnasbench_fbnet_lut.json) "
                                 "the replay-* backends answer from (FBNet skeletons only)")
 
+    @model_validator(mode="after")
+    def _shots_from_the_pool(self) -> "LatencyConfig":
+        if self.transfer.enabled and self.transfer.shots > self.pool:
+            raise ValueError(f"latency.transfer.shots {self.transfer.shots} exceeds latency.pool {self.pool}, the "
+                             f"genotypes they are chosen from; raise the pool or lower the shots")
+        return self
+
 
 class Constraints(_Strict):
     """Limits a subnet must keep to be feasible; an infeasible subnet is still evaluated, but

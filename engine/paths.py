@@ -107,6 +107,12 @@ class RunPaths:
         return self.latency_dir / "accuracy.json"
 
     @property
+    def transfer_sources(self) -> Path:
+        """The sources the latency stage read from the store when it started (its work: a rerun reads them again
+        rather than the store, which may have changed)."""
+        return self.latency_dir / "transfer_sources.csv"
+
+    @property
     def inherited_cache(self) -> Path:
         """Inherited mIoU by genotype key (JSON lines): a cache, not an artefact."""
         return self.root / "inherited.jsonl"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -315,27 +316,38 @@ class Replay(Backend):
     def prepare(self, model: Model, shape: tuple[int, ...], threads: int) -> Runner:
         raise TypeError(f"backend {self.name!r} replays recorded latencies and runs nothing")
 
+    def check(self, skeleton: str, shape: tuple[int, ...], width: float, classes: int) -> Any:
+        """The recorded table of `skeleton` with `classes` classes, read once; ValueError naming the setting that
+        does not match what HW-NAS-Bench recorded (space.skeleton, space.input_size, latency.batch, space.width,
+        the classes, latency.replay for a file that is not its table)."""
+        lookup = import_module("hardware.lookup")
+        size = lookup.HWNASBENCH_SIZES.get(skeleton)
+        if size is None or tuple(shape) != (1, 3, size, size):
+            known = ", ".join(f"{name} at 1x3x{n}x{n}" for name, n in lookup.HWNASBENCH_SIZES.items())
+            raise ValueError(f"backend {self.name!r} has recorded {known}, not {skeleton} at "
+                             f"{'x'.join(map(str, shape))} (space.skeleton, space.input_size, latency.batch)")
+        if width != 1.0:
+            raise ValueError(f"backend {self.name!r} has recorded width 1.0 only, not space.width {width:g}")
+        if (skeleton, classes) not in self.tables:
+            try:
+                self.tables[skeleton, classes] = lookup.hwnasbench_table(self.table, self.replayed, skeleton, classes)
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+                raise ValueError(f"latency.replay {self.table}: not HW-NAS-Bench's table file ({error})") from None
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"latency.replay {self.table}: {str(error).splitlines()[0]}") from None
+        return self.tables[skeleton, classes]
+
     def answer(self, model: Model, shape: tuple[int, ...]) -> tuple[float, dict]:
         """The lookup-table sum of a whole network of an FBNet skeleton at the table's size, width 1 and classes;
         ValueError saying what does not match."""
-        lookup = import_module("hardware.lookup")
         genotype = getattr(model, "genotype", None)
         if not isinstance(model, nn.Module) or genotype is None:
             raise ValueError(f"backend {self.name!r} answers whole networks built from a genotype, got "
                              f"{type(model).__name__}")
-        size = lookup.HWNASBENCH_SIZES.get(genotype.skeleton)
-        if size is None or tuple(shape) != (1, 3, size, size):
-            known = ", ".join(f"{name} at 1x3x{n}x{n}" for name, n in lookup.HWNASBENCH_SIZES.items())
-            raise ValueError(f"backend {self.name!r} has recorded {known}, not {genotype.skeleton} at "
-                             f"{'x'.join(map(str, shape))}")
-        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-        if convs[0].out_channels != import_module("spaces.space").skeleton(genotype.skeleton).stem:
-            raise ValueError(f"backend {self.name!r} has recorded width 1.0 only (space.width)")
-        classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-        if (genotype.skeleton, classes) not in self.tables:
-            self.tables[genotype.skeleton, classes] = lookup.hwnasbench_table(self.table, self.replayed,
-                                                                              genotype.skeleton, classes)
-        table = self.tables[genotype.skeleton, classes]
+        stem = import_module("spaces.space").skeleton(genotype.skeleton).stem
+        width = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).out_channels / stem
+        classes = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] or [0]  # 0: no classifier
+        table = self.check(genotype.skeleton, shape, width, classes[-1])
         return table.predict(genotype), {"source": "HW-NAS-Bench", **table.provenance,
                                          "note": "per-block latencies recorded on the device, summed; not timed here"}
 

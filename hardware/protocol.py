@@ -132,6 +132,7 @@ def measure(model: Model, backend: Backend, protocol: MeasurementProtocol,
 
 
 def timed(model: Model, backend: Backend, protocol: MeasurementProtocol, shape: tuple[int, ...]) -> LatencyStats:
+    """The statistics of the protocol's timed runs of `model` prepared on `backend` at `shape`."""
     threads = torch.get_num_threads()
     try:
         run = backend.prepare(model, shape, protocol.threads)

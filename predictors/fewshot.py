@@ -20,8 +20,8 @@ wherever the latency regressor's base is. When the target is exactly such a comb
 pin the weights down (comfortably more rows than sources carrying weight), penalty 0 wins and the fit is exact.
 
 The combination is then corrected where the target's own measurements say it is wrong: ridge regression of its
-residuals on the features (`correction`), the ridge penalty (or no correction at all) chosen by leave-one-out error:
-the combination's leave-one-out residuals minus the correction's exact leave-one-out predictions of them. With a
+residuals on the features (`correction`), the ridge penalty (or no correction at all) chosen by leave-one-out error,
+nested: each row left out of both the combination and the correction before it is predicted. With a
 handful of measurements no correction survives and the fit is the sources' combination; with tens, the device's
 own per-layer costs show through where no source has them (an accelerator whose blocks cost what no GPU's do).
 
@@ -97,9 +97,20 @@ def combination_loo_residuals(Z: np.ndarray, y: np.ndarray, penalty: float) -> n
     return residuals
 
 
-def combination_loo_mape(Z: np.ndarray, y: np.ndarray, penalty: float) -> float:
-    """Leave-one-out mean absolute percentage error of `nonnegative_ridge` at this penalty."""
-    return float(np.mean(np.abs(combination_loo_residuals(Z, y, penalty)) / y))
+def correction_loo_residuals(X: np.ndarray, Z: np.ndarray, y: np.ndarray, penalty: float
+                              ) -> dict[float, np.ndarray]:
+    """Leave-one-out residuals of the corrected fit at each of CORRECTION_ALPHAS, nested: row i is left out of the
+    combination and of the correction fit on its residuals, then predicted."""
+    errors = {alpha: np.empty(len(y)) for alpha in CORRECTION_ALPHAS}
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        intercept, weights = nonnegative_ridge(Z[keep], y[keep], penalty)
+        path = RidgePath.of(X[keep])
+        left = y[i] - intercept - Z[i] @ weights
+        for alpha in CORRECTION_ALPHAS:
+            model = path.fit(y[keep] - intercept - Z[keep] @ weights, "linear", alpha)
+            errors[alpha][i] = left - model.margin(X[i:i + 1])[0]
+    return errors
 
 
 class FewShotRegressor:
@@ -148,22 +159,21 @@ class FewShotRegressor:
         self.penalty, self.loo_mape, self.loo_residuals = self.penalties[best], scores[best], residuals[best]
         self.intercept, self.weights = nonnegative_ridge(Z, y, self.penalty)
         self.fastest = float(y.min())
-        self.correct(check_features(X, self.n_features), y, y - self.intercept - Z @ self.weights)
+        self.correct(check_features(X, self.n_features), Z, y)
         return self
 
-    def correct(self, X: np.ndarray, y: np.ndarray, residual: np.ndarray) -> None:
+    def correct(self, X: np.ndarray, Z: np.ndarray, y: np.ndarray) -> None:
         """The residual correction of lowest leave-one-out MAPE, or none (module docstring)."""
         self.correction = None
         if len(y) < MIN_ROWS:
             return
-        path = RidgePath.of(X)
-        for alpha in CORRECTION_ALPHAS:
-            corrected = self.loo_residuals - path.loo(residual, alpha)
-            score = float(np.mean(np.abs(corrected) / y))
-            if np.isfinite(score) and score < self.loo_mape:
-                self.loo_mape, self.correction, best = score, path.fit(residual, "linear", alpha), corrected
-        if self.correction is not None:
-            self.loo_residuals = best
+        errors = correction_loo_residuals(X, Z, y, self.penalty)
+        scores = {alpha: float(np.mean(np.abs(e) / y)) for alpha, e in errors.items()}
+        alpha = min(scores, key=scores.get)
+        if scores[alpha] < self.loo_mape:
+            residual = y - self.intercept - Z @ self.weights
+            self.correction = RidgePath.of(X).fit(residual, "linear", alpha)
+            self.loo_mape, self.loo_residuals = scores[alpha], errors[alpha]
 
     def design(self, X_pool: np.ndarray, count: int, seed: int) -> np.ndarray:
         """`count` indices into X_pool to measure on the target first (module docstring); reads no target

@@ -23,7 +23,7 @@ from torch import nn
 from engine.config import ExperimentConfig
 from engine.errors import ConfigError, DeviceError
 from engine.paths import RunPaths
-from hardware.backends import Backend, BackendUnavailable, backend, to_onnx
+from hardware.backends import Backend, BackendUnavailable, Replay, backend, to_onnx
 from hardware.client import TOKEN_ENV, AgentClient, AgentError, AgentUnreachable, TokenError, read_token
 from hardware.protocol import LatencyStats, Measurement, MeasurementProtocol, measure
 from hardware.provenance import device_name
@@ -101,6 +101,8 @@ class Meter:
                 raise ConfigError(f"latency.threads {settings.threads} exceeds this machine's {os.cpu_count()} CPUs; "
                                   f"measure with at most that many")
             self.local = backend(settings.backend, settings.replay)
+            if isinstance(self.local, Replay):
+                check_replay(self.local, config)
             name = settings.device_name or self.local.device or device_name(gpu=self.local.gpu)
         else:
             self.client = AgentClient(settings.agent.url, _token(settings.agent.token_file),
@@ -216,6 +218,20 @@ def origin(measurement: Measurement, device: str, fresh: bool) -> dict[str, str]
             "backend": str(record.get("backend", "")), "backend_version": str(record.get("backend_version") or ""),
             "host": str(record.get("host", "")), "agent": str(record.get("agent", "")),
             "measured_at": str(record.get("time", ""))}
+
+
+def check_replay(replay: Replay, config: ExperimentConfig) -> None:
+    """A replay device answers only what HW-NAS-Bench recorded: ConfigError naming the setting, before any stage."""
+    settings, space = config.latency, config.space
+    if settings.device_name is not None:
+        raise ConfigError(f"latency.device_name {settings.device_name}: a replay backend names its device itself "
+                          f"({replay.device}), so recorded numbers never land in a real device's store; remove it")
+    shape = (settings.batch, 3, *space.input_size)
+    try:
+        for name in space.skeletons:
+            replay.check(name, shape, space.width, space.num_classes)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def first_of(measurement: Measurement, statistic: str) -> float:

@@ -186,6 +186,7 @@ class Transfer:
     built: dict[str, FewShotRegressor] = field(default_factory=dict)
 
     def regressor(self, feature_set: str) -> FewShotRegressor:
+        """The sources' models over `feature_set` (fit on first use)."""
         if feature_set not in self.built:
             X = space_features(self.sources.genotypes(), self.costs, feature_set)
             self.built[feature_set] = FewShotRegressor(X, self.sources.latency)
@@ -241,6 +242,9 @@ def fit_per_skeleton(costs: CostTables, genotypes: list[Genotype], latency: np.n
 
 LAYOUTS: dict[str, Fit] = {"joint": fit_joint, "per_skeleton": fit_per_skeleton}
 FOLDS = 5
+LEAVE_ONE_OUT_BELOW = 20
+"""Below this many measurements the candidates are cross-validated leave-one-out: five folds of a dozen leave the
+plain predictor fewer than the ten it needs, and the transferred one would win without a comparison."""
 
 
 def _fewest(costs: CostTables, genotypes: list[Genotype]) -> int:
@@ -258,10 +262,12 @@ transferred one three)."""
 
 def cross_validated_mape(fit: Fit, costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int,
                          enough: Callable[[CostTables, list[Genotype]], bool] = MINIMUM["joint"]) -> float:
-    """MAPE (percent) of `fit` over 5 seeded folds of the measurements; NaN when a fold leaves the candidate fewer
-    measurements than it needs (`enough`)."""
+    """MAPE (percent) of `fit` over 5 seeded folds of the measurements (leave-one-out below LEAVE_ONE_OUT_BELOW); NaN
+    when a fold leaves the candidate fewer measurements than it needs (`enough`)."""
     latency = np.asarray(latency, dtype=np.float64)
-    folds = np.array_split(np.random.default_rng(seed).permutation(len(genotypes)), FOLDS)
+    count = len(genotypes)
+    folds = np.array_split(np.random.default_rng(seed).permutation(count),
+                           count if count < LEAVE_ONE_OUT_BELOW else FOLDS)
     errors = []
     for held in folds:
         train = np.setdiff1d(np.arange(len(genotypes)), held)

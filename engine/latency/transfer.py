@@ -6,7 +6,8 @@ own device under its own protocol is the target and never a source. A source cou
 `latency.transfer.min_rows` measurements of the run's space (its skeletons at its width and classes); a measurement
 of another space tells nothing about this one's blocks and is not read. `latency.transfer.sources` names the devices
 to take (null: every device file in the store). Each source's value of a measurement is the run's
-`latency.statistic`.
+`latency.statistic`. With several skeletons a source needs `min_rows` measurements of each. A file of the store folder
+that is no device's (a name the store would not write, a file it cannot read) is skipped with a warning.
 
 `find_sources` returns the table (genotype keys x sources, NaN where a source did not measure a genotype) or None with
 the reason, which the latency stage logs and writes to latency/accuracy.json. The table is saved beside the predictor
@@ -44,6 +45,7 @@ class Source(NamedTuple):
 
     @classmethod
     def of(cls, device: str, key: MeasurementKey) -> "Source":
+        """The source of a measurement of the store of `device`."""
         return cls(device, key.backend, key.resolution, key.batch, key.threads)
 
     @property
@@ -94,23 +96,28 @@ def store_devices(directory: Path, names: list[str] | None) -> list[str]:
 
 
 def stored_rows(directory: Path, devices: list[str], spaces: set[str], statistic: str
-                ) -> tuple[dict[Source, dict[str, float]], int]:
-    """Each source's value (`statistic`: a LatencyStats field) of each genotype of `spaces`, and how many rows of
-    other spaces were passed over. A device file the store cannot read is skipped with a warning."""
+                ) -> tuple[dict[Source, dict[str, float]], dict[Source, dict[str, int]], int]:
+    """Each source's value (`statistic`: a LatencyStats field) of each genotype of `spaces`, its count of them per
+    space, and how many rows of other spaces were passed over. A file that is no readable device store is skipped
+    with a warning."""
     values: dict[Source, dict[str, float]] = {}
+    counts: dict[Source, dict[str, int]] = {}
     elsewhere = 0
     for device in devices:
         try:
             rows = MeasurementStore(device, directory).load()
-        except (StoreError, OSError) as error:
-            log.warning("latency transfer: %s is not read (%s)", device, error)
+        except (ValueError, OSError) as error:  # StoreError, or a file name the store would not write
+            log.warning("latency transfer: %s is not read (%s)", directory / f"{device}.csv", error)
             continue
         for key, measurement in rows.items():
             if key.space not in spaces:
                 elsewhere += 1
                 continue
-            values.setdefault(Source.of(device, key), {})[key.genotype] = float(getattr(measurement.stats, statistic))
-    return values, elsewhere
+            source = Source.of(device, key)
+            values.setdefault(source, {})[key.genotype] = float(getattr(measurement.stats, statistic))
+            counts.setdefault(source, {}).setdefault(key.space, 0)
+            counts[source][key.space] += 1
+    return values, counts, elsewhere
 
 
 def find_sources(directory: Path | None, names: list[str] | None, spaces: set[str], target: Source, statistic: str,
@@ -118,16 +125,18 @@ def find_sources(directory: Path | None, names: list[str] | None, spaces: set[st
     """The sources of the run's space in the store at `directory` (None: the default store), the target left out, and
     why there are none when there are none (module docstring)."""
     directory = default_directory() if directory is None else Path(directory)
-    values, elsewhere = stored_rows(directory, store_devices(directory, names), spaces, statistic)
+    values, counts, elsewhere = stored_rows(directory, store_devices(directory, names), spaces, statistic)
     values.pop(target, None)
     if not values:
         other = f"; its {elsewhere} measurements of other spaces do not transfer" if elsewhere else ""
         return None, f"the measurement store {directory} holds no other device's measurements of this space{other}"
-    kept = {source: rows for source, rows in values.items() if len(rows) >= min_rows}
+    fewest = {source: min(counts[source].get(space, 0) for space in spaces) for source in values}
+    kept = {source: rows for source, rows in values.items() if fewest[source] >= min_rows}
     if not kept:
-        most = max(values, key=lambda source: len(values[source]))
-        return None, (f"no source holds latency.transfer.min_rows {min_rows} measurements of this space (the most: "
-                      f"{len(values[most])} on {most.label})")
+        most = max(values, key=lambda source: fewest[source])
+        each = " of each skeleton" if len(spaces) > 1 else ""
+        return None, (f"no source holds latency.transfer.min_rows {min_rows} measurements{each} of this space (the "
+                      f"most: {fewest[most]} on {most.label})")
     keys = sorted({key for rows in kept.values() for key in rows})
     order = sorted(kept, key=lambda source: source.label)
     latency = np.array([[kept[source].get(key, np.nan) for source in order] for key in keys], dtype=np.float64)

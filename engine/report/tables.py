@@ -270,6 +270,8 @@ def transfer_text(transfer: dict[str, Any]) -> str:
     words = "; ".join(f"{entry['source']} {fmt(100 * entry['share'], '.0f', ' %')} "
                       f"({fmt(entry.get('ms_per_ms'), '.3g')} ms per ms)" for entry in carried) or "none"
     kept = "the transferred predictor" if transfer.get("chosen") else "the plain predictor (it cross-validated better)"
+    if transfer.get("chosen") and transfer.get("compared") is False:
+        kept = "the transferred predictor (the plain one needs more measurements to be cross-validated)"
     return (f"<p>Transfer from {len(transfer.get('sources', {}))} source(s) with {transfer.get('measured', '?')} "
             f"measurements on this device; {kept} is kept. Sources carrying the weight: {escape(words)}.</p>")
 

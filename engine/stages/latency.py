@@ -27,6 +27,7 @@ predictor per skeleton; the sources' table, sources.csv, when there were sources
 from __future__ import annotations
 
 import logging
+import math
 import random
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -99,6 +100,14 @@ def by_sources(config: ExperimentConfig, transfer: Transfer) -> Choose:
     return lambda own, count: regressor.design(space_features(own, transfer.costs, feature_set), count, config.seed)
 
 
+def read_sources(config: ExperimentConfig, meter: Meter) -> tuple[SourceTable | None, str]:
+    """The store's sources of this space for this device (engine/latency/transfer.py), or None and why."""
+    protocol, settings = meter.protocol, config.latency.transfer
+    target = Source(meter.store.device, config.latency.backend, protocol.resolution, protocol.batch, protocol.threads)
+    return find_sources(config.latency.store, settings.sources, set(experiment_spaces(config).values()), target,
+                        STAT_FIELD[config.latency.statistic], settings.min_rows)
+
+
 def measure_train(config: ExperimentConfig, meter: Meter, pool: list[Genotype], transfer: Transfer | None
                   ) -> tuple[list[Genotype], list[Measurement], list[dict]]:
     """The genotypes the predictor is fit on, measured: latency.measurements spread over MACs, or with a transfer
@@ -112,15 +121,17 @@ def measure_train(config: ExperimentConfig, meter: Meter, pool: list[Genotype], 
     return train, measured, _rows(train, measured, "train", meter)
 
 
-def transfer_sources(config: ExperimentConfig, meter: Meter) -> tuple[SourceTable | None, dict]:
-    """The sources of a transfer (none unless latency.transfer.enabled) and what accuracy.json says of them."""
+def transfer_sources(config: ExperimentConfig, meter: Meter, paths: RunPaths | None = None
+                     ) -> tuple[SourceTable | None, dict]:
+    """The sources of a transfer (none unless latency.transfer.enabled) and what accuracy.json says of them: those
+    the stage read from the store when it started (`paths.transfer_sources`, its work), else the store's now."""
     settings = config.latency.transfer
     if not settings.enabled:
         return None, {}
-    protocol = meter.protocol
-    target = Source(meter.store.device, config.latency.backend, protocol.resolution, protocol.batch, protocol.threads)
-    table, reason = find_sources(config.latency.store, settings.sources, set(experiment_spaces(config).values()),
-                                 target, STAT_FIELD[config.latency.statistic], settings.min_rows)
+    kept = None if paths is None else SourceTable.load(paths.transfer_sources)
+    table, reason = (kept, "") if kept is not None else read_sources(config, meter)
+    if paths is not None and table is not None and kept is None:
+        table.save(paths.transfer_sources)
     if table is None:
         log.warning("latency transfer: not transferring, %s; measuring latency.measurements (%d) genotypes", reason,
                     config.latency.measurements)
@@ -208,7 +219,7 @@ def run(ctx: Context) -> None:
                           "or check latency.agent.url")
     settings, costs = config.latency, space_costs(config)
     pool = candidate_pool(config)
-    sources, transfer = transfer_sources(config, meter)
+    sources, transfer = transfer_sources(config, meter, ctx.paths)
     base = None if sources is None else Transfer(sources, costs)
     train, measured, rows = measure_train(config, meter, pool, base)
     model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed, base)
@@ -219,8 +230,10 @@ def run(ctx: Context) -> None:
         train, measured = train + extra, measured + extra_measured
         model = fit_predictor(costs, train, latency_of(measured, settings.statistic), config.seed, base)
     if base is not None:
-        fit = fit_transferred(costs, train, latency_of(measured, settings.statistic), config.seed, base)
-        transfer.update(chosen=model.layout == "transfer", measured=len(train), fit=fit.transfer)
+        fit = model if model.layout == "transfer" else \
+            fit_transferred(costs, train, latency_of(measured, settings.statistic), config.seed, base)
+        transfer.update(chosen=model.layout == "transfer", measured=len(train), fit=fit.transfer,
+                        compared=all(math.isfinite(error) for error in model.errors.values()))
     tests = heldout_genotypes(config, set(train))
     tested = meter.measure(tests, "held-out genotypes")
     rows += _rows(tests, tested, "heldout", meter)
@@ -239,5 +252,5 @@ def _config(config: ExperimentConfig) -> tuple[str, ...]:
     return ("seed", "space", "latency", *scoring)
 
 
-STAGE = Stage("latency", run, reads=_reads, config=_config, device=True, work=(A.inherited_cache,),
-              writes=(A.measurements, A.heldout, A.predictor, A.accuracy))
+STAGE = Stage("latency", run, reads=_reads, config=_config, device=True,
+              work=(A.inherited_cache, A.transfer_sources), writes=(A.measurements, A.heldout, A.predictor, A.accuracy))

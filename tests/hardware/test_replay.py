@@ -70,3 +70,20 @@ def test_every_recorded_device_answers_a_different_latency(table) -> None:
     values = [measure(build(genotype, 1.0, 100), backend(f"replay-{d}", table), PROTOCOL).stats.min_ms
               for d in ("edgegpu", "raspi4", "pixel3", "eyeriss", "fpga")]
     assert len(set(np.round(values, 9))) == 5 and min(values) > 0
+
+
+def test_a_run_on_a_replay_device_it_has_not_recorded_stops_before_any_stage(quickstart, table) -> None:
+    from engine.config import load
+    from engine.errors import ConfigError
+    from engine.latency.meter import Meter
+
+    replay = ["latency.backend=replay-raspi4", f"latency.replay={table}"]
+    with pytest.raises(ConfigError, match=r"not small at 1x3x128x256 \(space.skeleton, space.input_size"):
+        Meter(load(quickstart, replay))
+    fbnet = [*replay, "space.skeleton=fbnet_cifar", "space.input_size=[32,32]", "space.width=1.0"]
+    with pytest.raises(ConfigError, match="no entry FC_Cin1504_Cout11"):  # the synthetic streets' 11 classes
+        Meter(load(quickstart, fbnet))
+    with pytest.raises(ConfigError, match="latency.device_name my-board: a replay backend names its device itself"):
+        Meter(load(quickstart, [*fbnet, "latency.device_name=my-board"]))
+    with pytest.raises(ConfigError, match=r"latency.replay .*test_replay.py: not HW-NAS-Bench's table file"):
+        Meter(load(quickstart, [*fbnet[1:], "latency.backend=replay-raspi4", f"latency.replay={__file__}"]))

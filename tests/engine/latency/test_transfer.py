@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from engine.config import load
+from engine.errors import ConfigError
 from engine.latency.meter import Meter, experiment_spaces
 from engine.latency.model import Transfer, fit_predictor, load_latency_model, load_sources, space_costs
 from engine.latency.transfer import Source, find_sources
@@ -103,7 +104,9 @@ def test_a_transfer_measures_the_shots_and_says_which_sources_carried_it(quickst
     sources = load_sources(paths.predictor)
     assert sources is not None and sources.rows() == {label: SOURCE_ROWS for label in transfer["sources"]}
     page = accuracy_table(accuracy)
-    assert "Transfer from 2 source(s) with 8 measurements on this device; the transferred predictor is kept" in page
+    assert transfer["compared"] is False  # leave-one-out leaves the plain predictor 7 of the 10 it needs
+    assert ("Transfer from 2 source(s) with 8 measurements on this device; the transferred predictor (the plain one "
+            "needs more measurements to be cross-validated) is kept") in page
     assert "phone-b/torch-cpu/64x128/b1/t1 100 %" in page and "phone-a/" not in page
     rounds = Rounds(config, load_latency_model(config), None)  # the search's refits transfer from the same sources
     assert rounds.transfer is not None and rounds.transfer.sources.keys == sources.keys
@@ -199,3 +202,34 @@ def test_the_plan_counts_the_shots_when_it_will_transfer(quickstart, run_args, t
     assert count == config.latency.measurements and "no transfer, the measurement store" in why
     fill_store(config, tmp_path / "store")
     assert fitted(config, Meter(config)) == (8, "to fit, transferred from 2 sources")
+
+
+def test_a_rerun_reads_the_sources_it_started_with_not_the_store_now(quickstart, run_args, made_up_target,
+                                                                      tmp_path: Path) -> None:
+    """An output removed after the stage finished: it runs again from its work (the sources it read), though the
+    store has gained a device since."""
+    args, config = transfer_run(quickstart, run_args)
+    fill_store(config, tmp_path / "store")
+    assert main([*args, "--stages", "latency"]) == 0
+    first = json.loads(config.paths.accuracy.read_text())["transfer"]["sources"]
+    fill_store(config, tmp_path / "store", devices=("c",))
+    (config.paths.predictor / "sources.csv").unlink()
+    assert main([*args, "--stages", "latency"]) == 0
+    assert json.loads(config.paths.accuracy.read_text())["transfer"]["sources"] == first and len(first) == 2
+
+
+def test_what_is_no_source_is_passed_over(quickstart, run_args, tmp_path: Path, caplog) -> None:
+    """A stray file in the store folder is skipped with a warning; with two skeletons a source needs min_rows of
+    each; more shots than the pool is a one-line configuration error."""
+    _, config = transfer_run(quickstart, run_args)
+    fill_store(config, tmp_path / "store")
+    (tmp_path / "store" / "we ird,na=me.csv").write_text("not a store\n")
+    target = Source("this-cpu", "torch-cpu", "64x128", 1, 1)
+    spaces = set(experiment_spaces(config).values())
+    table, _ = find_sources(tmp_path / "store", None, spaces, target, "min_ms", 30)
+    assert table is not None and len(table.sources) == 2 and "we ird,na=me.csv is not read" in caplog.text
+    both = load(quickstart, [*run_args[:2], *run_args[2:], *TRANSFER, "space.skeleton=[small,large]"])
+    table, reason = find_sources(tmp_path / "store", None, set(experiment_spaces(both).values()), target, "min_ms", 30)
+    assert table is None and "min_rows 30 measurements of each skeleton of this space (the most: 0 on" in reason
+    with pytest.raises(ConfigError, match="latency.transfer.shots 60 exceeds latency.pool 50"):
+        load(quickstart, [*run_args, *TRANSFER, "latency.transfer.shots=60"])
