@@ -393,7 +393,7 @@ class LatencyConfig(_Strict):
 
 class Constraints(_Strict):
     """Limits a subnet must keep to be feasible; an infeasible subnet is still evaluated, but
-    the evolutionary search ranks it behind the feasible ones and it is never on the front."""
+    NSGA-II ranks it behind the feasible ones and it is never on the front."""
 
     max_latency_ms: float | None = Field(None, gt=0, description="most latency in ms (measured, else predicted); "
                                          "null: no limit")
@@ -493,8 +493,8 @@ class SearchConfig(_Strict):
     mutation_rate: float | None = Field(None, gt=0, le=1, description="probability that a layer's candidate is "
                                         "changed in a bred subnet; null: 1 / the number of layers")
     accuracy_surrogate: SurrogateConfig = SurrogateConfig()
-    rounds: int = Field(3, ge=1, description="the evolution's generations in this many rounds (at most one a generation); "
-                        "after each but the last the front is measured and the latency predictor refit")
+    rounds: int = Field(3, ge=1, description="the evolution's generations in this many rounds (at most one a "
+                        "generation); after each but the last the front is measured and the latency predictor refit")
     measure_per_round: int = Field(8, ge=1, description="most subnets measured after a round (the front's unmeasured "
                                    "first, then the least certain near it)")
     measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
