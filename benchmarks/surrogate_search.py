@@ -54,7 +54,7 @@ def search(config_path: str, base: Path, folder: Path, overrides: list[str]) -> 
     if not (folder / base.name).exists():
         shutil.copytree(base, folder / base.name)
     config = load(config_path, [f"runs_dir={folder}", *overrides, "search.measure_limit=0",
-                                "search.strategies=[nsga2]"])
+                                "search.strategies=[evolution]"])
     stage.run(Context(config, config.paths, init_world("cpu")))
     return split_references(pd.read_csv(config.paths.evaluations))[0].sort_values("trial")
 

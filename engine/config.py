@@ -458,7 +458,7 @@ class SurrogateConfig(_Strict):
     an inherited-mIoU predictor to the subnets truly evaluated so far, runs `search.generations` generations of
     `search.algorithm` on it, and truly evaluates `per_round` of what it found."""
 
-    enabled: bool = Field(False, description="run the nsga2 strategy through an accuracy surrogate: far fewer "
+    enabled: bool = Field(False, description="run the evolution strategy through an accuracy surrogate: far fewer "
                           "subnets scored for a front as good (see the section's intro)")
     initial: int | None = Field(12, ge=8, description="subnets truly evaluated before the first fit, the "
                                 "extremes and random ones; null: search.population")
@@ -477,12 +477,17 @@ class SurrogateConfig(_Strict):
     members: int = Field(5, ge=1, le=50, description="bootstrap copies of the chosen regressor (its uncertainty)")
 
 
-class SearchConfig(_Strict):
-    """The search stage: NSGA-II (pymoo) over genotypes and/or DNAS; every evaluation an Optuna trial; Dask scores."""
+RENAMED_STRATEGIES = {"nsga2": "evolution"}
+"""Strategy names of configurations, studies and run files made before they were renamed, and their names now."""
 
-    strategies: list[Literal["nsga2", "dnas"]] = Field(["nsga2"], min_length=1, description="nsga2: the evolutionary "
-                                                       "search (search.algorithm); dnas: the differentiable search's "
-                                                       "lambda sweep (search.dnas); both: one joint front")
+
+class SearchConfig(_Strict):
+    """The search stage: an evolutionary search (search.algorithm, pymoo) over genotypes and/or DNAS; every
+    evaluation an Optuna trial; Dask scores."""
+
+    strategies: list[Literal["evolution", "dnas"]] = Field(
+        ["evolution"], min_length=1, description="evolution (formerly nsga2, still accepted): the evolutionary "
+        "search (search.algorithm); dnas: the differentiable search's lambda sweep (search.dnas); both: one joint front")
     dnas: DnasConfig = DnasConfig()
     algorithm: Algorithm = Field(
         "nsga2", description="pymoo's algorithm of the evolutionary strategy (engine/search/operators.py)")
@@ -495,8 +500,8 @@ class SearchConfig(_Strict):
     mutation_rate: float | None = Field(None, gt=0, le=1, description="probability that a layer's candidate is "
                                         "changed in a bred subnet; null: 1 / the number of layers")
     accuracy_surrogate: SurrogateConfig = SurrogateConfig()
-    rounds: int = Field(3, ge=1, description="NSGA-II's generations in this many rounds (at most one a generation); "
-                        "after each but the last the front is measured and the latency predictor refit")
+    rounds: int = Field(3, ge=1, description="the evolution's generations in this many rounds (at most one a "
+                        "generation); after each but the last the front is measured and the latency predictor refit")
     measure_per_round: int = Field(8, ge=1, description="most subnets measured after a round (the front's unmeasured "
                                    "first, then the least certain near it)")
     measure_limit: int = Field(100, ge=0, description="most subnets the search measures in all; 0: search and front "
@@ -513,6 +518,11 @@ class SearchConfig(_Strict):
                          "of this many, at most this machine's cores (more are capped, with a log line)")
     scheduler: str | None = Field(None, description="address of a running Dask scheduler whose workers score "
                                   "subnets (overrides workers); null: none")
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _renamed(cls, value: Any) -> Any:
+        return [RENAMED_STRATEGIES.get(name, name) for name in value] if isinstance(value, list) else value
 
 
 def _label(label: str) -> str:

@@ -52,7 +52,7 @@ this page: change a setting's `description=` in engine/config.py and generate it
 An experiment is a YAML file of the sections below, or a shipped experiment by its bare name (`quickstart`); a
 setting the file leaves out takes its default. Any setting can be overridden after the file on the command line as
 `key.path=value`, the value read as YAML: `squeezenas run my_search.yaml supernet.steps=2000 data.eval_size=null`;
-a list as `"search.strategies=[nsga2,dnas]"` and a mapping as `"selection.budgets_ms={fast: 15, accurate: 40}"`
+a list as `"search.strategies=[evolution,dnas]"` and a mapping as `"selection.budgets_ms={fast: 15, accurate: 40}"`
 (quoted for the shell). `engine.run.run(config, overrides=[...])` takes the same strings.
 
 - ★ a setting you set for a search of your own (the first table).

@@ -1,5 +1,6 @@
 """Atomic writes: every artefact of a run is written to a temporary file beside it, flushed, then renamed over the
-target, so a run killed mid-write leaves the old file or none, never half of one."""
+target, so a run killed mid-write leaves the old file or none, never half of one. Reading back: JSON (None when absent
+or cut short), a setting by its dotted name (`setting`), and the settings that made a stage's outputs (`made_with`)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,25 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def setting(tree: Any, dotted: str, default: Any = None) -> Any:
+    """tree["a"]["b"] for "a.b", or tree["a.b"] where a stage record keeps a section under its dotted name
+    ("latency.statistic"); `default` when a level is absent."""
+    if isinstance(tree, dict) and dotted in tree:
+        return tree[dotted]
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def made_with(record: Path, dotted: str) -> Any:
+    """A setting as a stage's record (runs/<name>/stages/<stage>.json, engine/runner.py) has it: what made the stage's
+    outputs, where the run's config.yaml is the latest invocation's; None without the record or that setting."""
+    recorded = read_json(record)
+    return setting(recorded.get("settings") if isinstance(recorded, dict) else None, dotted)
 
 
 def write_csv(path: Path, table: "pd.DataFrame") -> Path:

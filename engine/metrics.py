@@ -1,4 +1,4 @@
-"""`engine.metrics.SegmentationMetric`, the public door the design card names; it lives in
+"""`engine.metrics.SegmentationMetric`, the public entry point the design card names; it lives in
 engine.evaluation.metrics."""
 
 from engine.evaluation.metrics import SegmentationMetric

@@ -4,14 +4,21 @@ paths relative to the run directory, for the stages' declarations (`ARTEFACTS.pi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.files import made_with
+
 CHECKPOINT = "checkpoint.pt"  # a training's resumable state, in its folder (engine/training/hooks.py)
 METRICS_LOG = "metrics.csv"  # a training's log, in its folder
 WEIGHTS = "weights.pt"  # a finished stand-alone network's weights, in its folder
+ONNX = "model.onnx"  # a picked network exported by the retrain stage, in its folder
+
+
+def key_folder(key: str, seed_index: int = 0) -> str:
+    """The folder name of a genotype trained stand-alone under the run's seed + seed_index: its key without ':'."""
+    return key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else "")
 
 
 def skeleton_folder(folder: Path, skeleton: str, several: bool) -> Path:
@@ -43,20 +50,12 @@ class RunPaths:
         """One JSON record per finished stage: what it read and wrote, with digests (engine/runner.py)."""
         return self.root / "stages"
 
-    def made_with(self, stage: str, setting: str) -> Any:
-        """A setting (dotted: latency.statistic) as the stage's last finished run had it, from its record; None
-        without a record or that setting. A run's config.yaml is the latest invocation's; a record is what made
-        the stage's outputs."""
-        try:
-            settings = json.loads((self.records / f"{stage}.json").read_text()).get("settings") or {}
-        except (OSError, ValueError, AttributeError):
-            return None
-        if setting in settings:
-            return settings[setting]
-        value: Any = settings
-        for part in setting.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
+    def record(self, stage: str) -> Path:
+        return self.records / f"{stage}.json"
+
+    def made_with(self, stage: str, dotted: str) -> Any:
+        """engine.files.made_with of the stage's record (engine/search/rounds.py asks this way)."""
+        return made_with(self.record(stage), dotted)
 
     @property
     def lock(self) -> Path:
@@ -210,7 +209,7 @@ class RunPaths:
         return self.picked(label) / "metrics.json"
 
     def picked_onnx(self, label: str) -> Path:
-        return self.picked(label) / "model.onnx"
+        return self.picked(label) / ONNX
 
     def picked_weights(self, label: str) -> Path:
         return self.picked(label) / WEIGHTS
@@ -243,7 +242,7 @@ class RunPaths:
 
     def trained(self, key: str, seed_index: int = 0) -> Path:
         """The folder of a genotype the audit trained stand-alone under the run's seed + seed_index (audit.seeds)."""
-        return self.trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
+        return self.trained_dir / key_folder(key, seed_index)
 
     @property
     def audit_dask(self) -> Path:
@@ -261,7 +260,7 @@ class RunPaths:
 
     def baseline_trained(self, key: str, seed_index: int = 0) -> Path:
         """The folder of a genotype the baseline comparison trained stand-alone under the run's seed + seed_index."""
-        return self.baseline_trained_dir / (key.replace(":", "_") + (f"_seed{seed_index}" if seed_index else ""))
+        return self.baseline_trained_dir / key_folder(key, seed_index)
 
     # report
     @property

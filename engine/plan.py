@@ -145,7 +145,7 @@ def evaluations(config: ExperimentConfig) -> int:
     """Inherited-weight evaluations the search will make at most (duplicates are scored once)."""
     search = config.search
     count = 0
-    if "nsga2" in search.strategies:
+    if "evolution" in search.strategies:
         surrogate = search.accuracy_surrogate
         count += (surrogate.initial or search.population) + search.rounds * surrogate.per_round if surrogate.enabled \
             else search.population + search.generations * (search.offspring or search.population)

@@ -39,11 +39,12 @@ from rich.console import Console
 
 from engine.config import ExperimentConfig, apply_overrides, load
 from engine.errors import ConfigError, EngineError
-from engine.files import write_text
+from engine.files import made_with, write_text
 from engine.latency.meter import STAT_FIELD, open_meter
 from engine.preflight import splits
 from engine.paths import RunPaths
 from engine.runner import Context, Runner
+from engine.report.load import load_metrics
 from engine.search.references import split_references
 from engine.search.study import storage_url
 from engine.stages import audit, baseline, latency, report, retrain, search, select, space, supernet
@@ -131,7 +132,7 @@ def execute(config: ExperimentConfig, world: World, stages: set[str]) -> None:
 def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> None:
     """Front size, picked networks (re-measured in the statistic the search used), notes and where the report is."""
     paths = config.paths
-    statistic = paths.made_with("search", "latency.statistic") or config.latency.statistic
+    statistic = made_with(paths.record("search"), "latency.statistic") or config.latency.statistic
     console.print(f"[bold]{config.name}[/]: skeleton {' + '.join(config.space.skeletons)}, width {config.space.width}, "
                   f"input {config.space.input_size[0]}x{config.space.input_size[1]}, data {config.data.kind}")
     if paths.evaluations.exists():
@@ -142,12 +143,12 @@ def summarise(console: Console, config: ExperimentConfig, notes: list[str]) -> N
             f"{unmeasured} not measured (search.measure_limit {config.search.measure_limit} spent or 0)"
         console.print(f"  {len(evaluations)} subnets evaluated, {len(front)} on the front ({measuring})")
     for folder in sorted(paths.selected_dir.glob("*/metrics.json")):
-        m = json.loads(folder.read_text())
-        searched = f"search measured {m['search_measured_ms']:.2f} ms, " if m.get("search_measured_ms") else ""
+        m = load_metrics(folder)
+        searched = f"search measured {m['measured_ms']:.2f} ms, " if m.get("measured_ms") else ""
         measured = (f"re-measured {m['measured'][STAT_FIELD[statistic]]:.2f} ms ({statistic})" if m.get("measured")
                     else "not re-measured")
         console.print(f"  {m['label']:<8} {m['key']}: {searched}predicted {m['predicted_ms']:.2f} ms, "
-                      f"{measured}; mIoU inherited {m['inherited_miou']:.4f}, retrained {m['retrained_miou']:.4f}"
+                      f"{measured}; mIoU inherited {m['miou']:.4f}, retrained {m['retrained_miou']:.4f}"
                       + (f" ± {m['retrained_miou_std']:.4f}" if m.get("retrained_miou_std") is not None else ""))
     if paths.selection.exists():
         notes = notes + json.loads(paths.selection.read_text()).get("notes", [])
@@ -222,7 +223,7 @@ def result_of(config: ExperimentConfig) -> RunResult:
     """Read a run directory's front, picks and report into a RunResult."""
     paths = config.paths
     front = pd.read_csv(paths.front) if paths.front.exists() else None
-    picks = [json.loads(path.read_text()) for path in sorted(paths.selected_dir.glob("*/metrics.json"))]
+    picks = [load_metrics(path) for path in sorted(paths.selected_dir.glob("*/metrics.json"))]
     return RunResult(config, paths, paths.report if paths.report.exists() else None, front, picks)
 
 

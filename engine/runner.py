@@ -32,9 +32,9 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch.distributed as dist
 
-from engine.config import OPERATIONAL, ExperimentConfig
+from engine.config import OPERATIONAL, RENAMED_STRATEGIES, ExperimentConfig
 from engine.errors import MissingInput
-from engine.files import read_json, write_json
+from engine.files import read_json, setting, write_json
 from engine.paths import RunPaths
 from engine.training.distributed import World
 
@@ -66,7 +66,27 @@ Declared = tuple[Artefact, ...] | Callable[[ExperimentConfig], tuple[Artefact, .
 @dataclass(frozen=True)
 class Stage:
     """One stage of a run (module docstring). Artefacts are paths relative to runs/<name>/, globs allowed; reads,
-    uses, config and device may depend on the configuration (a callable of it)."""
+    uses, config and device may depend on the configuration (a callable of it).
+
+    A stage that writes the run's seed, run twice: the second time it is current and skipped (a real one lives in
+    engine/stages/ and is listed in engine.run.STAGES):
+
+    >>> import tempfile
+    >>> import torch
+    >>> from engine.config import load
+    >>> from engine.files import write_text
+    >>> from engine.runner import Context, Runner, Stage
+    >>> from engine.training.distributed import World
+    >>> def run(ctx):
+    ...     write_text(ctx.paths / "seed.txt", str(ctx.config.seed))
+    >>> stage = Stage("seed", run, writes=("seed.txt",), config=("seed",))
+    >>> config = load("quickstart", [f"runs_dir={tempfile.mkdtemp()}"])
+    >>> context = Context(config, config.paths, World(0, 1, 0, torch.device("cpu")))
+    >>> runner = Runner([stage], context, open_device=lambda config: None)
+    >>> runner.run({"seed"})
+    >>> (config.paths / "seed.txt").read_text(), runner.verdict(stage)
+    ('0', ('current', 'done and current'))
+    """
 
     name: str
     run: Callable[[Context], None]
@@ -121,12 +141,6 @@ def _first_difference(before: Digests, now: Digests) -> str:
     return sorted(set(before.items()) ^ set(now.items()))[0][0]
 
 
-def _section(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
-
-
 def _without(tree: Any, ignored: Sequence[str], prefix: str = "") -> Any:
     if not isinstance(tree, dict):
         return tree
@@ -144,12 +158,26 @@ def config_sections(config: ExperimentConfig, sections: Sequence[str]) -> dict[s
     '!' (engine.config.UNSEEN: the test split, for the stages that never read it)."""
     left_out = [section[1:] for section in sections if section.startswith("!")]
     tree = _without(config.model_dump(mode="json"), (*OPERATIONAL, *left_out))
-    return {section: _section(tree, section) for section in sections if not section.startswith("!")}
+    return {section: setting(tree, section) for section in sections if not section.startswith("!")}
 
 
 def config_digest(config: ExperimentConfig, sections: Sequence[str]) -> str:
     """sha256 of `config_sections`."""
-    return hashlib.sha256(json.dumps(config_sections(config, sections), sort_keys=True).encode()).hexdigest()
+    return settings_digest(config_sections(config, sections))
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def renamed(settings: Any, dotted: str = "") -> Any:
+    """A record's settings with the strategy names of search.strategies as they are named now
+    (engine.config.RENAMED_STRATEGIES), so a stage recorded before the renaming stays current."""
+    if isinstance(settings, dict):
+        return {key: renamed(value, f"{dotted}{key}.") for key, value in settings.items()}
+    if dotted == "search.strategies." and isinstance(settings, list):
+        return [RENAMED_STRATEGIES.get(name, name) for name in settings]
+    return settings
 
 
 class Runner:
@@ -163,7 +191,7 @@ class Runner:
         self.producer = {pattern: stage.name for stage in self.stages for pattern in stage.writes}
 
     def record_path(self, stage: Stage) -> Path:
-        return self.paths.records / f"{stage.name}.json"
+        return self.paths.record(stage.name)
 
     def snapshot(self, stage: Stage) -> dict[str, Any]:
         config = self.ctx.config
@@ -182,7 +210,7 @@ class Runner:
                 return "start over", "its files have no record of what made them"
             return "resume", "not run before"
         now = self.snapshot(stage)
-        if record["config"] != now["config"]:
+        if now["config"] not in (record["config"], settings_digest(renamed(record.get("settings", {})))):
             return "start over", "its configuration changed"
         if record["inputs"] != now["inputs"]:
             return "start over", f"its input {_first_difference(record['inputs'], now['inputs'])} changed"

@@ -72,7 +72,38 @@ def to_onnx(model: nn.Module, shape: tuple[int, ...]) -> bytes:
 
 
 class Backend(ABC):
-    """One way of running a network on a device; constructing it checks that the device and libraries exist."""
+    """One way of running a network on a device; constructing it checks that the device and libraries exist.
+
+    A backend names itself and its precision, says what the machine lacks (`missing`, None when it can run), gives
+    its library's version and prepares a runner; added to `BACKENDS` it becomes a value of `latency.backend`. An
+    example (fp64 on the CPU; a real one also sets its library's thread count to `threads`):
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from hardware.backends import Backend
+    >>> class TorchFP64(Backend):
+    ...     name, precision = "torch-cpu-fp64", "fp64"
+    ...     @property
+    ...     def version(self) -> str:
+    ...         return torch.__version__
+    ...     def prepare(self, model, shape, threads):
+    ...         module, x = self._module(model).double(), torch.zeros(shape, dtype=torch.float64)
+    ...         def run():
+    ...             with torch.inference_mode():
+    ...                 return module(x)
+    ...         return run
+    >>> run = TorchFP64().prepare(nn.Conv2d(3, 4, 1), (1, 3, 8, 8), threads=1)
+    >>> tuple(run().shape), run().dtype
+    ((1, 4, 8, 8), torch.float64)
+    >>> class OnSomeNPU(TorchFP64):
+    ...     name = "npu-fp16"
+    ...     @classmethod
+    ...     def missing(cls):
+    ...         return "no NPU driver on this machine"
+    >>> OnSomeNPU()
+    Traceback (most recent call last):
+    hardware.backends.BackendUnavailable: backend 'npu-fp16' is unavailable: no NPU driver on this machine
+    """
 
     name: str
     precision: str

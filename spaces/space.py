@@ -1,4 +1,4 @@
-"""Search spaces as data: their candidates and skeletons (stem, stages, neck, head), with width scaling.
+"""Search spaces as data: their candidates and skeletons (stem, resolution stages, neck, head), with width scaling.
 
 Two spaces live here: SqueezeNAS's (13 candidates; Small, Large and XLarge segmentation skeletons, exactly as
 the authors released them) and FBNet's (9 candidates; the 22-layer classification skeleton in its CIFAR and
@@ -13,8 +13,9 @@ from spaces.candidates import Candidate
 
 
 @dataclass(frozen=True)
-class Stage:
-    """`layers` searchable layers of `channels` outputs; `stride` applies to the first of them."""
+class ResolutionStage:
+    """A resolution stage of a skeleton: `layers` searchable layers of `channels` outputs; `stride` applies to the
+    first of them (the only one that changes the resolution)."""
 
     channels: int
     layers: int
@@ -55,7 +56,7 @@ class Skeleton:
     name: str
     space: str
     stem: int
-    stages: tuple[Stage, ...]
+    stages: tuple[ResolutionStage, ...]
     head: str
     head_channels: int
     neck: int | None = None
@@ -148,8 +149,13 @@ _FBNET_CHANNELS = (16, 24, 32, 64, 112, 184, 352)
 _FBNET_LAYERS = (1, 4, 4, 4, 4, 4, 1)
 
 
+def _resolution_stages(*stages: tuple[int, int, int]) -> tuple[ResolutionStage, ...]:
+    """ResolutionStage(channels, layers, stride) of each triple."""
+    return tuple(ResolutionStage(*stage) for stage in stages)
+
+
 def _fbnet(name: str, strides: tuple[int, ...], stem_stride: int, neck: int, num_classes: int) -> Skeleton:
-    stages = tuple(Stage(c, n, s) for c, n, s in zip(_FBNET_CHANNELS, _FBNET_LAYERS, strides))
+    stages = _resolution_stages(*zip(_FBNET_CHANNELS, _FBNET_LAYERS, strides))
     return Skeleton(name, "fbnet", stem=16, stages=stages, head="classifier", head_channels=0, neck=neck,
                     stem_stride=stem_stride, num_classes=num_classes)
 
@@ -158,15 +164,15 @@ SKELETONS: dict[str, Skeleton] = {
     s.name: s
     for s in (
         Skeleton("small", "squeezenas", stem=16,
-                 stages=(Stage(16, 4, 2), Stage(24, 4, 2), Stage(40, 4, 2), Stage(48, 4, 1), Stage(96, 4, 1)),
+                 stages=_resolution_stages((16, 4, 2), (24, 4, 2), (40, 4, 2), (48, 4, 1), (96, 4, 1)),
                  head="lraspp", head_channels=128, neck=256, skip_layer=7),
         Skeleton("large", "squeezenas", stem=16,
-                 stages=(Stage(16, 1, 1), Stage(24, 4, 2), Stage(32, 4, 2), Stage(64, 4, 2), Stage(96, 4, 1),
-                         Stage(160, 4, 1), Stage(160, 1, 1)),
+                 stages=_resolution_stages((16, 1, 1), (24, 4, 2), (32, 4, 2), (64, 4, 2), (96, 4, 1), (160, 4, 1),
+                                           (160, 1, 1)),
                  head="lraspp", head_channels=128, skip_layer=8),
         Skeleton("xlarge", "squeezenas", stem=48,
-                 stages=(Stage(24, 1, 1), Stage(32, 4, 2), Stage(48, 4, 2), Stage(96, 4, 2), Stage(144, 4, 1),
-                         Stage(240, 4, 1), Stage(320, 1, 1)),
+                 stages=_resolution_stages((24, 1, 1), (32, 4, 2), (48, 4, 2), (96, 4, 2), (144, 4, 1), (240, 4, 1),
+                                           (320, 1, 1)),
                  head="aspp", head_channels=160, skip_layer=4),
         _fbnet("fbnet_cifar", (1, 1, 2, 2, 1, 2, 1), stem_stride=1, neck=1504, num_classes=100),
         _fbnet("fbnet_imagenet", (1, 2, 2, 2, 1, 2, 1), stem_stride=2, neck=1984, num_classes=1000),

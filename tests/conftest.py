@@ -29,7 +29,7 @@ FAST = ["samples=4", "supernet.steps=2", "supernet.checkpoint_every=1", "latency
         "latency.heldout=4", "latency.repeats=3", "latency.warmup=1", "latency.pool=50", "search.population=6",
         "search.generations=2", "retrain.train.steps=2", "retrain.train.checkpoint_every=1", "retrain.workers=1",
         "data.synthetic_size=[64,128]", "data.crop=[64,128]", "data.synthetic_train=16", "data.synthetic_val=4",
-        "evaluation.calibration_images=4", "space.input_size=[64,128]", "search.strategies=[nsga2]"]
+        "evaluation.calibration_images=4", "space.input_size=[64,128]", "search.strategies=[evolution]"]
 
 
 def shared_path(relative: str) -> Path:
@@ -71,7 +71,7 @@ def quickstart() -> str:
 
 @pytest.fixture(scope="session")
 def fast() -> list[str]:
-    """Quickstart overrides for a run of seconds (tiny images, 2 training steps, few measurements, NSGA-II only)."""
+    """Quickstart overrides for a run of seconds (tiny images, 2 training steps, few measurements, the evolution only)."""
     return list(FAST)
 
 

@@ -1,4 +1,4 @@
-"""The house: imports point down only (between the top-level packages and between the rooms of engine/), and
+"""The layout: imports point down only (between the top-level packages and between the levels of engine/), and
 docs/ARCHITECTURE.md lists every stage with what the runner knows it reads and writes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from engine.run import STAGES
 ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGES = {"spaces": 0, "predictors": 1, "hardware": 1, "engine": 2}
-ROOMS = {  # engine's rooms, bottom up: a module may import its own room and those below it
+LEVELS = {  # engine's modules and subpackages, bottom up: a module may import its own level and those below it
     "engine.errors": 0, "engine.paths": 0, "engine.files": 0, "engine.config": 0, "engine.cluster": 0,
     "engine.data.classes": 0,
     "engine.data": 1, "engine.training": 2, "engine.evaluation": 3, "engine.metrics": 3, "engine.latency": 4,
@@ -22,8 +22,9 @@ ROOMS = {  # engine's rooms, bottom up: a module may import its own room and tho
 }
 
 
-def room(module: str) -> str:
-    return max((name for name in ROOMS if module == name or module.startswith(name + ".")), key=len)
+def part(module: str) -> str:
+    """The entry of LEVELS that holds `module` (the longest prefix)."""
+    return max((name for name in LEVELS if module == name or module.startswith(name + ".")), key=len)
 
 
 def imports(path: Path) -> list[str]:
@@ -53,7 +54,7 @@ def test_imports_point_down(path: Path) -> None:
             continue
         assert top == package or PACKAGES[top] < PACKAGES[package], f"{here} imports {target}"
         if package == "engine" and top == "engine" and target != "engine":
-            assert ROOMS[room(target)] <= ROOMS[room(here)], f"{here} ({room(here)}) imports {target}"
+            assert LEVELS[part(target)] <= LEVELS[part(here)], f"{here} ({part(here)}) imports {target}"
 
 
 def test_architecture_lists_every_stage_with_its_artefacts() -> None:

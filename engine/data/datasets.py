@@ -109,7 +109,30 @@ def _read(path: Path, mode: str | None = None) -> np.ndarray:
 
 
 class FileDataset(Dataset):
-    """Image and label files listed as pairs; subclasses find the pairs and give the label map and class names."""
+    """Image and label files listed as pairs; subclasses find the pairs and give the label map and class names.
+
+    A data set of images and single-channel label PNGs (ids 0 and 1 are classes, 9 is left out of the loss), made
+    up on the spot; `engine.data.register_dataset(kind, builder, classes)` makes such a class a `data.kind`:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from engine.data.datasets import FileDataset, LabelMap
+    >>> class Puddles(FileDataset):
+    ...     class_names = ("dry", "puddle")
+    ...     def __init__(self, root: Path):
+    ...         pairs = [(image, root / "labels" / image.name) for image in sorted((root / "images").glob("*.png"))]
+    ...         super().__init__(pairs, LabelMap.from_pairs("Puddles", [(0, 0), (1, 1), (9, 255)]))
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for folder in ("images", "labels"):
+    ...     (root / folder).mkdir()
+    >>> Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(root / "images" / "a.png")
+    >>> Image.fromarray(np.array([[0] * 16] * 4 + [[1] * 8 + [9] * 8] * 4, np.uint8)).save(root / "labels" / "a.png")
+    >>> image, label = Puddles(root)[0]
+    >>> tuple(image.shape), tuple(label.shape), sorted(set(label.flatten().tolist()))
+    ((3, 8, 16), (8, 16), [0, 1, 255])
+    """
 
     class_names: tuple[str, ...] = ()
     ignore_index = IGNORE_INDEX

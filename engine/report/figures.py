@@ -1,7 +1,7 @@
 """The report's Plotly figures: the search trade-off (every subnet and the front at the search's latency, measured
 points filled and predicted ones hollow, each measured front point's prediction beside it, the picked networks before
-and after retraining with their skeletons, budgets and places, the released networks; every name in the legend, none
-written over the points, so no two labels overlap), NSGA-II's front beside the DNAS sweep, the
+and after retraining with their skeletons, budgets and positions, the released networks; every name in the legend, none
+written over the points, so no two labels overlap), the evolution's front beside the DNAS sweep, the
 latency predictor's parity plot (the latency stage's held-out genotypes), its accuracy per measuring round of the
 search, hypervolume per generation, per-class IoU of the picked networks and the proxy fidelity audit."""
 
@@ -13,16 +13,16 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from engine.files import setting
 from engine.report.formatting import fmt, is_missing, si
 from engine.report.load import (
     Pick,
     Run,
     column,
+    evolution_front,
+    evolution_rows,
     is_measured,
     latency_source,
-    nested,
-    nsga2_front,
-    nsga2_rows,
     numbers,
     prediction_before,
 )
@@ -31,7 +31,7 @@ LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "
 LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0}
 PICK_COLORS = ("#111111", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 """Each pick's colour (its stars and its budget line), in selection.json's order."""
-PICKS_KEY = ("picks: ★ as searched → ☆ retrained and re-measured; a budget dashed, a place along the front's "
+PICKS_KEY = ("picks: ★ as searched → ☆ retrained and re-measured; a budget dashed, a position along the front's "
              "latency range dotted (the pick is the front point nearest it)")
 SUBNET_HOVER = ("%{customdata[0]}<br>mIoU %{y:.4f}, latency %{x:.2f} ms %{customdata[3]}<br>"
                 "MACs %{customdata[1]}, params %{customdata[2]}, feasible %{customdata[4]}<extra></extra>")
@@ -198,7 +198,7 @@ def prediction_traces(front: pd.DataFrame, measurements: pd.DataFrame | None, st
 
 def pick_latency(pick: Pick) -> tuple[Any, bool]:
     """A pick's latency as the search knew it: its measurement, or (True) its prediction when it has none."""
-    measured = pick.get("search_measured_ms")
+    measured = pick.get("measured_ms")
     return (pick.get("predicted_ms"), True) if is_missing(measured) else (measured, False)
 
 
@@ -220,7 +220,7 @@ def pick_point(pick: Pick, after: bool) -> tuple[Any, Any, Any, str] | None:
     """(latency, mIoU, spread, what) of a pick: the search's measurement (its prediction when unmeasured) and
     inherited mIoU, or (after) the retrain stage's re-measurement and retrained mIoU where known, with the standard
     deviation of that mIoU over the retraining seeds (None for one seed or before retraining); None when unknown."""
-    (x, predicted), y, spread = pick_latency(pick), pick.get("inherited_miou"), None
+    (x, predicted), y, spread = pick_latency(pick), pick.get("miou"), None
     what = "as searched: " + ("predicted latency" if predicted else "measured latency") + ", inherited mIoU"
     if after:
         remeasured, retrained = pick.remeasured_ms(), pick.get("retrained_miou")
@@ -252,7 +252,7 @@ def pick_trace(pick: Pick, color: str, after: bool) -> go.Scatter | None:
 
 def add_picks(figure: go.Figure, picks: list[Pick]) -> None:
     """Each pick in its own colour and legend entry: its star as searched, its star after retraining with an arrow
-    from one to the other, and its budget (dashed) or place along the front's latency range (dotted) as a vertical
+    from one to the other, and its budget (dashed) or position along the front's latency range (dotted) as a vertical
     line."""
     for index, pick in enumerate(picks):
         color = PICK_COLORS[index % len(PICK_COLORS)]
@@ -280,7 +280,7 @@ def unmet_budgets(picks: list[Pick], config: dict[str, Any]) -> list[tuple[float
     """(ms, label) of the configuration's budgets (selection.budgets_ms) that no pick carries: no front point met
     them."""
     labels = {pick.label for pick in picks}
-    configured = nested(config, "selection.budgets_ms") or {}
+    configured = setting(config, "selection.budgets_ms") or {}
     return sorted((float(budget), str(label)) for label, budget in configured.items()
                   if str(label) not in labels and not is_missing(budget))
 
@@ -328,7 +328,7 @@ def tradeoff_figure(run: Run) -> go.Figure:
     name in the legend below the plot, none written on it."""
     figure = go.Figure()
     if run.evaluations is not None:
-        figure.add_traces(evaluations_traces(nsga2_rows(run.evaluations)))
+        figure.add_traces(evaluations_traces(evolution_rows(run.evaluations)))
     if run.dnas is not None:
         figure.add_trace(dnas_trace(run.dnas, measured=False))
     if run.front is not None:
@@ -364,14 +364,14 @@ def dnas_trace(dnas: pd.DataFrame, measured: bool) -> go.Scatter:
 
 
 def strategies_figure(run: Run) -> go.Figure:
-    """NSGA-II's own front beside the DNAS sweep, on inherited mIoU vs latency (measured where measured)."""
+    """The evolution's own front beside the DNAS sweep, on inherited mIoU vs latency (measured where measured)."""
     figure = go.Figure()
     if run.evaluations is not None:
-        figure.add_trace(front_trace(nsga2_front(run.evaluations), name="NSGA-II front"))
+        figure.add_trace(front_trace(evolution_front(run.evaluations), name="evolution front"))
     figure.add_trace(dnas_trace(run.dnas, measured=False))
     if run.dnas["measured_ms"].notna().any():
         figure.add_trace(dnas_trace(run.dnas, measured=True))
-    figure.update_layout(title={"text": "NSGA-II front and the DNAS λ sweep (inherited mIoU)", "y": 0.98},
+    figure.update_layout(title={"text": "The evolution's front and the DNAS λ sweep (inherited mIoU)", "y": 0.98},
                          xaxis_title=f"{latency_words(run)} (ms)", yaxis_title="mIoU", legend=LEGEND_ABOVE,
                          height=520, margin={"t": 110}, template="plotly_white")
     return figure

@@ -3,13 +3,13 @@ names), gathered into one `Run`.
 
 Nothing is re-derived here except what joins the files: the picked networks (selected/selection.json, in its
 order, joined with their front.csv rows and, once retrained, selected/<label>/metrics.json), the DNAS genotypes'
-latency as the search ended with it (evaluations.csv) and NSGA-II's own front (pymoo's non-dominated sorting of
+latency as the search ended with it (evaluations.csv) and the evolution's own front (pymoo's non-dominated sorting of
 its feasible subnets, engine/search/fronts.py). evaluations.csv's reference rows (the released networks,
 engine/search/references.py) are split from the search's own into `references`. Absent files are None (or an empty
 list).
 
 A pick knows its skeleton (the genotype key's prefix: a label such as "small" is a budget's name, not the
-skeleton), how it was placed (a budget in ms, a place along the front's latency range, the knee) and where its
+skeleton), how it was placed (a budget in ms, a position along the front's latency range, the knee) and where its
 model.onnx is. The device facts are what the run recorded: config.yaml's latency section and the provenance of the
 retrain stage's re-measurements (selected/<label>/metrics.json); nothing else in the run directory keeps the
 provenance (the measurement store, shared by runs, lies outside it).
@@ -29,20 +29,21 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from engine.files import read_json
+from engine.config import RENAMED_STRATEGIES
+from engine.files import made_with, read_json
 from engine.latency.meter import STAT_FIELD
 from engine.paths import ARTEFACTS, RunPaths
 from engine.report.formatting import is_missing
-from engine.search.fronts import front_mask
+from engine.search.evolution import EVOLUTION
+from engine.search.fronts import POINT_FIELDS, front_mask
 from engine.search.references import split_references
 
 log = logging.getLogger(__name__)
 
-FRONT_FIELDS = {  # front.csv column -> the name metrics.json gives it
-    "predicted_ms": "predicted_ms", "latency_lower_ms": "predicted_lower_ms", "latency_upper_ms": "predicted_upper_ms",
-    "measured_ms": "search_measured_ms",
-    "miou": "inherited_miou", "macs": "macs", "params": "params",
-}
+RENAMED = {"inherited_miou": "miou", "search_measured_ms": "measured_ms", "predicted_lower_ms": "latency_lower_ms",
+           "predicted_upper_ms": "latency_upper_ms", **RENAMED_STRATEGIES}
+"""The names that runs made before the renaming gave in metrics.json (its front fields) and search_cost.json (its
+strategies), and the names now: such files are renamed as they are read, here only."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,12 @@ class Pick:
 
     @property
     def span(self) -> float | None:
-        """The place along the front's latency range that placed the pick (selection.budgets_span), else None."""
+        """The position along the front's latency range that placed the pick (selection.budgets_span), else None."""
         span = self.get("budget_span")
         return None if is_missing(span) else float(span)
 
     def get(self, name: str) -> Any:
-        """A field of metrics.json (predicted_ms, inherited_miou, retrained_miou, iou, ...), None when unknown."""
+        """A field of metrics.json (predicted_ms, miou, retrained_miou, iou, ...), None when unknown."""
         return self.values.get(name)
 
     def measured(self, name: str) -> Any:
@@ -150,26 +151,44 @@ def load_rows(path: Path) -> pd.DataFrame | None:
 
 
 def front_values(front: pd.DataFrame | None, key: str) -> dict[str, Any]:
-    """The front.csv row of `key` under metrics.json's names; {} when it is not there."""
+    """The POINT_FIELDS of the front.csv row of `key` (metrics.json repeats them); {} when it is not there."""
     rows = front[front["key"] == key] if front is not None else None
     if rows is None or rows.empty:
         return {}
     row = rows.iloc[0]
     if "predicted_ms" not in row:  # a run made before the search measured: its latency_ms is the prediction
         row = row.rename({"latency_ms": "predicted_ms"})
-    return {name: row[column] for column, name in FRONT_FIELDS.items() if column in row}
+    return {name: row[name] for name in POINT_FIELDS if name in row}
 
 
 def load_pick(entry: dict[str, Any], paths: RunPaths, front: pd.DataFrame | None, statistic: str) -> Pick:
     """One entry of selection.json with its front values and, once retrained, its metrics.json."""
     label, key = str(entry["label"]), str(entry["key"])
-    metrics = read_json(paths.picked(label) / "metrics.json")
+    metrics = load_metrics(paths.picked_metrics(label))
     if metrics is None:
         log.info("picked network %s (%s) is not retrained yet: the report shows its front values", label, key)
     values = {**front_values(front, key), "budget_span": entry.get("budget_span"), **(metrics or {})}
     onnx = ARTEFACTS.picked_onnx(label).as_posix() if paths.picked_onnx(label).exists() else None
     return Pick(label, key, entry.get("budget_ms"), values, retrained=metrics is not None, statistic=statistic,
                 onnx=onnx)
+
+
+def renamed(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON record with the keys of a run made before the renaming as they are named now (RENAMED)."""
+    return None if record is None else {RENAMED.get(name, name): value for name, value in record.items()}
+
+
+def load_metrics(path: Path) -> dict[str, Any] | None:
+    """A picked network's selected/<label>/metrics.json, under today's names; None when absent."""
+    return renamed(read_json(path))
+
+
+def load_evaluations(path: Path) -> pd.DataFrame | None:
+    """evaluations.csv, its strategies under today's names (RENAMED_STRATEGIES); None when absent or empty."""
+    table = load_table(path)
+    if table is not None and "strategy" in table:
+        table["strategy"] = table["strategy"].replace(RENAMED_STRATEGIES)
+    return table
 
 
 def load_picks(paths: RunPaths, front: pd.DataFrame | None, statistic: str = "median") -> list[Pick]:
@@ -182,13 +201,13 @@ def load_picks(paths: RunPaths, front: pd.DataFrame | None, statistic: str = "me
 def load_run(run_dir: Path) -> Run:
     """All report inputs of a run directory."""
     paths = RunPaths(run_dir)
-    front, evaluations = load_table(paths.front), load_table(paths.evaluations)
+    front, evaluations = load_table(paths.front), load_evaluations(paths.evaluations)
     references = None
     if evaluations is not None:
         evaluations, references = split_references(evaluations)
     config = load_config(paths.config)
-    statistic = str(paths.made_with("search", "latency.statistic") or (config.get("latency") or {}).get("statistic")
-                    or "median")
+    statistic = str(made_with(paths.record("search"), "latency.statistic")
+                    or (config.get("latency") or {}).get("statistic") or "median")
     return Run(
         directory=run_dir,
         config=config,
@@ -202,7 +221,7 @@ def load_run(run_dir: Path) -> Run:
         audit=load_table(paths.audit),
         audit_summary=read_json(paths.audit_summary),
         dnas=searched_latency(load_table(paths.dnas), evaluations),
-        search_cost=read_json(paths.search_cost),
+        search_cost=renamed(read_json(paths.search_cost)),
         baseline=read_json(paths.baseline),
         rounds=load_rows(paths.rounds),
         surrogate=load_table(paths.surrogate),
@@ -211,24 +230,14 @@ def load_run(run_dir: Path) -> Run:
     )
 
 
-def nested(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    """config['a']['b'] for 'a.b', or `default` when any level is absent."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def column(table: pd.DataFrame, name: str, default: Any = None) -> pd.Series:
     """A column of the table, or `default` in every row when the table lacks it."""
     return table[name] if name in table else pd.Series([default] * len(table), index=table.index, dtype=object)
 
 
-def nsga2_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The subnets NSGA-II evaluated (all rows of a run made before strategies were recorded)."""
-    return evaluations[column(evaluations, "strategy", "nsga2").fillna("nsga2") == "nsga2"]
+def evolution_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The subnets the evolutionary search evaluated (all rows of a run made before strategies were recorded)."""
+    return evaluations[column(evaluations, "strategy", EVOLUTION).fillna(EVOLUTION) == EVOLUTION]
 
 
 def feasible_front(table: pd.DataFrame) -> pd.DataFrame:
@@ -236,9 +245,9 @@ def feasible_front(table: pd.DataFrame) -> pd.DataFrame:
     return table[front_mask(table["miou"], table["latency_ms"], column(table, "feasible", True).astype(bool))]
 
 
-def nsga2_front(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """NSGA-II's own front: its feasible non-dominated subnets."""
-    return feasible_front(nsga2_rows(evaluations))
+def evolution_front(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The evolutionary search's own front: its feasible non-dominated subnets."""
+    return feasible_front(evolution_rows(evaluations))
 
 
 def numbers(table: pd.DataFrame, name: str) -> pd.Series:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from engine.files import write_text
+from engine.files import setting, write_text
 from engine.report import figures, tables
-from engine.report.load import Run, load_run, nested
+from engine.report.load import Run, load_run
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Section:
 
     @property
     def slug(self) -> str:
-        """The heading as an HTML id: 'Search strategies: NSGA-II and DNAS' -> 'search-strategies-nsga-ii-and-dnas'."""
+        """The heading as an HTML id: 'Search cost: DNAS' -> 'search-cost-dnas'."""
         return re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
 
 
@@ -124,7 +124,7 @@ def reference_sections(run: Run) -> list[Section]:
 
 def surrogate_sections(run: Run) -> list[Section]:
     """The accuracy surrogate per round, when the run's configuration enables it."""
-    if not nested(run.config, "search.accuracy_surrogate.enabled", False):
+    if not setting(run.config, "search.accuracy_surrogate.enabled", False):
         return []
     body = tables.surrogate_table(run.surrogate) if run.surrogate is not None else None
     return [Section("Accuracy surrogate per round", body, absent(run, "search/surrogate.csv"))]
@@ -137,25 +137,25 @@ def search_loop_section(run: Run) -> Section:
     if run.rounds is None:
         return Section(heading, None, absent(run, "search/rounds.csv"))
     if run.rounds.empty:
-        limit = nested(run.config, "search.measure_limit", "?")
+        limit = setting(run.config, "search.measure_limit", "?")
         return Section(heading, None, f"The search measured in no round (search/rounds.csv has no rows; "
                                       f"search.measure_limit {limit}): its latency is predicted throughout.")
     return Section(heading, figures.rounds_figure(run.rounds), lead=tables.search_loop_text(run))
 
 
 def strategy_sections(run: Run) -> list[Section]:
-    """NSGA-II beside DNAS with each one's search cost, when the run used DNAS."""
+    """The evolution beside DNAS with each one's search cost, when the run used DNAS."""
     if run.dnas is not None:
-        return [Section("Search strategies: NSGA-II and DNAS", figures.strategies_figure(run)),
+        return [Section("Search strategies: evolution and DNAS", figures.strategies_figure(run)),
                 Section("Search cost", tables.cost_table(run))]
-    if "dnas" in (nested(run.config, "search.strategies", []) or []):
-        return [Section("Search strategies: NSGA-II and DNAS", None, absent(run, "dnas/dnas.csv"))]
+    if "dnas" in (setting(run.config, "search.strategies", []) or []):
+        return [Section("Search strategies: evolution and DNAS", None, absent(run, "dnas/dnas.csv"))]
     return []
 
 
 def audit_sections(run: Run) -> list[Section]:
     """The fidelity audit, when the run's configuration enables it (files of an earlier, audited run are left out)."""
-    if not nested(run.config, "audit.enabled", False):
+    if not setting(run.config, "audit.enabled", False):
         return []
     if run.audit is not None:
         found = [Section("Proxy fidelity audit", figures.audit_figure(run.audit, run.audit_summary),

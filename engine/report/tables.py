@@ -1,7 +1,7 @@
 """The report's HTML tables: the run summary (with where and how latency was measured), the picked networks (each
 beside its skeleton, how it was placed and where its model.onnx is), every point of the front, the latency
 predictor's accuracy (on the latency stage's held-out genotypes, and per measuring round of the search), each search
-strategy's cost with how NSGA-II's front and the DNAS genotypes dominate each other, the released networks against
+strategy's cost with how the evolution's front and the DNAS genotypes dominate each other, the released networks against
 the front and the hand-made designs against their searched matches. Every cell is escaped in `html_table`."""
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ from typing import Any
 
 import pandas as pd
 
+from engine.files import setting
 from engine.report.formatting import MISSING, fmt, is_missing, si
 from engine.report.load import (
     Pick,
     Run,
+    evolution_front,
+    evolution_rows,
     is_measured,
     latency_source,
-    nested,
-    nsga2_front,
-    nsga2_rows,
     numbers,
     spread_statistic,
 )
+from engine.search.evolution import EVOLUTION
 from engine.search.fronts import dominated_by, minimised
 
 
@@ -39,12 +40,12 @@ def html_table(header: list[str] | None, rows: list[list[str]], key_column: int 
 
 def skeleton_text(config: dict[str, Any]) -> str:
     """'small width 0.5 input 128x256', with the parts the config has."""
-    names = nested(config, "space.skeleton", MISSING)
+    names = setting(config, "space.skeleton", MISSING)
     parts = [" + ".join(names) if isinstance(names, list) else str(names)]
-    if nested(config, "space.width") is not None:
-        parts.append(f"width {nested(config, 'space.width')}")
-    if isinstance(nested(config, "space.input_size"), list):
-        parts.append("input " + "x".join(map(str, nested(config, "space.input_size"))))
+    if setting(config, "space.width") is not None:
+        parts.append(f"width {setting(config, 'space.width')}")
+    if isinstance(setting(config, "space.input_size"), list):
+        parts.append("input " + "x".join(map(str, setting(config, "space.input_size"))))
     return " ".join(parts)
 
 
@@ -85,8 +86,8 @@ GPU_BACKENDS = ("cuda", "tensorrt")
 
 def device_name_text(config: dict[str, Any], record: dict[str, Any]) -> str:
     """The device's name: latency.device_name, else the re-measurement's GPU (GPU backends) or CPU and host."""
-    if nested(config, "latency.device_name"):
-        return f"{nested(config, 'latency.device_name')} (latency.device_name)"
+    if setting(config, "latency.device_name"):
+        return f"{setting(config, 'latency.device_name')} (latency.device_name)"
     gpu = any(word in str(record.get("backend", "")) for word in GPU_BACKENDS) and record.get("gpu")
     name = gpu or record.get("cpu")
     if not name:
@@ -100,13 +101,13 @@ def device_rows(run: Run) -> list[list[str]]:
     and its version, threads and precision; from config.yaml and the re-measurements' provenance, saying what the
     run did not record."""
     config, record = run.config, run.provenance or {}
-    if nested(config, "latency.device", "local") == "agent":
-        where = f"device agent at {record.get('agent') or nested(config, 'latency.agent.url', MISSING)}"
+    if setting(config, "latency.device", "local") == "agent":
+        where = f"device agent at {record.get('agent') or setting(config, 'latency.agent.url', MISSING)}"
     else:
         where = "this machine (latency.device local)"
-    backend = str(record.get("backend") or nested(config, "latency.backend", MISSING))
+    backend = str(record.get("backend") or setting(config, "latency.backend", MISSING))
     version = record.get("backend_version") or f"(version {UNRECORDED})"
-    threads = fmt(record.get("threads", nested(config, "latency.threads")), "d")
+    threads = fmt(record.get("threads", setting(config, "latency.threads")), "d")
     precision = record.get("precision") or f"precision {UNRECORDED}"
     return [["latency measured on", where], ["device", device_name_text(config, record)],
             ["backend", f"{backend} {version}"], ["threads, precision", f"{threads}, {precision}"]]
@@ -119,7 +120,7 @@ def summary_table(run: Run) -> str:
     rows = [
         ["run", str(config.get("name", run.directory.name))],
         ["skeleton", skeleton_text(config)],
-        ["data", str(nested(config, "data.kind", MISSING))],
+        ["data", str(setting(config, "data.kind", MISSING))],
         *device_rows(run),
         ["trials (evaluated subnets)", trials_text(run)],
         ["front size", front_text(run.front)],
@@ -142,13 +143,13 @@ def place_text(pick: Pick) -> str:
 
 def predicted_text(pick: Pick) -> str:
     """'12.34 [11.50, 13.20]': the final predictor's latency and its 90 % interval."""
-    interval = f"[{fmt(pick.get('predicted_lower_ms'), '.2f')}, {fmt(pick.get('predicted_upper_ms'), '.2f')}]"
+    interval = f"[{fmt(pick.get('latency_lower_ms'), '.2f')}, {fmt(pick.get('latency_upper_ms'), '.2f')}]"
     return f"{fmt(pick.get('predicted_ms'), '.2f')} {interval}"
 
 
 def search_measured_text(pick: Pick) -> str:
     """The search's measurement of the pick, or 'not measured' (picked on its prediction)."""
-    value = pick.get("search_measured_ms")
+    value = pick.get("measured_ms")
     return "not measured" if is_missing(value) else fmt(value, ".2f")
 
 
@@ -178,7 +179,7 @@ def picks_table(picks: list[Pick]) -> str:
               "model.onnx (in the run directory)"]
     rows = [[
         pick.label, pick.skeleton or MISSING, place_text(pick), search_measured_text(pick),
-        fmt(pick.remeasured_ms(), ".2f"), fmt(pick.get("inherited_miou"), ".4f"),
+        fmt(pick.remeasured_ms(), ".2f"), fmt(pick.get("miou"), ".4f"),
         seeded_text(pick, "retrained_miou") if pick.retrained else "not retrained",
         *([seeded_text(pick, "test_miou") if pick.get("test_miou") is not None else MISSING] if tested else []),
         onnx_text(pick),
@@ -285,11 +286,12 @@ def cost_text(seconds: Any, cost: dict[str, Any]) -> str:
     return f"{seconds:.0f} s ({hours:.3f} {'GPU' if gpu else 'CPU'}-h)"
 
 
-def nsga2_cost_row(run: Run, cost: dict[str, Any]) -> list[str]:
-    part = cost["nsga2"]
-    found = MISSING if run.evaluations is None else str(len(nsga2_rows(run.evaluations)))
+def evolution_cost_row(run: Run, cost: dict[str, Any]) -> list[str]:
+    part = cost[EVOLUTION]
+    found = MISSING if run.evaluations is None else str(len(evolution_rows(run.evaluations)))
     parts = f"supernet {fmt(part.get('supernet_s'), '.0f', ' s')} + search {fmt(part.get('search_s'), '.0f', ' s')}"
-    return ["NSGA-II", cost_text(part.get("total_s"), cost), parts, found]
+    algorithm = setting(run.config, "search.algorithm", "nsga2")
+    return [f"evolution ({algorithm})", cost_text(part.get("total_s"), cost), parts, found]
 
 
 def dnas_cost_row(run: Run, cost: dict[str, Any]) -> list[str]:
@@ -305,10 +307,10 @@ def cost_table(run: Run) -> str:
     """Each strategy's search cost (wall seconds on the run's device) and how the DNAS points fare."""
     cost = run.search_cost or {}
     where = f"{cost.get('device', '?')}, {cost.get('threads', '?')} threads"
-    rows = [row(run, cost) for name, row in (("nsga2", nsga2_cost_row), ("dnas", dnas_cost_row)) if name in cost]
+    rows = [row(run, cost) for name, row in ((EVOLUTION, evolution_cost_row), ("dnas", dnas_cost_row)) if name in cost]
     table = html_table(["strategy", f"search cost ({where})", "of which", "genotypes"], rows, text_columns=(2,))
     if run.dnas is not None and run.evaluations is not None:
-        table += f"<p>{dominance_text(nsga2_front(run.evaluations), run.dnas)}</p>"
+        table += f"<p>{dominance_text(evolution_front(run.evaluations), run.dnas)}</p>"
     return table
 
 
@@ -319,7 +321,7 @@ def dominance_text(front: pd.DataFrame, dnas: pd.DataFrame) -> str:
     dnas_beaten, front_beaten = int(dominated_by(f_dnas, f_front).sum()), int(dominated_by(f_front, f_dnas).sum())
     measured = sum(int(is_measured(table).sum()) for table in (front, dnas))
     latency = "latency (measured where measured, predicted otherwise)" if measured else "predicted latency"
-    return (f"On inherited mIoU and {latency}, NSGA-II's front dominates {dnas_beaten} of the "
+    return (f"On inherited mIoU and {latency}, the evolution's front dominates {dnas_beaten} of the "
             f"{len(dnas)} DNAS genotypes; DNAS genotypes dominate {front_beaten} of its {len(front)} points.")
 
 

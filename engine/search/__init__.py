@@ -1,1 +1,2 @@
-"""Search strategies: NSGA-II (pymoo operators, fronts), the Optuna trial store, and DNAS with its lambda sweep."""
+"""Search strategies: evolution (pymoo algorithms and operators, fronts), the Optuna trial store, and DNAS with its
+lambda sweep."""

@@ -1,6 +1,6 @@
 """Fronts with pymoo: non-dominated sorting, dominance between two sets, hypervolume; objectives all minimised.
 
-Every front of the engine (the search's, the report's, DNAS against NSGA-II) comes from here, so none is
+Every front of the engine (the search's, the report's, DNAS against the evolution) comes from here, so none is
 re-derived by hand: the objective rows are (-mIoU, latency) (`minimised`).
 """
 
@@ -12,6 +12,10 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.dominator import Dominator
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+POINT_FIELDS = ("predicted_ms", "latency_lower_ms", "latency_upper_ms", "measured_ms", "miou", "macs", "params")
+"""A front point's fields (front.csv, front.json) that a picked network's selected/<label>/metrics.json repeats under
+the same names: the final prediction with its interval, the search's measurement, the inherited mIoU, the costs."""
 
 
 def pareto_mask(F: np.ndarray) -> np.ndarray:

@@ -1,18 +1,19 @@
-"""NSGA-II over integer genomes with pymoo: the problem, space-respecting operators, ask/tell driving.
+"""pymoo's algorithms (NSGA-II by default, `ALGORITHMS`) over integer genomes: the problem, space-respecting
+operators, ask/tell driving.
 
 The search loop never knows what a block is: it sees integer genomes (one candidate index per searchable layer,
 gene i in 0..choices[i]-1) and objective values, all minimised (negate what is maximised). The caller drives
 the algorithm with ask/tell, so evaluation can live anywhere (a cache, Optuna trials, Dask workers):
 
-    nsga = algorithm(choices, population=64, initial=extremes)
-    start(nsga, GenomeProblem(choices), generations=30, seed=0)
-    while nsga.has_next():
-        pop = nsga.ask()
+    search = algorithm(choices, population=64, initial=extremes)
+    start(search, GenomeProblem(choices), generations=30, seed=0)
+    while search.has_next():
+        pop = search.ask()
         if pop is None:                       # no new genome could be bred: telling nothing ends the search
-            nsga.tell()
+            search.tell()
             continue
         F, G = evaluate(genomes(pop))
-        tell(nsga, pop, F, G)
+        tell(search, pop, F, G)
 
 Everything random comes from the generator that `start` seeds, so replaying a seed with the same objective
 values (from a cache) asks for exactly the same genomes and ends in the same population; a resumed search is

@@ -5,7 +5,7 @@ recalibrated, on the same validation images) and measured on the device through 
 the stage has no device (search.measure_limit 0 and no DNAS), given the predictor's latency, labelled
 `predicted`. They join evaluations.csv with `reference` set to their name and `strategy` 'reference'; they are not
 trials (not in the study) and never on the front, so the search's own results stay as they were, and the report
-places them on the trade-off figure.
+draws them on the trade-off figure.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from engine.latency.meter import Meter, latency_of
 from spaces import squeezenas
 
 if TYPE_CHECKING:
-    from engine.search.nsga2 import Search
+    from engine.search.evolution import EvolutionarySearch
 
 
-def reference_rows(search: Search, meter: Meter | None, device) -> pd.DataFrame:
+def reference_rows(search: EvolutionarySearch, meter: Meter | None, device) -> pd.DataFrame:
     """One evaluations row per released network of the run's skeletons (module docstring)."""
     config = search.config
     named = {name: genotype for skeleton in config.space.skeletons

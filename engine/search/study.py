@@ -1,7 +1,7 @@
 """The Optuna trial store: every evaluated subnet of a run is one trial of one study.
 
 params = per-layer candidate names; user attributes = genotype key, inherited mIoU, MACs, params, strategy,
-generation and round (NSGA-II) or lambda (DNAS), and the latency fields of engine/search/rounds.py. A subnet's trial
+generation and round (evolution) or lambda (DNAS), and the latency fields of engine/search/rounds.py. A subnet's trial
 is added RUNNING as soon as it is scored (with its mIoU, so a resumed search never scores it again) and completed
 when the search ends, with values (inherited mIoU, latency ms): its measurement where the search has one, its
 prediction otherwise (user attribute latency_source), since measurements made in later rounds replace predictions.
@@ -22,7 +22,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.config import ExperimentConfig
+from engine.config import RENAMED_STRATEGIES, ExperimentConfig
 from engine.errors import ConfigError, CorruptFile, StudyMismatch
 from engine.paths import RunPaths
 from engine.search.rounds import LATENCY_FIELDS
@@ -130,4 +130,4 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     table = frame.reindex(columns=list(COLUMNS)).sort_values("trial").reset_index(drop=True)
     numeric = [name for name in COLUMNS if name not in ("strategy", "key", "latency_source", "feasible")]
     table[numeric] = table[numeric].apply(pd.to_numeric)
-    return table
+    return table.assign(strategy=table.strategy.replace(RENAMED_STRATEGIES))  # trials stored before the renaming

@@ -30,8 +30,8 @@ import pandas as pd
 from engine.evaluation.scoring import open_scorer
 from engine.latency.model import space_features
 from engine.search import fronts
-from engine.search import operators as nsga
-from engine.search.nsga2 import Search
+from engine.search import operators
+from engine.search.evolution import EVOLUTION, EvolutionarySearch
 from engine.search.study import scored
 from predictors.accuracy import AccuracySurrogate
 from predictors.design import spread
@@ -44,30 +44,31 @@ COLUMNS = ("round", "evaluations", "batch", "local", "kind", "cv_tau", "batch_ta
 
 
 class SurrogateSearch:
-    """The surrogate-assisted loop around a Search's evaluation, rounds and trial store (module docstring)."""
+    """The surrogate-assisted loop around an EvolutionarySearch's evaluation, rounds and trial store (module
+    docstring)."""
 
-    def __init__(self, search: Search):
+    def __init__(self, search: EvolutionarySearch):
         self.search, self.config = search, search.config
         self.settings = search.config.search.accuracy_surrogate
         self.records: list[dict] = []
 
     def run(self, device) -> list[dict]:
         """Initial sample, then the rounds; returns the hypervolume after each (true mIoU, latency). The study's
-        user attribute nsga2_seconds accumulates the loop's time over resumed runs, as the plain search's does."""
+        user attribute evolution_seconds accumulates the loop's time over resumed runs, as the plain search's does."""
         search, settings = self.search, self.config.search
         study = search.study
         done = scored(study)
         history = []
         record_time = search.clock()
         with open_scorer(self.config, device) as scorer:
-            origin = {"strategy": "nsga2", "generation": 0, "round": 1}
+            origin = {"strategy": EVOLUTION, "generation": 0, "round": 1}
             seen = {row["key"]: row for row in search.evaluate(study, done, self.initial(), origin, scorer)}
             history.append(self.point(0, seen))
             record_time()
             for number in range(1, settings.rounds + 1):
                 model = self.fit(list(seen.values()), number)
                 batch, mutants = self.propose(model, seen, number)
-                origin = {"strategy": "nsga2", "generation": number, "round": len(search.rounds.records) + 1}
+                origin = {"strategy": EVOLUTION, "generation": number, "round": len(search.rounds.records) + 1}
                 rows = search.evaluate(study, done, batch, origin, scorer)
                 self.record(number, model, batch, rows, len(seen), sum(g in mutants for g in batch))
                 seen.update((row["key"], row) for row in rows)
@@ -115,10 +116,10 @@ class SurrogateSearch:
         mutants offered."""
         search = self.search
         algorithm = search.algorithm(self.seeds(seen))
-        problem = nsga.GenomeProblem(search.genome.choices, 2, len(search.limits))
-        asked = [X for X, _ in nsga.evolve(algorithm, problem, self.objective(model), self.config.search.generations,
-                                           self.config.seed + number)]
-        genomes = np.concatenate([nsga.genomes(algorithm.pop), *asked])  # the final population first
+        problem = operators.GenomeProblem(search.genome.choices, 2, len(search.limits))
+        asked = [X for X, _ in operators.evolve(algorithm, problem, self.objective(model),
+                                                self.config.search.generations, self.config.seed + number)]
+        genomes = np.concatenate([operators.genomes(algorithm.pop), *asked])  # the final population first
         found = [search.genome.decode(x) for x in genomes]
         found = [g for g in dict.fromkeys(found) if g.key not in seen]
         if len(found) < self.settings.per_round:

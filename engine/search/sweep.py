@@ -3,12 +3,13 @@
 Costs: search.dnas.cost = macs takes the space's MAC table (spaces/costs.py) at the experiment's input size; lookup
 measures the per-block latency table once on the experiment's local device under its protocol
 (hardware.lookup.measure_lookup_table, saved as runs/<name>/dnas/lookup.json). With several skeletons the sweep runs on
-each (its checkpoints and lookup table in dnas/<skeleton>/). Each lambda's genotype is then scored as NSGA-II's are
-(inherited mIoU from its skeleton's one-shot supernet, latency from the measuring rounds: measured or predicted; an
+each (its checkpoints and lookup table in dnas/<skeleton>/). Each lambda's genotype is then scored as the evolution's
+are (inherited mIoU from its skeleton's one-shot supernet, latency from the measuring rounds: measured or predicted; an
 Optuna trial with strategy "dnas" and its lambda) and measured on the device when it is reachable. Writes dnas/dnas.csv,
 one row per skeleton and lambda: skeleton, genotype, relative cost, inherited mIoU, the search's latency when it was
-scored and its measured latency, search seconds, and whether a subnet NSGA-II evaluated dominates it (higher or equal
-mIoU at lower or equal latency, one of them strictly, on the latencies known when DNAS ran).
+scored and its measured latency, search seconds, and whether a subnet the evolution evaluated dominates it
+(dominated_by_evolution: higher or equal mIoU at lower or equal latency, one of them strictly, on the latencies known
+when DNAS ran).
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def sweep(config: ExperimentConfig, device: torch.device, meter: Meter | None, s
         "latency_ms": [row["latency_ms"] for row in rows], "measured_ms": measured,
         "macs": [row["macs"] for row in rows], "seconds": [r["seconds"] for r in results],
         "min_chosen_probability": [r["min_chosen_probability"] for r in results],
-        "dominated_by_nsga2": dominated_by(minimised([r["miou"] for r in rows], [r["latency_ms"] for r in rows]),
-                                           minimised(reference.miou, reference.latency_ms))})
+        "dominated_by_evolution": dominated_by(minimised([r["miou"] for r in rows], [r["latency_ms"] for r in rows]),
+                                               minimised(reference.miou, reference.latency_ms))})
     lambdas_s = [r["seconds"] for r in results]
     return table, {"warmup_s": warm["seconds"], "lambdas_s": lambdas_s, "lookup_s": lookup_s,
                    "total_s": warm["seconds"] + sum(lambdas_s) + lookup_s}

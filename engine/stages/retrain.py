@@ -32,8 +32,9 @@ from engine.evaluation.standalone import spread
 from engine.files import write_json
 from engine.latency.meter import MEASURING, STAT_FIELD, Meter
 from engine.paths import ARTEFACTS as A
-from engine.paths import CHECKPOINT, METRICS_LOG, WEIGHTS, RunPaths
+from engine.paths import CHECKPOINT, METRICS_LOG, ONNX, WEIGHTS, RunPaths
 from engine.runner import Context, Stage
+from engine.search.fronts import POINT_FIELDS
 from engine.search.references import split_references
 from engine.training.distributed import World
 from engine.training.pool import TRAIN_LOG, train_job, train_on_cluster, untrained
@@ -90,10 +91,8 @@ def finish(config: ExperimentConfig, entry: dict, networks: list[Network], meter
     diff = export_checked(network, shape, config.paths.picked_onnx(entry["label"])) if config.retrain.export else None
     return {
         "label": entry["label"], "key": entry["key"], "budget_ms": entry["budget_ms"],
-        "budget_span": entry.get("budget_span"), "predicted_ms": float(searched.predicted_ms),
-        "predicted_lower_ms": float(searched.latency_lower_ms),
-        "predicted_upper_ms": float(searched.latency_upper_ms), "search_measured_ms": searched_ms,
-        "inherited_miou": float(searched.miou), **over_seeds(scores[""], "retrained_"),
+        "budget_span": entry.get("budget_span"), **{name: _number(searched[name]) for name in POINT_FIELDS},
+        **over_seeds(scores[""], "retrained_"),
         "class_names": list(config.data.class_names), "class_colors": config.data.class_colors,
         "measured": measured, "onnx_max_abs_diff": diff,
         "macs": int(searched.macs), "params": int(searched.params), "retrain_init": config.retrain.init,
@@ -121,13 +120,14 @@ def _number(value) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def copy_twin(config: ExperimentConfig, twin: dict, entry: dict) -> dict:
-    """Another label's results for the same genotype, copied into this label's folder."""
-    source, folder = (config.paths.picked(label) for label in (twin["label"], entry["label"]))
-    for name in (WEIGHTS, "model.onnx"):
+def copy_duplicate(config: ExperimentConfig, first: dict, entry: dict) -> dict:
+    """The results of the first label of the same genotype, copied into this label's folder."""
+    source, folder = (config.paths.picked(label) for label in (first["label"], entry["label"]))
+    for name in (WEIGHTS, ONNX):
         if (source / name).exists():
             shutil.copyfile(source / name, folder / name)
-    record = {**twin, "label": entry["label"], "budget_ms": entry["budget_ms"], "budget_span": entry.get("budget_span")}
+    record = {**first, "label": entry["label"], "budget_ms": entry["budget_ms"],
+              "budget_span": entry.get("budget_span")}
     write_json(config.paths.picked_metrics(entry["label"]), record)
     return record
 
@@ -150,14 +150,14 @@ def run(ctx: Context) -> None:
         if finished(ctx.paths, entry["label"], config.retrain.export):
             records.append(json.loads(out.read_text()))
             continue
-        twin = next((r for r in records if r["key"] == entry["key"]), None)
-        if twin is not None:  # the same genotype under two labels is trained once
-            records.append(copy_twin(config, twin, entry) if world.is_main else twin)
+        first = next((r for r in records if r["key"] == entry["key"]), None)
+        if first is not None:  # the same genotype under two labels is trained once
+            records.append(copy_duplicate(config, first, entry) if world.is_main else first)
             continue
         networks = [train_job(config, "retrain.train", entry["key"], ctx.paths.picked_seed(entry["label"], index),
                               index, world)
                     for index in range(config.retrain.seeds)]  # trained here, or loaded when trained already
-        record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the twins
+        record = {"label": entry["label"], "key": entry["key"]}  # other ranks: enough to know the duplicates
         if world.is_main:
             if batches is None:
                 batches = validation_batches(config)

@@ -1,21 +1,21 @@
 """Stage search: the strategies of search.strategies, the measuring rounds, then the joint front of every evaluated
 subnet, each front point measured on the device.
 
-NSGA-II (engine/search/nsga2.py): pymoo over genotypes, objectives inherited-weight mIoU (max) and latency (min: the
-measurement where the run has one, the prediction otherwise), optional max-latency / max-MACs constraints, in rounds
-that measure the front and refit the predictor (engine/search/rounds.py). DNAS (engine/search/sweep.py): the
-differentiable search's lambda sweep, whose genotypes are scored and stored the same way. Then the front is measured
-until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is one Optuna trial
-(engine/search/study.py).
+Evolution (engine/search/evolution.py): search.algorithm (pymoo's NSGA-II by default) over genotypes, objectives
+inherited-weight mIoU (max) and latency (min: the measurement where the run has one, the prediction otherwise), optional
+max-latency / max-MACs constraints, in rounds that measure the front and refit the predictor (engine/search/rounds.py).
+DNAS (engine/search/sweep.py): the differentiable search's lambda sweep, whose genotypes are scored and stored the same
+way. Then the front is measured until no point of it is unmeasured or search.measure_limit is spent. Every evaluation is
+one Optuna trial (engine/search/study.py).
 
 Writes evaluations.csv (every evaluated subnet, from the study, with its skeleton, and with search.references the
 networks SqueezeNAS released for the run's skeletons, scored and measured alike: engine/search/references.py), front.csv
 / front.json (the feasible non-dominated set of all strategies' subnets, pymoo's non-dominated sorting, with
 measured_ms, measured_p90_ms and predicted_ms), search/rounds.csv (per round: what was measured, the predictor's
 out-of-sample accuracy on it, the front), search/measurements.csv (the search's measurements with the prediction each
-had before), hypervolume.csv (NSGA-II, per generation) and search_cost.json (each strategy's seconds: NSGA-II's supernet
-training and search, DNAS's warm-up, lambdas and lookup table; the search's measurements and the front's unmeasured
-points); with DNAS also dnas/dnas.csv.
+had before), hypervolume.csv (the evolution's, per generation) and search_cost.json (each strategy's seconds: the
+evolution's supernet training and search, DNAS's warm-up, lambdas and lookup table; the search's measurements and the
+front's unmeasured points); with DNAS also dnas/dnas.csv.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from engine.paths import RunPaths
 from engine.preflight import services
 from engine.runner import Context, Stage
 from engine.search import fronts
-from engine.search.nsga2 import Search
+from engine.search.evolution import EVOLUTION, EvolutionarySearch, search_seconds
 from engine.search.references import reference_rows
 from engine.search.rounds import Rounds
 from engine.search.study import trials_table
@@ -90,8 +90,8 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
-def nsga2_cost(config: ExperimentConfig, seconds: float) -> dict:
-    """NSGA-II's search cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
+def evolution_cost(config: ExperimentConfig, seconds: float) -> dict:
+    """The evolution's cost: the one-shot supernets' training time (every skeleton's) and the search's (scoring
     included); None where a time is not known (a supernet without its training log)."""
     space = config.space
     supernet = sum(training_seconds(config.paths.supernet_metrics(name, space.several)) for name in space.skeletons)
@@ -120,15 +120,15 @@ def search_with(ctx: Context) -> None:
     """The strategies, the closing measurements, the references and the outputs."""
     config, paths, device = ctx.config, ctx.paths, ctx.world.device
     rounds = Rounds(config, load_latency_model(config), ctx.meter)
-    search = Search(config, rounds)
+    search = EvolutionarySearch(config, rounds)
     history, cost = [], {"device": str(device), "threads": torch.get_num_threads()}
     surrogate = SurrogateSearch(search) if config.search.accuracy_surrogate.enabled else None
-    if "nsga2" in config.search.strategies:
+    if EVOLUTION in config.search.strategies:
         history = surrogate.run(device) if surrogate else search.run(device)
-        cost["nsga2"] = nsga2_cost(config, float(search.study.user_attrs.get("nsga2_seconds", float("nan"))))
+        cost[EVOLUTION] = evolution_cost(config, search_seconds(search.study, float("nan")))
     if "dnas" in config.search.strategies:
         evaluated = trials_table(search.study)
-        cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == "nsga2"])
+        cost["dnas"] = run_dnas(config, device, ctx.meter, search.score, evaluated[evaluated.strategy == EVOLUTION])
     state = search.close()
     cost["measuring"] = {"limit": config.search.measure_limit, **state}
     if state["front_unmeasured"]:

@@ -5,9 +5,9 @@ Only front points with a measurement (measured_ms, the search's `latency.statist
 unmeasured (search.measure_limit spent) is named in the notes. When no front point is measured (measure_limit 0:
 the search ran on predictions alone) the picks are made on predicted latency and the notes say so.
 
-A budget is a number of ms (`selection.budgets_ms`: the highest-mIoU front point within it) or a place along the
+A budget is a number of ms (`selection.budgets_ms`: the highest-mIoU front point within it) or a position along the
 front's range of measured latency (`selection.budgets_span`: 0 the fastest point, 1 the slowest; the front point
-nearest that latency, so a place that falls in a gap between front points does not repeat the point below it), for a
+nearest that latency, so a position that falls in a gap between front points does not repeat the point below it), for a
 device whose speed is not known in advance. The
 knee is the front point farthest from the straight line through the front's two ends, both objectives scaled to [0, 1]
 over the front (the point where trading latency for mIoU stops paying off). A budget that no front point meets is

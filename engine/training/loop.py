@@ -26,7 +26,23 @@ class Stateful(Protocol):
 
 
 class Hook:
-    """Called by the loop around training; each method does nothing unless a hook overrides it."""
+    """Called by the loop around training; each method does nothing unless a hook overrides it.
+
+    A hook that keeps each step's loss (engine/training/hooks.py has the checkpoint, the metrics log, the progress
+    bar and the NaN stop):
+
+    >>> from engine.training.loop import Hook, Loop
+    >>> class Losses(Hook):
+    ...     def __init__(self):
+    ...         self.losses = []
+    ...     def after_step(self, loop):
+    ...         self.losses.append(loop.output["loss"])
+    >>> losses = Losses()
+    >>> step = lambda index, batch: {"loss": 1.0 / (index + 1)}
+    >>> Loop(step, data=lambda first: iter(range(first, 100)), total=3, parts={}, hooks=[losses]).run()
+    >>> losses.losses
+    [1.0, 0.5, 0.3333333333333333]
+    """
 
     def before_train(self, loop: Loop) -> None:
         """Before the first batch is drawn (a checkpoint restored here sets the step the batches start at)."""

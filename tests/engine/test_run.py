@@ -125,7 +125,7 @@ def test_stages_option_runs_only_those(quickstart, run_args, tmp_path: Path) -> 
     (["search.population=2"], "search.population: Input should be greater than or equal to 4"),
     (["search.constraints.max_latency_ms=0"], "search.constraints.max_latency_ms: Input should be greater than 0"),
     (["retrain.init=imagenet"], "retrain.init: Input should be 'scratch' or 'inherited'"),
-    (["search.strategies=[bayes]"], "search.strategies.0: Input should be 'nsga2' or 'dnas'"),
+    (["search.strategies=[bayes]"], "search.strategies.0: Input should be 'evolution' or 'dnas'"),
     (["search.strategies=[]"], "search.strategies: List should have at least 1 item"),
     (["search.dnas.lambdas=[-1.0]"], "search.dnas.lambdas: Value error, lambdas must be >= 0"),
     (["search.dnas.temperature=[0.1,5.0]"], "search.dnas.temperature: Value error, temperature [start, end]"),

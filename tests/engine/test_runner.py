@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from engine.config import load
 from engine.files import atomic, write_text
 from engine.run import STAGE_NAMES, main
+from engine.runner import Context, Runner, Stage, settings_digest
+from engine.training.distributed import World
 
 UP_TO_REPORT = "space,supernet,latency,search,select,report"
 
@@ -194,3 +198,25 @@ def test_a_stage_not_rerun_keeps_the_settings_it_was_made_with(quickstart, fast,
     assert again(quickstart, fast, runs, finished, "selection.knee=true", "--stages", "report") == 0
     assert "knee: true" in (run / "config.yaml").read_text()
     assert json.loads((run / "stages" / "select.json").read_text())["settings"] == made_with
+
+
+def test_a_stage_recorded_with_the_old_strategy_name_stays_current(tmp_path: Path) -> None:
+    """A record made when the evolution strategy was called nsga2 (search.strategies: [nsga2]) is current for a
+    configuration that names it either way; another strategy is a changed configuration."""
+    def write_seed(ctx: Context) -> None:
+        write_text(ctx.paths / "seed.txt", str(ctx.config.seed))
+
+    stage = Stage("seed", write_seed, writes=("seed.txt",), config=("seed", "search.strategies"))
+
+    def runner(*overrides: str) -> Runner:
+        config = load("quickstart", [f"runs_dir={tmp_path}", *overrides])
+        return Runner([stage], Context(config, config.paths, World(0, 1, 0, torch.device("cpu"))), lambda c: None)
+
+    runner().run({"seed"})
+    record_path = tmp_path / "quickstart" / "stages" / "seed.json"
+    record = json.loads(record_path.read_text())
+    old = {**record["settings"], "search.strategies": ["nsga2"]}
+    record_path.write_text(json.dumps({**record, "settings": old, "config": settings_digest(old)}))
+    assert runner("search.strategies=[nsga2]").verdict(stage) == ("current", "done and current")
+    assert runner().verdict(stage) == ("current", "done and current")
+    assert runner("search.strategies=[dnas]").verdict(stage)[0] == "start over"

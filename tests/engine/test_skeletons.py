@@ -1,5 +1,5 @@
 """Several skeletons in one run (`space.skeleton: [small, large]`): a tiny run end to end (supernets, predictor,
-search with NSGA-II and DNAS, selection, retraining, report), killed with SIGKILL during the second supernet's
+search with the evolution and DNAS, selection, retraining, report), killed with SIGKILL during the second supernet's
 training and resumed by the same command; the genome keeps every child a valid genotype of its skeleton."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import torch
 
 from engine.config import load
 from engine.run import main
-from engine.search import operators as nsga
+from engine.search import operators
 from engine.search.genome import Genome
 from engine.training import checkpoint
 from spaces import Genotype, largest, smallest
 
 TWO = ["space.skeleton=[small,large]", "supernet.steps=4", "supernet.checkpoint_every=2",
-       "search.strategies=[nsga2,dnas]", "search.dnas.cost=macs", "search.dnas.lambdas=[1.0]",
+       "search.strategies=[evolution,dnas]", "search.dnas.cost=macs", "search.dnas.lambdas=[1.0]",
        "search.dnas.warmup_steps=2", "search.dnas.steps=2", "search.dnas.batch_size=2",
        "search.dnas.checkpoint_every=2"]
 KILLER = """
@@ -56,15 +56,15 @@ def test_the_genome_decodes_every_child_to_a_genotype_of_its_skeleton() -> None:
     assert genome.key(x) == largest("small").key
     x[0] = 1  # the child moves to large: its 22 genes are its own
     assert genome.decode(x).skeleton == "large" and len(genome.decode(x).choices) == 22
-    algorithm = nsga.algorithm(genome.choices, 8, initial=genome.initial(), key=genome.key)
-    problem = nsga.GenomeProblem(genome.choices)
+    algorithm = operators.algorithm(genome.choices, 8, initial=genome.initial(), key=genome.key)
+    problem = operators.GenomeProblem(genome.choices)
 
     def objective(X: np.ndarray):
         genotypes = [genome.decode(x) for x in X]
         return np.array([[-sum(g.choices), len(g.choices)] for g in genotypes]), None
 
     keys = []
-    for X, _ in nsga.evolve(algorithm, problem, objective, generations=4, seed=0):
+    for X, _ in operators.evolve(algorithm, problem, objective, generations=4, seed=0):
         keys += [genome.key(x) for x in X]
     assert {key.split(":")[0] for key in keys} == {"small", "large"}
     assert len(keys) == len(set(keys))  # never the same genotype twice, whatever its inert genes

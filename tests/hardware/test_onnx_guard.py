@@ -107,8 +107,8 @@ def sparse(name: str, side: int) -> onnx.SparseTensorProto:
 
 
 class Nest:
-    """One model: `payload` (a bomb, or its benign twin of the same structure) inside a chain of containers, each
-    computing a 1x3x8x8 tensor from another; `expected` is the guard's refusal, None when the model must pass."""
+    """One model: `payload` (a bomb, or its benign counterpart of the same structure) inside a chain of containers,
+    each computing a 1x3x8x8 tensor from another; `expected` is the guard's refusal, None when the model must pass."""
 
     def __init__(self, chain: tuple[str, ...], bomb: str, big: bool):
         self.chain, self.bomb, self.side = chain, bomb, HUGE if big else 4
@@ -200,7 +200,7 @@ class Nest:
         return self.loop_payload(x, y), [], []
 
     def loop_payload(self, x: str, y: str) -> list:
-        """A Loop of one trip passing x through (the bomb), or Identity (its benign twin)."""
+        """A Loop of one trip passing x through (the bomb), or Identity (its benign counterpart)."""
         if self.side != HUGE:
             return [helper.make_node("Identity", [x], [y])]
         trips, condition, i, c_in, c_out, v_in, v_out = (self.fresh(stem) for stem in
@@ -232,8 +232,8 @@ class Nest:
 
 def test_fuzz_bombs_in_nested_graphs_are_refused_by_name_and_memory_stays_flat() -> None:
     """Each bomb at random depths (0-3) inside functions and If / Loop / Scan bodies is refused with one line naming
-    where it is; its benign twin of the same structure passes unless control flow holds it (refused by name). The
-    bombs would take 1.5 GB each if anything built them; the process's peak memory does not move."""
+    where it is; its benign counterpart of the same structure passes unless control flow holds it (refused by name).
+    The bombs would take 1.5 GB each if anything built them; the process's peak memory does not move."""
     rng = random.Random(31)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seen = set()

@@ -1,5 +1,5 @@
 """The report as a user reads it, from a hand-made three-skeleton run placed as the select stage places it: each pick
-beside its skeleton (a pick labelled "small" may be an xlarge network), places along the front's latency range as
+beside its skeleton (a pick labelled "small" may be an xlarge network), positions along the front's latency range as
 "nearest", where each model.onnx is, the front as a table, the device from the recorded provenance, class colours,
 no label written over the trade-off, and nothing wider than a 1400 px window."""
 
@@ -33,7 +33,7 @@ COLORS = [[128, 64, 128], [70, 130, 180]]
 def front() -> pd.DataFrame:
     """front.csv (and evaluations.csv) of the run: every point measured, the prediction 5 % under."""
     table = pd.DataFrame(FRONT, columns=["key", "miou", "latency_ms"])
-    return table.assign(trial=range(len(table)), strategy="nsga2", generation=0, latency_source="measured",
+    return table.assign(trial=range(len(table)), strategy="evolution", generation=0, latency_source="measured",
                         measured_ms=table.latency_ms, predicted_ms=table.latency_ms * 0.95,
                         latency_lower_ms=table.latency_ms * 0.85, latency_upper_ms=table.latency_ms * 1.05,
                         macs=(table.latency_ms * 1e8).astype(int), params=500_000, feasible=True, front=True)
@@ -43,8 +43,8 @@ def metrics(entry: dict, row: pd.Series, remeasured: bool) -> dict:
     """A retrained pick's metrics.json, re-measured on the agent (with provenance) or not."""
     measured = {"min_ms": row.latency_ms * 1.02, "median_ms": row.latency_ms * 1.05, "p90_ms": row.latency_ms * 1.1,
                 "provenance": PROVENANCE} if remeasured else None
-    return {**entry, "search_measured_ms": row.latency_ms, "predicted_ms": row.predicted_ms,
-            "inherited_miou": row.miou, "retrained_miou": row.miou + 0.1, "iou": [0.9, 0.7], "class_names": CLASSES,
+    return {**entry, "measured_ms": row.latency_ms, "predicted_ms": row.predicted_ms,
+            "miou": row.miou, "retrained_miou": row.miou + 0.1, "iou": [0.9, 0.7], "class_names": CLASSES,
             "class_colors": COLORS, "measured": measured, "onnx_max_abs_diff": 1e-6, "macs": int(row.macs),
             "params": 500_000}
 

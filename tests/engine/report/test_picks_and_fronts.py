@@ -18,14 +18,14 @@ from engine.report.page import write_report
 from tests.engine.report.pages import figure, section, table_rows, trace, traces, values
 
 SUBNETS = [  # strategy, key, mIoU, latency ms, feasible, who measured it (search, the latency stage, none)
-    ("nsga2", "g", 0.40, 5.0, True, "stage"),
-    ("nsga2", "a", 0.50, 10.0, True, "none"),  # left unmeasured: search.measure_limit spent
-    ("nsga2", "a-copy", 0.50, 10.0, True, "search"),  # a tie: on the front with its twin
-    ("nsga2", "d", 0.70, 15.0, False, "none"),  # infeasible: would dominate b, c and e
-    ("nsga2", "b", 0.60, 20.0, True, "search"),
-    ("nsga2", "c", 0.55, 20.0, True, "none"),  # same latency as b, lower mIoU
-    ("nsga2", "e", 0.60, 30.0, True, "none"),  # same mIoU as b, higher latency
-    ("nsga2", "f", 0.65, 40.0, True, "search"),
+    ("evolution", "g", 0.40, 5.0, True, "stage"),
+    ("evolution", "a", 0.50, 10.0, True, "none"),  # left unmeasured: search.measure_limit spent
+    ("evolution", "a-copy", 0.50, 10.0, True, "search"),  # a tie: on the front with its duplicate
+    ("evolution", "d", 0.70, 15.0, False, "none"),  # infeasible: would dominate b, c and e
+    ("evolution", "b", 0.60, 20.0, True, "search"),
+    ("evolution", "c", 0.55, 20.0, True, "none"),  # same latency as b, lower mIoU
+    ("evolution", "e", 0.60, 30.0, True, "none"),  # same mIoU as b, higher latency
+    ("evolution", "f", 0.65, 40.0, True, "search"),
     ("dnas", "h", 0.68, 25.0, True, "search"),  # dominates e and f
     ("dnas", "i", 0.58, 22.0, True, "none"),  # dominated by b
 ]
@@ -44,7 +44,7 @@ def evaluations() -> pd.DataFrame:
     5 % under it, the one before measuring 10 % under), predicted otherwise."""
     table = pd.DataFrame(SUBNETS, columns=["strategy", "key", "miou", "latency_ms", "feasible", "measured_by"])
     table.insert(0, "trial", range(len(table)))
-    table["generation"] = [0 if strategy == "nsga2" else None for strategy in table.strategy]
+    table["generation"] = [0 if strategy == "evolution" else None for strategy in table.strategy]
     measured = table.measured_by != "none"
     table["latency_source"] = np.where(measured, "measured", "predicted")
     table["predicted_ms"] = table.latency_ms.where(~measured, table.latency_ms * 0.95)
@@ -60,7 +60,7 @@ def evaluations() -> pd.DataFrame:
 def write_search(run_dir: Path, budgets_ms: dict[str, float]) -> pd.DataFrame:
     """config.yaml, evaluations.csv, front.csv and dnas/dnas.csv of a run; returns the evaluations."""
     table = evaluations()
-    config = {"name": "hand_made", "selection": {"budgets_ms": budgets_ms}, "search": {"strategies": ["nsga2", "dnas"]}}
+    config = {"name": "hand_made", "selection": {"budgets_ms": budgets_ms}, "search": {"strategies": ["evolution", "dnas"]}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     table.to_csv(run_dir / "evaluations.csv", index=False)
     table[table.front].sort_values("latency_ms").to_csv(run_dir / "front.csv", index=False)
@@ -81,10 +81,10 @@ def write_selection(run_dir: Path, picked: list[tuple[str, str, float | None]], 
     for entry in entries:
         if entry["label"] in retrained:
             row = front.loc[entry["key"]]
-            metrics = {**entry, "predicted_ms": row.predicted_ms, "predicted_lower_ms": row.latency_lower_ms,
-                       "predicted_upper_ms": row.latency_upper_ms,
-                       "search_measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
-                       "inherited_miou": row.miou,
+            metrics = {**entry, "predicted_ms": row.predicted_ms, "latency_lower_ms": row.latency_lower_ms,
+                       "latency_upper_ms": row.latency_upper_ms,
+                       "measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
+                       "miou": row.miou,
                        "retrained_miou": row.miou + 0.02, "iou": [0.9, 0.4], "class_names": ["road", "sky"],
                        "measured": {"median_ms": row.latency_ms * 1.1, "p90_ms": row.latency_ms * 1.2,
                                     "min_ms": row.latency_ms * 0.9}}
@@ -185,14 +185,14 @@ def test_a_pick_s_re_measurement_is_the_run_s_latency_statistic(tmp_path: Path) 
 def test_fronts_agree_with_pymoo_with_ties_and_an_infeasible_point(tmp_path: Path) -> None:
     table = write_search(tmp_path, {})
     page = write_report(tmp_path).read_text(encoding="utf-8")
-    joint, nsga2 = pymoo_front(table), pymoo_front(table[table.strategy == "nsga2"])
-    assert joint == {"g", "a", "a-copy", "b", "h"} and nsga2 == {"g", "a", "a-copy", "b", "f"}
+    joint, evolution = pymoo_front(table), pymoo_front(table[table.strategy == "evolution"])
+    assert joint == {"g", "a", "a-copy", "b", "h"} and evolution == {"g", "a", "a-copy", "b", "f"}
 
     tradeoff, _ = figure(page, "search-trade-off")
     assert [row[0] for row in trace(tradeoff, "Pareto front")["customdata"]] == ["g", "a", "a-copy", "b", "h"]
-    strategies, _ = figure(page, "search-strategies-nsga-ii-and-dnas")
-    assert {row[0] for row in trace(strategies, "NSGA-II front")["customdata"]} == nsga2
-    assert ("On inherited mIoU and latency (measured where measured, predicted otherwise), NSGA-II's front dominates "
+    strategies, _ = figure(page, "search-strategies-evolution-and-dnas")
+    assert {row[0] for row in trace(strategies, "evolution front")["customdata"]} == evolution
+    assert ("On inherited mIoU and latency (measured where measured, predicted otherwise), the evolution's front dominates "
             "1 of the 2 DNAS genotypes; DNAS genotypes dominate 1 of its 5 points" in page)
 
 

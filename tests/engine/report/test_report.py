@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from engine.report.load import RENAMED
 from engine.report.page import OVERFLOWING, write_report
 from engine.search.fronts import minimised, pareto_mask
 from tests.engine.report.pages import figure, table_rows, trace, values
@@ -72,7 +73,7 @@ def subnets(rng: np.random.Generator, count: int, generations: int) -> tuple[pd.
     predicted = device * (1 + rng.normal(0, 0.08, count))
     miou = 0.25 + 0.35 * (1 - np.exp(-device / 12)) + 0.03 * generation + rng.normal(0, 0.03, count)
     table = pd.DataFrame({
-        "trial": np.arange(count), "strategy": "nsga2", "generation": generation, "round": generation + 1,
+        "trial": np.arange(count), "strategy": "evolution", "generation": generation, "round": generation + 1,
         "lambda": np.nan, "key": keys, "miou": miou, "latency_ms": predicted, "latency_source": "predicted",
         "predicted_ms": predicted, "latency_lower_ms": predicted * 0.92, "latency_upper_ms": predicted * 1.08,
         "measured_ms": np.nan, "measured_p90_ms": np.nan, "predicted_before_ms": np.nan,
@@ -154,9 +155,9 @@ def pick(front: pd.DataFrame, label: str, budget: float | None, rng: np.random.G
     remeasured = {"median_ms": row.latency_ms * 1.05, "p90_ms": row.latency_ms * 1.12,
                   "mean_ms": row.latency_ms * 1.06, "cv": 0.03, "runs": 50}
     return {"label": label, "key": row.key, "budget_ms": budget, "predicted_ms": row.predicted_ms,
-            "predicted_lower_ms": row.latency_lower_ms, "predicted_upper_ms": row.latency_upper_ms,
-            "search_measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
-            "inherited_miou": row.miou, "retrained_miou": row.miou + 0.05, "iou": iou, "class_names": CLASS_NAMES,
+            "latency_lower_ms": row.latency_lower_ms, "latency_upper_ms": row.latency_upper_ms,
+            "measured_ms": None if pd.isna(row.measured_ms) else row.measured_ms,
+            "miou": row.miou, "retrained_miou": row.miou + 0.05, "iou": iou, "class_names": CLASS_NAMES,
             "measured": remeasured if budget is not None else None, "onnx_max_abs_diff": 3.1e-6,
             "macs": int(row.macs), "params": int(row.params)}
 
@@ -194,7 +195,7 @@ def write_search(run_dir: Path, rng: np.random.Generator, limit: int = 1000, rou
     spent = len(history["measurements"])
     measuring = {"limit": limit, "front_size": len(front),
                  "front_unmeasured": int((front.latency_source == "predicted").sum()), "measured_total": spent}
-    cost = {"device": "cpu", "threads": 2, "nsga2": {"supernet_s": 50.0, "search_s": 30.0, "total_s": 80.0}}
+    cost = {"device": "cpu", "threads": 2, "evolution": {"supernet_s": 50.0, "search_s": 30.0, "total_s": 80.0}}
     (run_dir / "search_cost.json").write_text(json.dumps({**cost, **({"measuring": measuring} if rounds else {})}))
     return front
 
@@ -253,6 +254,21 @@ def test_the_same_files_give_the_same_bytes(tmp_path: Path) -> None:
     assert re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', page) == [
         "search-trade-off", "latency-predictor", "latency-predictor-in-the-search-loop", "hypervolume",
         "per-class-iou"]
+
+
+def test_a_run_written_with_the_old_names_gives_the_same_report(tmp_path: Path) -> None:
+    """metrics.json, search_cost.json and evaluations.csv as runs made before the renaming wrote them."""
+    write_run(tmp_path)
+    first = write_report(tmp_path).read_bytes()
+    old = {new: name for name, new in RENAMED.items()}
+    for path in (tmp_path / "selected").glob("*/metrics.json"):
+        path.write_text(json.dumps({old.get(name, name): value for name, value in json.loads(path.read_text()).items()}))
+    cost = json.loads((tmp_path / "search_cost.json").read_text())
+    (tmp_path / "search_cost.json").write_text(json.dumps({old.get(name, name): value for name, value in cost.items()}))
+    table = pd.read_csv(tmp_path / "evaluations.csv")
+    table.assign(strategy=table.strategy.replace(old)).to_csv(tmp_path / "evaluations.csv", index=False)
+    assert "inherited_miou" in (tmp_path / "selected" / "small" / "metrics.json").read_text()
+    assert write_report(tmp_path).read_bytes() == first
 
 
 def test_report_with_only_the_search_files(tmp_path: Path) -> None:

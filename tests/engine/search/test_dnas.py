@@ -146,12 +146,12 @@ def test_a_nan_loss_stops_the_search_and_keeps_the_last_good_checkpoint(quicksta
 
 def test_lookup_cost_with_an_agent_is_a_config_error(quickstart) -> None:
     with pytest.raises(ConfigError, match="search.dnas.cost lookup"):
-        load(quickstart, ["search.strategies=[nsga2,dnas]", "search.dnas.cost=lookup", "latency.device=agent"])
+        load(quickstart, ["search.strategies=[evolution,dnas]", "search.dnas.cost=lookup", "latency.device=agent"])
 
 
 def test_run_with_both_strategies_reports_the_sweep(fast, quickstart, tmp_path: Path) -> None:
     overrides = [f"runs_dir={tmp_path}", f"latency.store={tmp_path / 'store'}", *fast, *TINY,
-                 "search.strategies=[nsga2,dnas]", "search.dnas.lambdas=[0.0,1.0]", "search.dnas.cost=lookup"]
+                 "search.strategies=[evolution,dnas]", "search.dnas.lambdas=[0.0,1.0]", "search.dnas.cost=lookup"]
     assert main([quickstart, *overrides, "--stages", "space,supernet,latency,search,report"]) == 0
     run = tmp_path / "quickstart"
     table = pd.read_csv(run / "dnas" / "dnas.csv")
@@ -159,10 +159,10 @@ def test_run_with_both_strategies_reports_the_sweep(fast, quickstart, tmp_path: 
     evaluations = pd.read_csv(run / "evaluations.csv")
     evaluations = evaluations[evaluations.reference.isna()]  # the trials, without the released networks' rows
     assert set(table.key) <= set(evaluations.key)
-    assert set(evaluations.strategy) == {"nsga2", "dnas"} or set(table.key) & set(evaluations.key[
-        evaluations.strategy == "nsga2"])
+    assert set(evaluations.strategy) == {"evolution", "dnas"} or set(table.key) & set(evaluations.key[
+        evaluations.strategy == "evolution"])
     cost = json.loads((run / "search_cost.json").read_text())
-    assert cost["dnas"]["lookup_s"] > 0 and cost["nsga2"]["supernet_s"] > 0 and cost["nsga2"]["search_s"] > 0
+    assert cost["dnas"]["lookup_s"] > 0 and cost["evolution"]["supernet_s"] > 0 and cost["evolution"]["search_s"] > 0
     assert (run / "dnas" / "lookup.json").exists()
     html = (run / "report.html").read_text()
-    assert "Search strategies: NSGA-II and DNAS" in html and "Search cost" in html
+    assert "Search strategies: evolution and DNAS" in html and "Search cost" in html

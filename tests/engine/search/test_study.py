@@ -10,6 +10,8 @@ import optuna
 import pandas as pd
 
 from engine.run import main
+from engine.search.evolution import search_seconds
+from engine.search.study import add_scored, trials_table
 
 UP_TO_SEARCH = ["--stages", "space,supernet,latency,search"]
 
@@ -44,3 +46,14 @@ def test_a_study_on_a_postgresql_server_gives_the_sqlite_front(quickstart, run_a
     (tmp_path / "pg" / "quickstart" / "front.csv").unlink()  # the search reruns: a replay from the server
     assert main([*on_server, "--stages", "search"]) == 0
     assert len(optuna.load_study(study_name="quickstart", storage=postgres).trials) == pg.reference.isna().sum()
+
+
+def test_trials_and_time_stored_under_the_old_strategy_name_read_as_the_evolution() -> None:
+    """A study made when the evolution strategy was called nsga2 (its trials' strategy, nsga2_seconds) resumes."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    distribution = {"layer_0": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    for strategy, key in (("nsga2", "small:0"), ("dnas", "small:1")):
+        add_scored(study, {"layer_0": "a"}, distribution, {"key": key, "miou": 0.5, "strategy": strategy})
+    study.set_user_attr("nsga2_seconds", 12.5)
+    assert trials_table(study).strategy.tolist() == ["evolution", "dnas"]
+    assert search_seconds(study) == 12.5

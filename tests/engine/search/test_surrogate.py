@@ -37,14 +37,14 @@ SURROGATE = ["search.accuracy_surrogate.enabled=true", "search.accuracy_surrogat
              "evaluation.val_images=4"]
 KILLER = """
 import os, signal, sys
-from engine.search.nsga2 import Search
-store, stored = Search.store, []
+from engine.search.evolution import EvolutionarySearch
+store, stored = EvolutionarySearch.store, []
 def killing(self, *args):
     store(self, *args)
     stored.append(1)
     if len(stored) == 10:  # the initial 8, then 2 of the first round's 4
         os.kill(os.getpid(), signal.SIGKILL)
-Search.store = killing
+EvolutionarySearch.store = killing
 from engine.run import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -186,7 +186,7 @@ def test_only_true_evaluations_become_trials(quickstart, surrogate_runs) -> None
         near = sum(min(sum(a != b for a, b in zip(Genotype.from_key(k).choices, e)) for e in earlier) <= 2
                    for k in evaluated.key[evaluated.generation == number])
         assert 0 <= local <= near
-    assert json.loads((run / "search_cost.json").read_text())["nsga2"]["search_s"] > 0  # the loop's time, as NSGA-II's
+    assert json.loads((run / "search_cost.json").read_text())["evolution"]["search_s"] > 0  # the loop's time, as the evolution's
     config = load(quickstart, [f"runs_dir={root / 'whole'}", *args])
     evaluator = evaluator_for(config, load_supernets(config, "cpu"), "cpu")
     evaluations = pd.read_csv(run / "evaluations.csv")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.paths import key_folder
 from engine.report.tables import ceiling_text, skeleton_audit_table
 from engine.run import main
 from engine.stages.audit import agreement, ceiling, rank_agreement
@@ -83,7 +84,7 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
     baseline = json.loads((run / "audit" / "baseline.json").read_text())
     assert [pair["design"] for pair in baseline["pairs"]] == ["k3_e6_g1", "k3_e3_g1"]
     assert all(pair["searched"]["key"] in set(front.key) for pair in baseline["pairs"])
-    audited = {(run / "audit" / "trained" / key.replace(":", "_")) for key in audit.key}
+    audited = {(run / "audit" / "trained" / key_folder(key)) for key in audit.key}
     assert {folder for folder in (run / "audit" / "trained").iterdir()} == audited  # the baseline left them there
     own = [folder for folder in (run / "audit" / "baseline_trained").iterdir()]
     # the hand-made designs and their matches, less what the audit trained: which front point matches a design (and
@@ -91,7 +92,7 @@ def test_audit_stage_trains_front_points_and_reports(fast, quickstart, tmp_path:
     compared = {pair[side]["key"] for pair in baseline["pairs"] for side in ("handmade", "searched")}
     assert {pair["handmade"]["key"] for pair in baseline["pairs"]} == {"small:" + "-".join([str(c)] * 20)
                                                                        for c in (3, 2)}
-    assert {p.name for p in own} == {key.replace(":", "_") for key in compared} - {p.name for p in audited}
+    assert {p.name for p in own} == {key_folder(key) for key in compared} - {p.name for p in audited}
     for folders in (audited, own):  # trained on worker processes when a stage had two trainings or more
         assert all((f / "weights.pt").exists() and (f / "train.log").exists() == (len(folders) > 1) for f in folders)
     for folders, scratch in ((audited, "dask"), (own, "baseline_dask")):  # each stage's workers' scratch: its work
@@ -130,5 +131,5 @@ def test_the_audit_ranks_random_subnets_and_the_extremes_too(fast, quickstart, t
     seeds = audit[["standalone_miou_seed0", "standalone_miou_seed1"]].to_numpy()
     assert np.allclose(audit.standalone_miou, seeds.mean(axis=1))
     for key in audit.key:
-        assert (run / "audit" / "trained" / key.replace(":", "_") / "weights.pt").exists()
-        assert (run / "audit" / "trained" / (key.replace(":", "_") + "_seed1") / "weights.pt").exists()
+        assert (run / "audit" / "trained" / key_folder(key) / "weights.pt").exists()
+        assert (run / "audit" / "trained" / key_folder(key, 1) / "weights.pt").exists()

@@ -86,7 +86,7 @@ def test_trainings_run_at_once_on_worker_processes_and_a_finished_one_is_not_red
     args = [quickstart, *run_args, "retrain.seeds=2", "retrain.workers=2"]
     assert main(args) == 0
     run = tmp_path / "quickstart"
-    folders = [path.parent for path in (run / "selected").glob("**/metrics.csv")]  # trained (a twin label: copied)
+    folders = [path.parent for path in (run / "selected").glob("**/metrics.csv")]  # trained (a duplicate label: copied)
     assert folders and all((folder / "train.log").exists() for folder in folders)  # trained on a worker
     metrics = {path.parent.name: json.loads(path.read_text()) for path in (run / "selected").glob("*/metrics.json")}
     assert all(len(m["retrained_miou_per_seed"]) == 2 for m in metrics.values())
@@ -129,7 +129,7 @@ def test_the_trainings_left_are_each_genotype_once_under_its_first_label(quickst
     for path in (paths.picked_metrics("small"), paths.picked_weights("small"), paths.picked("xlarge") / "weights.pt"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
-    # small finished (its twin knee only copies it); xlarge's first seed trained, its second not yet
+    # small finished (its duplicate knee only copies it); xlarge's first seed trained, its second not yet
     assert trainings(config, entries) == [(b, paths.picked("xlarge") / "seed1", 1)]
 
 

@@ -160,7 +160,7 @@ def asked_digest() -> str:
 def test_a_replay_in_another_process_asks_the_same_genomes():
     """A resumed search runs in a new process, with another string-hash seed."""
     root = Path(__file__).resolve().parents[3]
-    code = "from tests.engine.search.test_nsga import asked_digest; print(asked_digest())"
+    code = "from tests.engine.search.test_operators import asked_digest; print(asked_digest())"
     digests = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}).stdout.strip()
                for hash_seed in (1, 2)}

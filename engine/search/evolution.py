@@ -1,5 +1,6 @@
-"""The evolutionary strategy over the genotypes of a run (strategy "nsga2": NSGA-II, or the pymoo algorithm that
-`search.algorithm` names, SMS-EMOA, U-NSGA-III or AGE-MOEA, with the same operators, engine/search/operators.py),
+"""The evolutionary strategy over the genotypes of a run (strategy "evolution", formerly "nsga2": the pymoo algorithm
+that `search.algorithm` names, NSGA-II, SMS-EMOA, U-NSGA-III or AGE-MOEA, with the same operators,
+engine/search/operators.py),
 driven by ask/tell, each genome scored (engine/evaluation/scoring.py, here or on Dask workers) and its latency taken
 from the measuring rounds (engine/search/rounds.py: measured where measured, predicted otherwise), every evaluation
 stored at once as one Optuna trial (engine/search/study.py).
@@ -34,15 +35,26 @@ from engine.config import ExperimentConfig
 from engine.errors import ConfigError
 from engine.evaluation.scoring import open_scorer
 from engine.search import fronts
-from engine.search import operators as nsga
+from engine.search import operators
 from engine.search.genome import Genome
 from engine.search.rounds import Rounds
 from engine.search.study import add_scored, complete, open_study, scored
 from spaces import Genotype, largest
 
+EVOLUTION = "evolution"
+"""The strategy's name in search.strategies and in each of its trials (the user attribute `strategy`)."""
 
-class Search:
-    """One NSGA-II search of an experiment (module docstring)."""
+
+def search_seconds(study: optuna.Study, default: float = 0.0) -> float:
+    """The evolutionary search's time over resumed runs, from the study (nsga2_seconds in a study made before the
+    strategy was renamed)."""
+    attrs = study.user_attrs
+    return float(attrs.get("evolution_seconds", attrs.get("nsga2_seconds", default)))
+
+
+class EvolutionarySearch:
+    """One evolutionary search of an experiment (module docstring); the other strategies (DNAS, the accuracy
+    surrogate) score, store and close through it too."""
 
     def __init__(self, config: ExperimentConfig, rounds: Rounds):
         self.config = config
@@ -108,14 +120,14 @@ class Search:
         return fronts.hypervolume(F, [0.0, 1.0])
 
     def run(self, device) -> list[dict]:
-        """The whole NSGA-II search and its rounds, trials stored as it goes; returns the hypervolume per
-        generation. The study's user attribute nsga2_seconds accumulates its time over resumed runs."""
+        """The whole evolutionary search and its rounds, trials stored as it goes; returns the hypervolume per
+        generation. The study's user attribute evolution_seconds accumulates its time over resumed runs."""
         settings = self.config.search
         study = self.study
         done = scored(study)
-        choices = self.genome.choices
         algorithm = self.algorithm(self.genome.initial())
-        nsga.start(algorithm, nsga.GenomeProblem(choices, 2, len(self.limits)), settings.generations, self.config.seed)
+        problem = operators.GenomeProblem(self.genome.choices, 2, len(self.limits))
+        operators.start(algorithm, problem, settings.generations, self.config.seed)
         per_round = math.ceil(settings.generations / min(settings.rounds, settings.generations))
         history, seen = [], {}
         record_time = self.clock()
@@ -127,8 +139,8 @@ class Search:
                 if population is None:  # no new genome could be bred (a tiny space): telling nothing ends it
                     algorithm.tell()
                     continue
-                genotypes = [self.genome.decode(x) for x in nsga.genomes(population)]
-                origin = {"strategy": "nsga2", "generation": generation, "round": len(self.rounds.records) + 1}
+                genotypes = [self.genome.decode(x) for x in operators.genomes(population)]
+                origin = {"strategy": EVOLUTION, "generation": generation, "round": len(self.rounds.records) + 1}
                 rows = self.evaluate(study, done, genotypes, origin, scorer)
                 self.tell(population, rows)
                 algorithm.tell(infills=population)
@@ -143,15 +155,15 @@ class Search:
         return history
 
     def clock(self) -> Callable[[], None]:
-        """A function that stores in the study's user attribute nsga2_seconds the search's time so far: the earlier
-        (resumed) runs' and this one's since clock() was called."""
-        spent, start = self.study.user_attrs.get("nsga2_seconds", 0.0), time.perf_counter()
-        return lambda: self.study.set_user_attr("nsga2_seconds", spent + time.perf_counter() - start)
+        """A function that stores in the study's user attribute evolution_seconds the search's time so far: the
+        earlier (resumed) runs' and this one's since clock() was called."""
+        spent, start = search_seconds(self.study), time.perf_counter()
+        return lambda: self.study.set_user_attr("evolution_seconds", spent + time.perf_counter() - start)
 
     def algorithm(self, initial: np.ndarray):
         settings = self.config.search
         try:
-            return nsga.algorithm(self.genome.choices, settings.population, settings.offspring, initial,
+            return operators.algorithm(self.genome.choices, settings.population, settings.offspring, initial,
                                   settings.mutation_rate, settings.algorithm, self.genome.key)
         except ImportError as error:
             raise ConfigError(f"search.algorithm {settings.algorithm}: {error}") from None
@@ -176,7 +188,7 @@ class Search:
         after a generation)."""
         seen = self.measure_round(seen, generation)
         population = algorithm.pop
-        self.tell(population, [seen[self.genome.key(x)] for x in nsga.genomes(population)])
+        self.tell(population, [seen[self.genome.key(x)] for x in operators.genomes(population)])
         algorithm.pop = algorithm.survival.do(algorithm.problem, population, n_survive=len(population),
                                               algorithm=algorithm, random_state=algorithm.random_state)
         return seen
@@ -205,7 +217,7 @@ class Search:
         return state
 
     def score(self, found: list[tuple[Genotype, dict]], device) -> list[dict]:
-        """Rows of genotypes another strategy found (each with its origin), scored and stored like NSGA-II's."""
+        """Rows of genotypes another strategy found (each with its origin), scored and stored like the evolution's."""
         study = self.study
         done = scored(study)
         with open_scorer(self.config, device) as scorer:
