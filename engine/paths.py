@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from engine.files import made_with
 
 CHECKPOINT = "checkpoint.pt"  # a training's resumable state, in its folder (engine/training/hooks.py)
 METRICS_LOG = "metrics.csv"  # a training's log, in its folder
@@ -52,10 +50,6 @@ class RunPaths:
 
     def record(self, stage: str) -> Path:
         return self.records / f"{stage}.json"
-
-    def made_with(self, stage: str, dotted: str) -> Any:
-        """engine.files.made_with of the stage's record (engine/search/rounds.py asks this way)."""
-        return made_with(self.record(stage), dotted)
 
     @property
     def lock(self) -> Path:

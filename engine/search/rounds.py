@@ -31,6 +31,7 @@ from xgboost.core import XGBoostError
 
 from engine.config import ExperimentConfig
 from engine.errors import DeviceError, MissingInput
+from engine.files import made_with
 from engine.latency.meter import STAT_FIELD, Meter, first_of, origin
 from engine.latency.model import (
     LatencyModel,
@@ -76,7 +77,7 @@ class Rounds:
         self.folder = paths.round_predictors
         self.statistic = STAT_FIELD[config.latency.statistic]
         stage = pd.read_csv(paths.measurements)
-        made = paths.made_with("latency", "latency.statistic")
+        made = made_with(paths.record("latency"), "latency.statistic")
         if self.statistic not in stage or made not in (None, config.latency.statistic):
             raise MissingInput(f"latency/ was measured and fit by the {made or 'median'} of the timed runs, this run "
                                f"asks for latency.statistic {config.latency.statistic}: run the latency stage again "
