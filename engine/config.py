@@ -24,6 +24,10 @@ OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.d
                "search.dnas.checkpoint_every", "retrain.workers", "audit.workers", "runs_dir", "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
+ADDED = {"latency.transfer": {"enabled": False, "sources": None, "shots": 12, "min_rows": 30}, "audit.seeds": 1}
+"""Settings added to a stage's configuration after runs were made, with the values under which the stage computes what
+it computed before: a stage recorded without one stays current while the run keeps that value (engine/runner.py)."""
+
 UNSEEN = ("!data.test_split",)
 """Left out of the configuration of the stages that see train and val only (a stage's config entry '!path')."""
 

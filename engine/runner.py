@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch.distributed as dist
 
-from engine.config import OPERATIONAL, RENAMED_STRATEGIES, ExperimentConfig
+from engine.config import ADDED, OPERATIONAL, RENAMED_STRATEGIES, ExperimentConfig
 from engine.errors import MissingInput
 from engine.files import read_json, setting, write_json
 from engine.paths import RunPaths
@@ -180,6 +180,23 @@ def renamed(settings: Any, dotted: str = "") -> Any:
     return settings
 
 
+def upgraded(settings: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """A record's settings as the stage would record them today (its settings `now`): strategies under their names
+    now (`renamed`), and each setting added since (engine.config.ADDED) that the record lacks at the value that
+    computed the same, as a section of its own or inside its section."""
+    settings = renamed(settings)
+    for dotted, value in ADDED.items():
+        if dotted in settings:
+            continue
+        if dotted in now:
+            settings[dotted] = value
+            continue
+        section, _, rest = dotted.partition(".")
+        if section in settings and isinstance(settings[section], dict):
+            settings[section] = {**settings[section], rest: settings[section].get(rest, value)}
+    return settings
+
+
 class Runner:
     """Runs the stages of one experiment in order (module docstring)."""
 
@@ -210,7 +227,8 @@ class Runner:
                 return "start over", "its files have no record of what made them"
             return "resume", "not run before"
         now = self.snapshot(stage)
-        if now["config"] not in (record["config"], settings_digest(renamed(record.get("settings", {})))):
+        old = upgraded(record.get("settings", {}), now["settings"])
+        if now["config"] not in (record["config"], settings_digest(old)):
             return "start over", "its configuration changed"
         if record["inputs"] != now["inputs"]:
             return "start over", f"its input {_first_difference(record['inputs'], now['inputs'])} changed"

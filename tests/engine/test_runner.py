@@ -16,7 +16,7 @@ import torch
 from engine.config import load
 from engine.files import atomic, write_text
 from engine.run import STAGE_NAMES, main
-from engine.runner import Context, Runner, Stage, settings_digest
+from engine.runner import Context, Runner, Stage, config_digest, config_sections, settings_digest, upgraded
 from engine.training.distributed import World
 
 UP_TO_REPORT = "space,supernet,latency,search,select,report"
@@ -220,3 +220,23 @@ def test_a_stage_recorded_with_the_old_strategy_name_stays_current(tmp_path: Pat
     assert runner("search.strategies=[nsga2]").verdict(stage) == ("current", "done and current")
     assert runner().verdict(stage) == ("current", "done and current")
     assert runner("search.strategies=[dnas]").verdict(stage)[0] == "start over"
+
+
+def test_a_stage_recorded_before_a_setting_was_added_stays_current_at_its_old_value(quickstart) -> None:
+    """latency.transfer and audit.seeds came after runs were made: a record without them is current while the run
+    keeps the value that computes the same (engine.config.ADDED), and not once it changes it."""
+    def old_record(sections: tuple[str, ...]) -> dict:
+        settings = json.loads(json.dumps(config_sections(load(quickstart), sections)))
+        settings.get("latency", {}).pop("transfer", None)
+        settings.pop("audit.seeds", None)
+        return settings
+
+    def current(overrides: list[str], sections: tuple[str, ...]) -> bool:
+        config = load(quickstart, overrides)
+        now = config_sections(config, sections)
+        return settings_digest(upgraded(old_record(sections), now)) == config_digest(config, sections)
+
+    latency, audit = ("seed", "latency"), ("seed", "audit.train", "audit.seeds")
+    assert current([], latency) and current([], audit)
+    assert not current(["latency.transfer.enabled=true"], latency) and not current(["audit.seeds=2"], audit)
+    assert current(["audit.seeds=2"], latency) and current(["latency.transfer.enabled=true"], audit)
