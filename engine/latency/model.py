@@ -4,7 +4,8 @@ giving predicted latency and its interval; fitted by the latency stage, loaded b
 The features are the space's per-layer costs, with or without the candidates' one-hot columns, whichever explains
 the training measurements better (the additive base's exact leave-one-out error). With several skeletons the model
 is either one predictor over all (the skeleton among its features: `joint`) or one per skeleton (`per_skeleton`),
-whichever has the lower 5-fold cross-validated MAPE on the training measurements.
+whichever has the lower cross-validated MAPE on the training measurements (5 folds; leave-one-out below
+LEAVE_ONE_OUT_BELOW measurements).
 
 With sources (other devices' measurements of this space, engine/latency/transfer.py) a third candidate competes on
 the same cross-validated error: the transferred predictor (`transfer`), a non-negative combination of the sources'
@@ -161,8 +162,8 @@ Fit = Callable[[CostTables, list[Genotype], np.ndarray, int], Model]
 def fit_predictor(costs: CostTables, genotypes: list[Genotype], latency: np.ndarray, seed: int,
                   transfer: "Transfer | None" = None) -> Model:
     """The model on these measurements: with one skeleton and no transfer fit_joint; otherwise the candidate (joint,
-    one per skeleton with several skeletons, transferred from the sources) with the lowest 5-fold cross-validated
-    MAPE, every candidate's error kept in `errors`."""
+    one per skeleton with several skeletons, transferred from the sources) with the lowest cross-validated MAPE
+    (cross_validated_mape), every candidate's error kept in `errors`."""
     candidates: dict[str, Fit] = dict(LAYOUTS) if len(costs.skeletons) > 1 else {"joint": fit_joint}
     if transfer is not None:
         candidates["transfer"] = partial(fit_transferred, transfer=transfer)

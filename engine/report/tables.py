@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from engine.files import setting
+from engine.latency.model import LEAVE_ONE_OUT_BELOW
 from engine.report.formatting import MISSING, fmt, is_missing, si
 from engine.report.load import (
     Pick,
@@ -239,7 +240,8 @@ def accuracy_table(accuracy: dict[str, Any]) -> str:
         return table
     words = ", ".join(f"{name.replace('_', ' ')} {fmt(value, '.2f', ' %')}" for name, value in errors.items())
     return (f"{table}<p>Predictor: {escape(str(accuracy.get('layout', '?')).replace('_', ' '))}, the one with the "
-            f"lowest 5-fold cross-validated MAPE on the training measurements ({escape(words)}).</p>")
+            f"lowest cross-validated MAPE on the training measurements (5 folds, leave-one-out below "
+            f"{LEAVE_ONE_OUT_BELOW}: {escape(words)}).</p>")
 
 
 def ceiling_text(summary: dict[str, Any]) -> str:
