@@ -19,9 +19,10 @@ from engine.data.classes import DATASET_CLASSES, IGNORE_INDEX
 from engine.errors import ConfigError
 from engine.paths import RunPaths
 
-OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "supernet.device", "*.train.device",
-               "latency.agent", "latency.store", "latency.replay", "search.workers", "search.scheduler", "search.storage",
-               "search.dnas.checkpoint_every", "retrain.workers", "audit.workers", "runs_dir", "name")
+OPERATIONAL = ("*.checkpoint_every", "*.log_every", "*.num_workers", "data.cache_mb", "supernet.device",
+               "*.train.device", "latency.agent", "latency.store", "latency.replay", "search.workers",
+               "search.scheduler", "search.storage", "search.dnas.checkpoint_every", "retrain.workers", "audit.workers",
+               "runs_dir", "name")
 """Settings that change how a stage runs, not what it computes: changing one does not make a stage rerun."""
 
 ADDED = {"latency.transfer": {"enabled": False, "sources": None, "shots": 12, "min_rows": 30}, "audit.seeds": 1}
@@ -193,6 +194,9 @@ class DataConfig(_Strict):
     eval_size: tuple[int, int] | None = Field(None, description="[height, width] every validation and test image is "
                                               "resized to before scoring; null: each at its own size (a warning when "
                                               "that is not space.input_size)")
+    cache_mb: int = Field(0, ge=0, le=1_000_000, description="megabytes of decoded training images each training "
+                          "process keeps after their first read (4 bytes a pixel: CamVid's 367 frames take 254), so "
+                          "a training that revisits them decodes each once; 0: decode on every read")
     synthetic_size: tuple[int, int] = Field((256, 512), description="kind synthetic: [height, width] of the generated "
                                             "scenes")
     synthetic_train: int = Field(512, ge=1, description="kind synthetic: scenes generated for the training split")

@@ -50,6 +50,38 @@ class Carved(Subset):
         return self.dataset.load(self.indices[index])
 
 
+class InMemory(Dataset):
+    """A dataset whose raw samples (decoded image and labels) are kept after their first read, up to `megabytes`
+    (data.cache_mb): a training that revisits its images decodes each once. The transform still runs on every read."""
+
+    def __init__(self, dataset: Dataset, megabytes: int):
+        self.dataset, self.room, self.samples = dataset, megabytes * 2**20, {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str):
+        if name in ("num_classes", "class_names", "ignore_index"):
+            return getattr(self.dataset, name)
+        raise AttributeError(name)
+
+    @property
+    def transform(self) -> Transform:
+        return self.dataset.transform
+
+    def load(self, index: int):
+        if index in self.samples:
+            return self.samples[index]
+        sample = self.dataset.load(index)
+        size = sum(array.nbytes for array in sample)
+        if size <= self.room:
+            self.samples[index], self.room = sample, self.room - size
+        return sample
+
+    def __getitem__(self, index: int):
+        return self.transform(*self.load(index))
+
+
 def carved_indices(data: DataConfig, size: int) -> tuple[list[int], list[int]]:
     """(training, validation) indices of the training split when data.val_from_train carves a validation set."""
     if data.val_from_train >= size:
@@ -65,9 +97,11 @@ def _training_split(data: DataConfig, transform: Transform, seed: int, part: int
 
 
 def train_set(data: DataConfig, seed: int = 0) -> Dataset:
-    """The training split (less the carved validation images) with random scale, crop, flip and colour jitter."""
+    """The training split (less the carved validation images) with random scale, crop, flip and colour jitter; its
+    decoded images kept in memory up to data.cache_mb."""
     transform = train_transform(data.crop, data.scale, jitter=data.jitter or None)
-    return _training_split(data, transform, seed, 0)
+    dataset = _training_split(data, transform, seed, 0)
+    return InMemory(dataset, data.cache_mb) if data.cache_mb and hasattr(dataset, "load") else dataset
 
 
 def val_set(data: DataConfig, seed: int = 0) -> Dataset:

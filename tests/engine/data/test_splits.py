@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.config import DataConfig
 from engine.data.loader import step_batches
-from engine.data.splits import check_splits, train_set, val_set
+from engine.data.splits import InMemory, check_splits, train_set, val_set
 from engine.errors import DatasetError
 from engine.run import main
 
@@ -33,6 +34,25 @@ def test_the_carved_validation_images_leave_training_and_are_the_same_in_every_r
     assert {i for i in val.indices} == set(val_set(data, seed=0).indices)
     assert all(np.array_equal(val.dataset.load(i)[0], whole.load(i)[0]) for i in val.indices)
     assert not scenes(val) & scenes(train)
+
+
+def test_kept_training_images_are_decoded_once_within_the_bound_and_give_the_same_batches() -> None:
+    data = carved(val_from_train=5)
+    plain, kept = train_set(data, seed=0), train_set(data.model_copy(update={"cache_mb": 1}), seed=0)
+    assert isinstance(kept, InMemory) and not isinstance(plain, InMemory)
+    reads = []
+    kept.dataset.load = lambda index, load=kept.dataset.load: reads.append(index) or load(index)
+    for _ in range(2):
+        batches = [step_batches(dataset, 4, 0, 5)(0) for dataset in (plain, kept)]
+        for (images, labels), (kept_images, kept_labels) in zip(*batches):
+            assert torch.equal(images, kept_images) and torch.equal(labels, kept_labels)
+    assert len(reads) == len(set(reads)) == len(kept.samples) > len(kept) // 2
+    one = sum(array.nbytes for array in plain.load(0))
+    bounded = InMemory(plain, 1)
+    bounded.room = 2 * one
+    for index in range(5):
+        bounded.load(index)
+    assert len(bounded.samples) == 2 and len(bounded) == len(plain) and bounded.num_classes == plain.num_classes
 
 
 def test_carving_frees_the_val_split_for_the_test_split_and_checks_its_size() -> None:
