@@ -33,9 +33,9 @@ def _build(data: DataConfig, split: str, transform: Transform, seed: int) -> Dat
     return build_dataset(data.kind, data.root, split, transform, **options)
 
 
-class Carved(Subset):
-    """Some images of a dataset, read by their position in the subset; it keeps saying what its classes are, and
-    gives the raw `load` and the `transform` that the seeded training loader reads (engine.data.loader)."""
+class Wrapping:
+    """A dataset over another (`self.dataset`) that keeps saying what its classes are and gives its `transform`, which
+    the seeded training loader reads (engine.data.loader)."""
 
     def __getattr__(self, name: str):
         if name in ("num_classes", "class_names", "ignore_index"):
@@ -46,11 +46,15 @@ class Carved(Subset):
     def transform(self) -> Transform:
         return self.dataset.transform
 
+
+class Carved(Wrapping, Subset):
+    """Some images of a dataset, read by their position in the subset, with the raw `load` of each."""
+
     def load(self, index: int):
         return self.dataset.load(self.indices[index])
 
 
-class InMemory(Dataset):
+class InMemory(Wrapping, Dataset):
     """A dataset whose raw samples (decoded image and labels) are kept after their first read, up to `megabytes`
     (data.cache_mb): a training that revisits its images decodes each once. The transform still runs on every read."""
 
@@ -59,15 +63,6 @@ class InMemory(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
-
-    def __getattr__(self, name: str):
-        if name in ("num_classes", "class_names", "ignore_index"):
-            return getattr(self.dataset, name)
-        raise AttributeError(name)
-
-    @property
-    def transform(self) -> Transform:
-        return self.dataset.transform
 
     def load(self, index: int):
         if index in self.samples:
