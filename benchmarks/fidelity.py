@@ -5,19 +5,22 @@
     python -m engine.run experiments/fidelity.yaml data.root=../shared/data/camvid runs_dir=/tmp/fidelity/runs \
         --stages space,supernet,latency,search,audit
     python -m benchmarks.fidelity proxies experiments/fidelity.yaml data.root=../shared/data/camvid \
-        runs_dir=/tmp/fidelity/runs --finetune 50,150 --variant sampling=fair --keep /tmp/fidelity/proxies
+        runs_dir=/tmp/fidelity/runs --finetune 100 --fewshot -1 --variant sampling=fair --keep /tmp/fidelity/proxies
 
 `curve`: the smallest and largest paths trained stand-alone with the experiment's audit recipe (audit.train, from
 scratch, seed of the experiment), each budget of --steps a separate training with its own schedule, all on
 single-threaded Dask workers (audit.workers), and their validation mIoU: where the references stop rising.
 
-`proxies`: the audited subnets of a finished run of the experiment (its audit/audit.csv: every subnet's stand-alone
-mIoU under each of audit.seeds) are the references; each proxy scores the same subnets and is ranked against the
-seeds' mean, beside the references' own agreement (reference_kendall, the ceiling): the run's own proxy (inherited
-mIoU from its supernet, BN recalibrated); with each --variant, a supernet trained with those settings changed (another
-sampling rule, no distillation: for as many path passes as the run's; steps=N: a training-length change); with --finetune, each subnet trained for that many
-steps from its inherited weights with the audit's recipe (learning rate scaled by --finetune-lr) before it is scored,
-its cost counted in path passes. Resumable: run the same command with the same --keep.
+`proxies`: the audited subnets of a run of the experiment (its audit/audit.csv: every subnet's stand-alone mIoU under
+each of audit.seeds) are the references; each proxy scores the same subnets and is ranked against the seeds' mean,
+beside the references' own agreement (reference_kendall, the ceiling). The proxies: the run's own (inherited mIoU
+from its supernet, BN recalibrated); with each --variant, a supernet trained with those settings changed (another
+sampling rule, no distillation: for as many path passes as the run's; steps=N: a training-length change); with each
+--fewshot, few-shot supernets split at that layer at the run's compute; with --finetune, each subnet trained for that
+many steps from its inherited weights with the audit's recipe (learning rate scaled by --finetune-lr) before it is
+scored. Each with its cost: supernet steps, path passes (forward + backward of one path on one batch), minutes.
+Resumable: run the same command with the same --keep; the scores are kept there, so they can be computed while the
+audit still trains.
 """
 
 from __future__ import annotations
@@ -33,25 +36,24 @@ import pandas as pd
 import torch
 
 from benchmarks.common import host, markdown, one_skeleton
+from benchmarks.sampling_rules import rule_config
 from engine.cluster import as_finished, dask_client
 from engine.config import ExperimentConfig, load
-from engine.evaluation.inherited import evaluator_for, validation_batches
-from engine.evaluation.standalone import standalone_miou
-from engine.training.distributed import World, init_world
-from engine.training.pool import train_on_worker
-from engine.evaluation.inherited import evaluate
-from engine.files import write_json
-from engine.stages.audit import audit_genotypes, fidelity, proxy_scores
 from engine.data.loader import step_batches
 from engine.data.splits import train_set
+from engine.evaluation.inherited import evaluate, evaluator_for, validation_batches
+from engine.evaluation.standalone import standalone_miou
+from engine.files import write_json
+from engine.stages.audit import audit_genotypes, fidelity, proxy_scores
+from engine.training.distributed import World, init_world
+from engine.training.pool import train_on_worker
 from engine.training.sampling import PathStep, Rule, passes_per_step, step_paths
-from engine.training.trainer import train
 from engine.training.standalone import train_standalone
 from engine.training.supernet import load_supernets, train_supernet
-from benchmarks.sampling_rules import rule_config
+from engine.training.trainer import train
 from spaces import Genotype, Supernet, largest, smallest
-from spaces.space import space_of
 from spaces.costs import cost_tables
+from spaces.space import space_of
 
 
 def curve_jobs(config: ExperimentConfig, budgets: list[int], keep: Path) -> list[tuple[ExperimentConfig, Genotype,
@@ -293,10 +295,11 @@ def proxies(parser: argparse.ArgumentParser, config: ExperimentConfig, args: arg
     for steps in budgets_of(parser, args.finetune, "--finetune") if args.finetune else []:
         jobs.append((f"{config.supernet.sampling} + {steps} fine-tuning steps",
                      lambda steps=steps: finetune_scores(config, steps, args.finetune_lr, genotypes, args.keep, world)))
+    keys = [g.key for g in genotypes]
     for name, job in jobs:
-        if name not in scored:
+        if set(keys) - set(scored.get(name, {}).get("scores", {})):  # new, or audited subnets added since
             scores, cost = job()
-            scored[name] = {"scores": dict(zip([g.key for g in genotypes], scores)), "cost": cost}
+            scored[name] = {"scores": dict(zip(keys, scores)), "cost": cost}
             args.keep.mkdir(parents=True, exist_ok=True)
             write_json(kept, scored)
             print(f"{name}: scored ({cost})", flush=True)
