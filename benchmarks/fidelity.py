@@ -18,7 +18,9 @@ from its supernet, BN recalibrated); with each --variant, a supernet trained wit
 sampling rule, no distillation: for as many path passes as the run's; steps=N: a training-length change); with each
 --fewshot, few-shot supernets split at that layer at the run's compute; with --finetune, each subnet trained for that
 many steps from its inherited weights with the audit's recipe (learning rate scaled by --finetune-lr) before it is
-scored. Each with its cost: supernet steps, path passes (forward + backward of one path on one batch), minutes.
+scored. Each with its cost: supernet steps, path passes (forward + backward of one path on one batch), and the
+minutes of its own training (a variant's or the few-shot supernets', the fine-tunings' together; the run's supernet
+from its stage record).
 Resumable: run the same command with the same --keep; the scores are kept there, so they can be computed while the
 audit still trains.
 """
@@ -268,14 +270,15 @@ def finetune_scores(config: ExperimentConfig, steps: int, lr_scale: float, genot
     train = config.audit.train.model_copy(update={"steps": steps, "lr": config.audit.train.lr * lr_scale,
                                                   "warmup_steps": 0, "zero_init_residual": False,
                                                   "checkpoint_every": steps})
-    batches, scores, start = validation_batches(config), [], time.perf_counter()
+    batches, scores, seconds = validation_batches(config), [], 0.0
     for genotype in genotypes:
-        network = train_standalone(genotype, config.data, train, keep / f"finetune{steps}" / genotype.key, world,
-                                   config.space.width, config.seed, supernet, section="audit.train")
+        folder = keep / f"finetune{steps}" / genotype.key
+        network = train_standalone(genotype, config.data, train, folder, world, config.space.width, config.seed,
+                                   supernet, section="audit.train")
         scores.append(evaluate(network, batches, config.space.num_classes, world.device)["miou"])
-    minutes = (time.perf_counter() - start) / 60
+        seconds += float(pd.read_csv(folder / "metrics.csv").elapsed_s.iloc[-1])  # as timed when it trained
     return scores, {"supernet steps": config.supernet.steps,
-                    "path passes": supernet_passes(config) + steps * len(genotypes), "minutes": round(minutes, 1)}
+                    "path passes": supernet_passes(config) + steps * len(genotypes), "minutes": round(seconds / 60, 1)}
 
 
 def proxies(parser: argparse.ArgumentParser, config: ExperimentConfig, args: argparse.Namespace) -> pd.DataFrame:

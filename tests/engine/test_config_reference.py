@@ -106,8 +106,8 @@ def test_user_settings_exist_and_are_marked(page: str) -> None:
 
 
 def test_operational_settings_are_marked(page: str) -> None:
-    for path in ("supernet.checkpoint_every", "retrain.train.num_workers", "latency.agent.url", "search.workers",
-                 "runs_dir"):
+    for path in ("supernet.checkpoint_every", "retrain.train.num_workers", "data.cache_mb", "latency.agent.url",
+                 "search.workers", "runs_dir"):
         assert "⚙" in page_row(page, path).split("|")[1], path
     for path in ("supernet.steps", "latency.backend", "search.population"):
         assert "⚙" not in page_row(page, path).split("|")[1], path
