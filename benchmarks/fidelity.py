@@ -46,15 +46,16 @@ from engine.data.splits import train_set
 from engine.evaluation.inherited import evaluate, evaluator_for, validation_batches
 from engine.evaluation.standalone import standalone_miou
 from engine.files import write_json
+from engine.latency.model import space_costs
+from engine.paths import METRICS_LOG
 from engine.stages.audit import audit_genotypes, fidelity, proxy_scores
 from engine.training.distributed import World, init_world
 from engine.training.pool import train_on_worker
 from engine.training.sampling import PathStep, Rule, passes_per_step, step_paths
 from engine.training.standalone import train_standalone
-from engine.training.supernet import load_supernets, train_supernet
+from engine.training.supernet import load_supernets, train_supernet, work_folder
 from engine.training.trainer import train
 from spaces import Genotype, Supernet, largest, smallest
-from spaces.costs import cost_tables
 from spaces.space import space_of
 
 
@@ -76,8 +77,7 @@ def train_all(config: ExperimentConfig, jobs: list[tuple[ExperimentConfig, Genot
     todo = [job for job in jobs if not (job[2] / "weights.pt").exists()]
     if not todo:
         return
-    space = config.space
-    costs = cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
+    costs = space_costs(config)
     tasks = [(budget.for_workers(), "audit.train", genotype.key, str(folder.absolute()), 0)
              for budget, genotype, folder in todo]
     cost = [float(costs.genotype_macs(genotype)) * budget.audit.train.steps for budget, genotype, _ in todo]
@@ -177,13 +177,16 @@ def variant_config(parser: argparse.ArgumentParser, config: ExperimentConfig, te
 
 def variant_scores(config: ExperimentConfig, genotypes: list[Genotype], world: World) -> tuple[list[float], dict]:
     """Inherited mIoU (BN recalibrated) of each genotype from the variant's supernet, trained here (resumable)."""
-    start = time.perf_counter()
     train_supernet(config, world)
-    minutes = (time.perf_counter() - start) / 60
     scores = proxy_scores(evaluator_for(config, load_supernets(config, world.device), world.device, cache=False),
                           genotypes)["inherited_miou"]
     return scores, {"supernet steps": config.supernet.steps, "path passes": supernet_passes(config),
-                    "minutes": round(minutes, 1)}
+                    "minutes": trained_minutes([work_folder(config, config.space.skeleton)])}
+
+
+def trained_minutes(folders: list[Path]) -> float:
+    """The trainings' minutes as their metrics.csv timed them when they trained (not this rerun's)."""
+    return round(sum(float(pd.read_csv(folder / METRICS_LOG).elapsed_s.iloc[-1]) for folder in folders) / 60, 1)
 
 
 EXPANSIONS = ("skip", 1, 3, 6)
@@ -198,8 +201,7 @@ def split_groups(skeleton: str) -> list[list[int]]:
 
 def costliest_layer(config: ExperimentConfig) -> int:
     """The layer whose candidates differ most in MACs on the largest path: the default layer to split."""
-    space, skeleton = config.space, config.space.skeleton
-    costs = cost_tables(space.skeletons, tuple(space.input_size), space.width, space.num_classes)
+    skeleton, costs = config.space.skeleton, space_costs(config)
     top, count = largest(skeleton), len(space_of(skeleton).candidates)
 
     def spread(layer: int) -> float:
@@ -232,7 +234,6 @@ def fewshot_scores(config: ExperimentConfig, layer: int, genotypes: list[Genotyp
     base = config.model_copy(update={"runs_dir": keep / "fewshot", "name": f"base-layer{layer}", "supernet":
                                      settings.model_copy(update={"steps": half,
                                                                  "warmup_steps": settings.warmup_steps // 2})})
-    start = time.perf_counter()
     train_supernet(base, world)
     weights = load_supernets(base, torch.device("cpu"))[skeleton].state_dict()
     groups = split_groups(skeleton)
@@ -240,7 +241,7 @@ def fewshot_scores(config: ExperimentConfig, layer: int, genotypes: list[Genotyp
     tune = settings.model_copy(update={"steps": share, "warmup_steps": 0, "lr": settings.lr / 2,
                                        "checkpoint_every": share})
     dataset = train_set(config.data, config.seed)
-    rule, scores = Rule(settings.sandwich_paths, settings.extremes_every), {}
+    rule, scores, folders = Rule(settings.sandwich_paths, settings.extremes_every), {}, [work_folder(base, skeleton)]
     for number, members in enumerate(groups):
         torch.manual_seed(config.seed + 1 + number)  # the training's own random draws (dropout), as build_supernet
         supernet = Supernet(skeleton, config.space.width, config.space.num_classes)
@@ -251,15 +252,14 @@ def fewshot_scores(config: ExperimentConfig, layer: int, genotypes: list[Genotyp
             return within(drawn, layer, members, random.Random(config.seed * 1_000_003 + number * 10_007 + step))
 
         batches = step_batches(dataset, settings.batch_size, config.seed + 1 + number, share)
-        train(supernet.to(world.device), batches, tune, keep / "fewshot" / f"layer{layer}-group{number}", world, paths,
-              section="supernet")
+        folders.append(keep / "fewshot" / f"layer{layer}-group{number}")
+        train(supernet.to(world.device), batches, tune, folders[-1], world, paths, section="supernet")
         chosen = [g for g in genotypes if g.choices[layer] in members]
         evaluator = evaluator_for(config, {skeleton: supernet.eval()}, world.device, cache=False)
         scores |= {g: evaluator.score(g)["miou"] for g in chosen}
-    minutes = (time.perf_counter() - start) / 60
     passes = supernet_passes(base) + len(groups) * share * passes_per_step(skeleton, settings.sampling, rule)
     return [scores[g] for g in genotypes], {"supernet steps": half + len(groups) * share, "path passes": passes,
-                                            "minutes": round(minutes, 1)}
+                                            "minutes": trained_minutes(folders)}
 
 
 def finetune_scores(config: ExperimentConfig, steps: int, lr_scale: float, genotypes: list[Genotype], keep: Path,
@@ -270,15 +270,13 @@ def finetune_scores(config: ExperimentConfig, steps: int, lr_scale: float, genot
     train = config.audit.train.model_copy(update={"steps": steps, "lr": config.audit.train.lr * lr_scale,
                                                   "warmup_steps": 0, "zero_init_residual": False,
                                                   "checkpoint_every": steps})
-    batches, scores, seconds = validation_batches(config), [], 0.0
-    for genotype in genotypes:
-        folder = keep / f"finetune{steps}" / genotype.key
+    batches, scores, folders = validation_batches(config), [], [keep / f"finetune{steps}" / g.key for g in genotypes]
+    for genotype, folder in zip(genotypes, folders):
         network = train_standalone(genotype, config.data, train, folder, world, config.space.width, config.seed,
                                    supernet, section="audit.train")
         scores.append(evaluate(network, batches, config.space.num_classes, world.device)["miou"])
-        seconds += float(pd.read_csv(folder / "metrics.csv").elapsed_s.iloc[-1])  # as timed when it trained
     return scores, {"supernet steps": config.supernet.steps,
-                    "path passes": supernet_passes(config) + steps * len(genotypes), "minutes": round(seconds / 60, 1)}
+                    "path passes": supernet_passes(config) + steps * len(genotypes), "minutes": trained_minutes(folders)}
 
 
 def proxies(parser: argparse.ArgumentParser, config: ExperimentConfig, args: argparse.Namespace) -> pd.DataFrame:
